@@ -1,0 +1,311 @@
+"""Job definitions: a YAML job file and command-line flags, checked as a whole.
+
+In: a job file path (or an input file path for an ad-hoc run) and a mapping of flag overrides.
+Out: a :class:`Job`, or a :class:`~pcxbatch.errors.ConfigError` listing every problem at once,
+each naming its key. Relative paths in a job file are taken from the job file's folder; paths
+given as flags are taken from the current directory.
+
+Credentials are never part of a job: they come from the environment or from a file the job
+names (``credentials_file``), so a job file can be shared and committed safely.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pcxbatch.errors import ConfigError
+from pcxbatch.model import SETTABLE_STATUSES, Action
+
+DEFAULT_BASE_URL = "https://prod-api.pcxpay.com/v1"
+DEFAULT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$"
+INPUT_SUFFIXES = (".csv", ".tsv", ".txt", ".xlsx", ".xlsm")
+
+#: Spellings accepted for ``action`` in a job or on the command line.
+ACTION_ALIASES: dict[str, Action] = {
+    "deactivate": Action.DEACTIVATE,
+    "deactivation": Action.DEACTIVATE,
+    "set_status": Action.SET_STATUS,
+    "status_change": Action.SET_STATUS,
+    "activate": Action.SET_STATUS,
+}
+
+#: Settings of the built-in sandbox a job may carry under ``sandbox:``.
+SANDBOX_KEYS: dict[str, type] = {
+    "users": int,
+    "seed": int,
+    "rate": float,
+    "burst": int,
+    "retry_after": bool,
+    "latency_ms": float,
+    "fail_rate": float,
+    "ghost_rate": float,
+    "drop_rate": float,
+    "deactivate_inactive": int,
+    "same_status": int,
+}
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything a run needs except credentials. Built only by :func:`load_job`."""
+
+    name: str
+    input: Path
+    sheet: str | int | None = None
+    action: Action | None = None
+    status: str | None = None
+    reason: str | None = None
+    updated_by: str | None = None
+    base_url: str = DEFAULT_BASE_URL
+    credentials_file: Path | None = None
+    report_dir: Path = Path("reports")
+    rate: float = 10.0
+    burst: int = 1
+    concurrency: int = 8
+    max_attempts: int = 8
+    id_pattern: str = DEFAULT_ID_PATTERN
+    max_rows: int | None = None
+    dry_run: bool = False
+    yes: bool = False
+    #: ``None``: a real API. A mapping (possibly empty): run against the built-in sandbox.
+    sandbox: Mapping[str, Any] | None = None
+    source: str = ""  # the job file, or "command line", for messages
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+
+_KEYS = {
+    "name",
+    "input",
+    "sheet",
+    "action",
+    "status",
+    "reason",
+    "updated_by",
+    "base_url",
+    "credentials_file",
+    "report_dir",
+    "rate",
+    "burst",
+    "concurrency",
+    "max_attempts",
+    "id_pattern",
+    "max_rows",
+    "dry_run",
+    "yes",
+    "sandbox",
+}
+
+
+def is_input_file(path: Path) -> bool:
+    """True when ``path`` names a spreadsheet (an ad-hoc run) rather than a job file."""
+    return path.suffix.lower() in INPUT_SUFFIXES
+
+
+def load_job(target: Path, overrides: Mapping[str, Any] | None = None) -> Job:
+    """Build a :class:`Job` from a job file or an input file, plus flag overrides.
+
+    ``target`` is a ``.yaml``/``.yml`` job file, or a spreadsheet for an ad-hoc run. ``overrides``
+    holds flag values (``None`` values are ignored); they win over the job file. Raises
+    :class:`ConfigError` with every problem found.
+    """
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if is_input_file(target):
+        data: dict[str, Any] = {"input": str(target), "name": _slug(target.stem)}
+        base_dir = Path.cwd()
+        source = "command line"
+    else:
+        data = _read_yaml(target)
+        base_dir = target.parent
+        source = str(target)
+        data.setdefault("name", _slug(target.stem))
+    problems = [f"{key}: unknown key" for key in data if key not in _KEYS]
+    for key in ("input", "report_dir", "credentials_file"):
+        # Paths in the job file are relative to the job file; flags to the current directory.
+        if key in data and isinstance(data[key], str | Path):
+            data[key] = base_dir / Path(data[key]).expanduser()
+    data.update(overrides)
+    job = _check(data, source, problems)
+    return job
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(path), ["the job file does not exist"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), [f"cannot read the job file: {exc}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" (line {where.line + 1}, column {where.column + 1})" if where else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(str(path), [f"not valid YAML{at}: {problem}"]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), ["a job file must be a mapping of keys to values"])
+    return {str(k): v for k, v in data.items()}
+
+
+def _check(data: Mapping[str, Any], source: str, problems: list[str]) -> Job:
+    """Turn raw values into a Job, collecting every problem before raising."""
+    values: dict[str, Any] = {}
+
+    def text(key: str, *, required: bool = False) -> str | None:
+        value = data.get(key)
+        if value is None:
+            if required:
+                problems.append(f"{key}: required")
+            return None
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            problems.append(f"{key}: must be text")
+            return None
+        result = str(value).strip()
+        if required and not result:
+            problems.append(f"{key}: must not be empty")
+        return result or None
+
+    def number(key: str, kind: type, low: float, high: float) -> Any:
+        value = data.get(key)
+        if value is None:
+            return None
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            converted = kind(value)
+            if kind is int and converted != float(value):
+                raise ValueError
+        except (TypeError, ValueError):
+            problems.append(f"{key}: must be a {'whole ' if kind is int else ''}number")
+            return None
+        if not (low <= converted <= high) or (kind is float and not math.isfinite(converted)):
+            problems.append(f"{key}: must be between {low:g} and {high:g}")
+            return None
+        return converted
+
+    def flag(key: str) -> bool | None:
+        value = data.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, bool):
+            problems.append(f"{key}: must be true or false")
+            return None
+        return value
+
+    name = text("name") or "job"
+    values["name"] = _slug(name)
+    input_path = data.get("input")
+    if input_path is None:
+        problems.append("input: required (the CSV or XLSX file of user IDs)")
+    else:
+        path = Path(input_path)
+        if path.suffix.lower() not in INPUT_SUFFIXES:
+            problems.append(
+                f"input: {path.name} is not a supported file (use {', '.join(INPUT_SUFFIXES)})"
+            )
+        values["input"] = path
+    sheet = data.get("sheet")
+    if sheet is not None:
+        if isinstance(sheet, bool) or not isinstance(sheet, str | int):
+            problems.append("sheet: must be a sheet name or a 0-based sheet number")
+        else:
+            values["sheet"] = sheet
+    action = text("action")
+    if action is not None:
+        key = action.lower().replace("-", "_").replace(" ", "_")
+        if key not in ACTION_ALIASES:
+            problems.append("action: must be one of deactivate, set_status")
+        else:
+            values["action"] = ACTION_ALIASES[key]
+    status = text("status")
+    if status is not None:
+        normal = status.lower().replace("-", "_").replace(" ", "_")
+        if normal in ("inactive", "deactivated"):
+            values.setdefault("action", Action.DEACTIVATE)
+            if values.get("action") is not Action.DEACTIVATE:
+                problems.append("status: 'inactive' is only reached with action deactivate")
+        elif normal not in SETTABLE_STATUSES:
+            allowed = ", ".join((*SETTABLE_STATUSES, "inactive"))
+            problems.append(f"status: {status!r} is not one of {allowed}")
+        else:
+            values["status"] = normal
+            if values.get("action") is Action.DEACTIVATE:
+                problems.append(f"status: {normal!r} contradicts action deactivate")
+    for key in ("reason", "updated_by"):
+        value = text(key)
+        if value is not None:
+            values[key] = value
+    base_url = text("base_url")
+    if base_url is not None:
+        if not re.match(r"^https?://[^/\s]+", base_url):
+            problems.append("base_url: must be an http(s) URL, e.g. " + DEFAULT_BASE_URL)
+        values["base_url"] = base_url.rstrip("/")
+    for key in ("credentials_file", "report_dir"):
+        if data.get(key) is not None:
+            values[key] = Path(data[key])
+    for key, kind, low, high in (
+        ("rate", float, 0.01, 10_000),
+        ("burst", int, 1, 10_000),
+        ("concurrency", int, 1, 512),
+        ("max_attempts", int, 1, 100),
+        ("max_rows", int, 1, 100_000_000),
+    ):
+        converted = number(key, kind, low, high)
+        if converted is not None:
+            values[key] = converted
+    pattern = text("id_pattern")
+    if pattern is not None:
+        try:
+            re.compile(pattern)
+            values["id_pattern"] = pattern
+        except re.error as exc:
+            problems.append(f"id_pattern: not a valid regular expression ({exc})")
+    for key in ("dry_run", "yes"):
+        value = flag(key)
+        if value is not None:
+            values[key] = value
+    sandbox = data.get("sandbox")
+    if sandbox is not None and sandbox is not False:
+        values["sandbox"] = _check_sandbox(sandbox, problems)
+    if problems:
+        raise ConfigError(source, problems)
+    return Job(source=source, raw=dict(data), **values)
+
+
+def _check_sandbox(value: Any, problems: list[str]) -> dict[str, Any]:
+    if value is True:
+        return {}
+    if not isinstance(value, dict):
+        problems.append("sandbox: must be true or a mapping of sandbox settings")
+        return {}
+    settings: dict[str, Any] = {}
+    for key, raw in value.items():
+        kind = SANDBOX_KEYS.get(str(key))
+        if kind is None:
+            known = ", ".join(SANDBOX_KEYS)
+            problems.append(f"sandbox.{key}: unknown key (known: {known})")
+            continue
+        try:
+            if isinstance(raw, bool) and kind is not bool:
+                raise ValueError
+            if kind is bool and not isinstance(raw, bool):
+                raise ValueError
+            settings[str(key)] = kind(raw)
+        except (TypeError, ValueError):
+            problems.append(f"sandbox.{key}: must be a {kind.__name__}")
+    return settings
+
+
+def _slug(name: str) -> str:
+    """A name safe for folder and lock-file names."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.")
+    return slug[:60] or "job"

@@ -1,0 +1,65 @@
+"""Exceptions that end a run, grouped by what the caller must do about them.
+
+Row problems are never exceptions: they are ``invalid``/``failed`` rows in the report. These are
+for what stops the whole run, and each maps to one exit code in ``cli``::
+
+    PcxbatchError
+    ├── UnusableError        exit 2: the job or the input cannot be used; nothing was sent
+    │   ├── ConfigError      the job file or flags (carries every problem at once)
+    │   └── InputError       the input file (unreadable, no user_id column, empty, ...)
+    ├── LockedError          exit 4: another run of the same job holds the lock
+    └── StoppedError         exit 3: the run stopped part-way and can be resumed
+        └── AuthError        401/403: every further row would fail the same way
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class PcxbatchError(Exception):
+    """Base of every error pcxbatch raises on purpose. ``str()`` is a message for a person."""
+
+    exit_code = 2
+
+
+class UnusableError(PcxbatchError):
+    """The job or the input cannot be used at all; nothing was sent."""
+
+    exit_code = 2
+
+
+class ConfigError(UnusableError):
+    """A job file or its flags are wrong. ``problems`` lists every one, each naming its key."""
+
+    def __init__(self, source: str, problems: Sequence[str]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{source}: {len(self.problems)} problem(s) in the job:\n{lines}")
+
+
+class InputError(UnusableError):
+    """The input file cannot be read or used (names the file and the problem)."""
+
+
+class LockedError(PcxbatchError):
+    """Another run of the same job is in progress."""
+
+    exit_code = 4
+
+
+class StoppedError(PcxbatchError):
+    """The run stopped before every row was tried; ``pcxbatch resume`` can finish it."""
+
+    exit_code = 3
+
+
+class AuthError(StoppedError):
+    """The API refused the credential (401) or its role (403)."""
+
+    def __init__(self, http_status: int, message: str, request_id: str | None = None) -> None:
+        self.http_status = http_status
+        self.request_id = request_id
+        what = "was refused (401)" if http_status == 401 else "is not allowed to do this (403)"
+        super().__init__(f"the API credential {what}: {message}")

@@ -1,0 +1,126 @@
+"""The package's own vocabulary, shared by every pipeline stage.
+
+Nothing here imports a third-party library: stages hand each other these types, so that pandas
+stays in ``read``, httpx and tenacity in ``client``, and so on.
+
+In: nothing. Out: enums for actions, statuses and row outcomes; the row records that flow
+``read -> validate -> plan -> execute -> report``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Action(StrEnum):
+    """What a row asks PCX to do: which endpoint it goes to."""
+
+    DEACTIVATE = "deactivate"  # PUT /users/{id}/deactivate
+    SET_STATUS = "set_status"  # PUT /users/{id}/activate ("admin status change")
+
+
+#: Statuses that ``PUT /users/{id}/activate`` accepts.
+SETTABLE_STATUSES: tuple[str, ...] = ("active", "pending_verification", "rejected", "not_verified")
+
+#: The status a user is assumed to end in after ``/deactivate``. PCX does not document it;
+#: ``inactive`` is the only value of the ``/users/list`` enum that fits (CONTRACT.md).
+DEACTIVATED_STATUS = "inactive"
+
+
+class Outcome(StrEnum):
+    """One word per row, used in the report, the summary and the progress line."""
+
+    APPLIED = "applied"
+    UNCHANGED = "unchanged"
+    FAILED = "failed"
+    INVALID = "invalid"
+    DUPLICATE = "duplicate"
+    NOT_ATTEMPTED = "not_attempted"
+    PLANNED = "planned"
+
+
+class CellNote(StrEnum):
+    """What ``read`` noticed about a cell's original form, for ``validate`` to judge."""
+
+    NUMBER = "number"  # stored as a number; turned back into its digits exactly
+    LOSSY_NUMBER = (
+        "lossy_number"  # stored as a number that may have lost digits (>15 digits, exponent)
+    )
+    FORMULA = "formula"  # a formula; its cached value was used, never evaluated
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRow:
+    """One data row as it stands in the input file.
+
+    ``row`` is the row number the spreadsheet shows (the header is row 1 when it is the first
+    line). ``values`` holds one text per column of the table, stripped, ``""`` when empty.
+    ``notes`` maps a column index to what ``read`` noticed about that cell.
+    """
+
+    row: int
+    values: tuple[str, ...]
+    notes: dict[int, CellNote] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RowDefaults:
+    """Job-level values a row falls back on when its own cell is empty."""
+
+    action: Action | None = None
+    status: str | None = None
+    reason: str | None = None
+    updated_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """A checked row: what will be sent for it, or why nothing will.
+
+    ``outcome`` is ``INVALID`` or ``DUPLICATE`` when ``validate`` has already decided the row's
+    fate, and ``None`` when the row is to be sent. ``target_status`` is the status the user should
+    end in (``inactive`` for a deactivation).
+    """
+
+    row: int
+    user_id: str
+    action: Action | None
+    target_status: str | None
+    reason: str | None
+    updated_by: str | None
+    outcome: Outcome | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RowResult:
+    """What happened to one row when it was sent (or why it was not)."""
+
+    row: int
+    outcome: Outcome
+    http_status: int | None = None
+    attempts: int = 0
+    message: str = ""
+    request_id: str | None = None
+    throttled: int = 0  # attempts answered 429
+
+
+@dataclass(frozen=True, slots=True)
+class ReportLine:
+    """One line of ``results.csv``/``results.xlsx``: a row's result beside its input cells.
+
+    ``values`` are the input's own cells, one per input column, in the input's column order.
+    Fields that do not apply are ``""`` (texts) or ``None`` (numbers).
+    """
+
+    row: int
+    user_id: str
+    action: str
+    target_status: str
+    outcome: Outcome
+    http_status: int | None
+    attempts: int
+    message: str
+    request_id: str
+    values: tuple[str, ...]

@@ -1,0 +1,103 @@
+"""Job files and flags: every problem reported at once, each with its key."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from pcxbatch.config import DEFAULT_BASE_URL, load_job
+from pcxbatch.errors import ConfigError
+from pcxbatch.model import Action
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "job.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_job_file_paths_are_relative_to_the_job_file(tmp_path: Path) -> None:
+    (tmp_path / "jobs").mkdir()
+    job_file = tmp_path / "jobs" / "deact.yaml"
+    job_file.write_text(
+        "input: ../in/list.csv\naction: deactivate\nupdated_by: ops\nreport_dir: ../out\n"
+    )
+    job = load_job(job_file)
+    assert job.name == "deact"
+    assert job.input == tmp_path / "jobs" / ".." / "in" / "list.csv"
+    assert job.report_dir == tmp_path / "jobs" / ".." / "out"
+    assert job.action is Action.DEACTIVATE
+    assert job.base_url == DEFAULT_BASE_URL
+
+
+def test_every_problem_is_reported_at_once_with_its_key(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "action: obliterate\nstatus: gone\nrate: -3\nconcurrency: 2.5\n"
+        "id_pattern: '(['\nbase_url: ftp://x\nwhatever: 1\n",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_job(path)
+    problems = "\n".join(caught.value.problems)
+    for key in (
+        "whatever:",
+        "input:",
+        "action:",
+        "status:",
+        "rate:",
+        "concurrency:",
+        "id_pattern:",
+        "base_url:",
+    ):
+        assert key in problems
+    assert str(path) in str(caught.value)
+
+
+def test_flags_override_the_job_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "input: a.csv\nrate: 5\nstatus: active\n")
+    job = load_job(path, {"rate": 50.0, "status": "rejected", "dry_run": True, "reason": None})
+    assert job.rate == 50.0
+    assert job.status == "rejected"
+    assert job.dry_run is True
+
+
+def test_an_input_file_alone_is_an_ad_hoc_job(tmp_path: Path) -> None:
+    job = load_job(tmp_path / "Sanctions hits.xlsx", {"action": "deactivate"})
+    assert job.input == tmp_path / "Sanctions hits.xlsx"
+    assert job.name == "Sanctions-hits"
+    assert job.source == "command line"
+
+
+def test_status_inactive_means_deactivate_and_contradictions_are_refused(tmp_path: Path) -> None:
+    job = load_job(write(tmp_path, "input: a.csv\nstatus: Inactive\n"))
+    assert job.action is Action.DEACTIVATE
+    assert job.status is None
+    with pytest.raises(ConfigError, match="contradicts"):
+        load_job(write(tmp_path, "input: a.csv\naction: deactivate\nstatus: active\n"))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("input: [unclosed\n", "not valid YAML (line 2, column 1)"),
+        ("- a\n- b\n", "must be a mapping"),
+    ],
+)
+def test_broken_yaml_is_one_clear_problem(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        load_job(write(tmp_path, text))
+
+
+def test_missing_job_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_job(tmp_path / "nope.yaml")
+
+
+def test_sandbox_settings_are_checked(tmp_path: Path) -> None:
+    job = load_job(write(tmp_path, "input: a.csv\nsandbox: {users: 50, fail_rate: 0.1}\n"))
+    assert job.sandbox == {"users": 50, "fail_rate": 0.1}
+    with pytest.raises(ConfigError, match=r"sandbox\.colour: unknown key"):
+        load_job(write(tmp_path, "input: a.csv\nsandbox: {colour: red}\n"))
+    assert load_job(write(tmp_path, "input: a.csv\nsandbox: true\n")).sandbox == {}
