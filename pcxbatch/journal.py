@@ -1,0 +1,248 @@
+"""The run's durable record: every row, what was intended for it, and what came of it.
+
+In: checked rows (:class:`~pcxbatch.model.Item` with the input's own cells), intents and
+results as the run goes. Out: the pending rows to send, the report's lines in input order, the
+counts per outcome; enough to rebuild the report or resume the run after any crash.
+
+Why SQLite: it is in the standard library, a single file inside the run folder, and in WAL mode
+with ``synchronous=FULL`` a committed transaction survives a power cut or a ``SIGKILL``. Rows can
+be streamed in and out in input order without holding the file in memory. An intent (the row is
+about to be sent) is committed before its request leaves; its outcome is committed right after
+the answer. A row with an intent and no outcome was perhaps applied: resume sends it again (the
+PUTs are idempotent) and treats a 409 as the echo of that earlier attempt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pcxbatch.model import Action, Item, Outcome, ReportLine, RowResult
+
+JOURNAL_NAME = "journal.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS rows (
+    row INTEGER PRIMARY KEY,        -- the spreadsheet's row number
+    user_id TEXT NOT NULL,
+    action TEXT,
+    target_status TEXT,
+    reason TEXT,
+    updated_by TEXT,
+    input_values TEXT NOT NULL,     -- JSON list of the input's own cells
+    outcome TEXT,                   -- NULL while the row is still to be sent
+    sent INTEGER NOT NULL DEFAULT 0,-- 1 once an intent was recorded for it
+    http_status INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    throttled INTEGER NOT NULL DEFAULT 0,
+    message TEXT NOT NULL DEFAULT '',
+    request_id TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS rows_pending ON rows(row) WHERE outcome IS NULL;
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRow:
+    """A row still to be sent. ``resent`` is True when an earlier run sent it without an answer."""
+
+    row: int
+    user_id: str
+    action: Action
+    target_status: str
+    reason: str | None
+    updated_by: str | None
+    resent: bool
+
+
+class Journal:
+    """One run's SQLite journal. Not thread-safe: use it from the thread that opened it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        fresh = not path.exists()
+        if fresh:
+            # Owner-only from the first byte: the journal holds the input's cells.
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600))
+        self._db = sqlite3.connect(path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    # -- set-up -----------------------------------------------------------------------------
+
+    def set_meta(self, **values: Any) -> None:
+        """Store JSON-serialisable facts about the run (job, input hash, columns, ...)."""
+        with self._tx():
+            self._db.executemany(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                [(k, json.dumps(v)) for k, v in values.items()],
+            )
+
+    def meta(self) -> dict[str, Any]:
+        """Everything stored with :meth:`set_meta`."""
+        return {k: json.loads(v) for k, v in self._db.execute("SELECT key, value FROM meta")}
+
+    def add_items(
+        self, items: Iterable[tuple[Item, Sequence[str]]], *, planned: bool = False
+    ) -> None:
+        """Record every checked row with the input's own cells, in batches.
+
+        Rows that ``validate`` already decided (invalid, duplicate) keep that outcome; the rest
+        are left pending, or marked ``planned`` for a dry run.
+        """
+        batch: list[tuple[Any, ...]] = []
+        for item, values in items:
+            outcome = item.outcome or (Outcome.PLANNED if planned else None)
+            batch.append(
+                (
+                    item.row,
+                    item.user_id,
+                    item.action.value if item.action else None,
+                    item.target_status,
+                    item.reason,
+                    item.updated_by,
+                    json.dumps(list(values), ensure_ascii=False),
+                    outcome.value if outcome else None,
+                    item.message,
+                )
+            )
+            if len(batch) >= 5000:
+                self._insert(batch)
+                batch = []
+        if batch:
+            self._insert(batch)
+
+    def _insert(self, batch: list[tuple[Any, ...]]) -> None:
+        with self._tx():
+            self._db.executemany(
+                "INSERT INTO rows(row, user_id, action, target_status, reason, updated_by,"
+                " input_values, outcome, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                batch,
+            )
+
+    # -- the run ----------------------------------------------------------------------------
+
+    def pending(self, after_row: int = 0, limit: int = 500) -> list[PendingRow]:
+        """The next rows still to be sent, in input order, after ``after_row``."""
+        cursor = self._db.execute(
+            "SELECT row, user_id, action, target_status, reason, updated_by, sent FROM rows"
+            " WHERE outcome IS NULL AND row > ? ORDER BY row LIMIT ?",
+            (after_row, limit),
+        )
+        return [PendingRow(r[0], r[1], Action(r[2]), r[3], r[4], r[5], bool(r[6])) for r in cursor]
+
+    def commit(
+        self,
+        intents: Sequence[int],
+        results: Sequence[RowResult],
+        released: Sequence[int] = (),
+    ) -> None:
+        """Durably record outcomes that came back and intents for rows about to be sent.
+
+        ``released`` rows were sent but certainly not applied (the credential was refused): they
+        go back to plain pending, so a resume does not treat them as possibly applied.
+        """
+        if not intents and not results and not released:
+            return
+        with self._tx():
+            if released:
+                self._db.executemany(
+                    "UPDATE rows SET sent = 0 WHERE row = ?", [(row,) for row in released]
+                )
+            if results:
+                self._db.executemany(
+                    "UPDATE rows SET outcome = ?, http_status = ?, attempts = attempts + ?,"
+                    " throttled = throttled + ?, message = ?, request_id = ? WHERE row = ?",
+                    [
+                        (
+                            r.outcome.value,
+                            r.http_status,
+                            r.attempts,
+                            r.throttled,
+                            r.message,
+                            r.request_id or "",
+                            r.row,
+                        )
+                        for r in results
+                    ],
+                )
+            if intents:
+                self._db.executemany(
+                    "UPDATE rows SET sent = 1 WHERE row = ?", [(row,) for row in intents]
+                )
+
+    # -- reading back -----------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        """Rows per outcome; rows with no outcome yet count as ``not_attempted``."""
+        counts = {o.value: 0 for o in Outcome}
+        for outcome, n in self._db.execute(
+            "SELECT COALESCE(outcome, ?), COUNT(*) FROM rows GROUP BY 1",
+            (Outcome.NOT_ATTEMPTED.value,),
+        ):
+            counts[outcome] = n
+        return counts
+
+    def totals(self) -> dict[str, int]:
+        """Rows, attempts beyond the first (retries) and 429 answers over the whole run."""
+        rows, retries, throttled = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(MAX(attempts - 1, 0)), 0),"
+            " COALESCE(SUM(throttled), 0) FROM rows"
+        ).fetchone()
+        return {"rows": rows, "retries": retries, "throttled": throttled}
+
+    def lines(self) -> Iterator[ReportLine]:
+        """The report's lines in input order, streamed."""
+        cursor = self._db.execute(
+            "SELECT row, user_id, action, target_status, outcome, http_status, attempts,"
+            " message, request_id, input_values, sent FROM rows ORDER BY row"
+        )
+        for r in cursor:
+            outcome = Outcome(r[4]) if r[4] else Outcome.NOT_ATTEMPTED
+            message = r[7]
+            if r[4] is None:
+                message = (
+                    "sent, but the run stopped before the answer was recorded;"
+                    " resume sends it again"
+                    if r[10]
+                    else "the run stopped before this row was sent; resume sends it"
+                )
+            yield ReportLine(
+                row=r[0],
+                user_id=r[1],
+                action=r[2] or "",
+                target_status=r[3] or "",
+                outcome=outcome,
+                http_status=r[5],
+                attempts=r[6],
+                message=message,
+                request_id=r[8],
+                values=tuple(json.loads(r[9])),
+            )
+
+    def close(self) -> None:
+        """Close the database (everything committed is already durable)."""
+        self._db.close()
+
+    def _tx(self) -> _Transaction:
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back if the block raises."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
