@@ -1,0 +1,460 @@
+"""Check rows: find the known columns, then turn each source row into exactly one ``Item``.
+
+In: a table's column names (for :func:`resolve_columns`), then its ``SourceRow`` stream, the
+resolved :class:`Columns`, the job's :class:`~pcxbatch.model.RowDefaults` and the user-ID pattern
+(for :func:`check_rows`). Out: one :class:`~pcxbatch.model.Item` per row, same order, same row
+number. A usable row has ``outcome=None``; an unusable one ``Outcome.INVALID``, and a repeated
+user ``Outcome.DUPLICATE``, each with a message naming the row and the column as a person reads
+them (``row 7, column 'User ID': empty``). Only a table that cannot be used at all (no user-ID
+column, two columns for one field) raises ``InputError``. No third-party imports.
+
+How a row's action is decided: the row's ``action`` cell; else its status cell (``inactive``,
+``deactivated`` or ``deactivate`` mean a deactivation, any settable status a status change);
+else the job's action; else the job's status. When the job names an action and a row's status
+says the other one, the row is invalid rather than quietly doing something the job did not ask.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from pcxbatch.errors import InputError
+from pcxbatch.model import (
+    DEACTIVATED_STATUS,
+    SETTABLE_STATUSES,
+    Action,
+    CellNote,
+    Item,
+    Outcome,
+    RowDefaults,
+    SourceRow,
+)
+
+__all__ = [
+    "DEFAULT_ID_PATTERN",
+    "MAX_REASON_LENGTH",
+    "MAX_UPDATED_BY_LENGTH",
+    "Columns",
+    "check_rows",
+    "check_user_id",
+    "compile_id_pattern",
+    "resolve_columns",
+]
+
+#: What a PCX user ID looks like unless the job says otherwise (matched against the whole ID).
+DEFAULT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$"
+MAX_REASON_LENGTH = 1000
+MAX_UPDATED_BY_LENGTH = 256
+
+# Header aliases, compared after _normalise (case, spaces, "_", "-" and "." ignored).
+_FIELD_ALIASES: dict[str, tuple[str, ...]] = {
+    "user_id": ("user_id", "userid", "user", "id", "uid", "pcx_user_id"),
+    "action": ("action",),
+    "status": ("status", "target_status", "new_status"),
+    "reason": ("reason", "status_reason", "deactivation_reason"),
+    "updated_by": ("updated_by", "changed_by"),
+}
+_FIELD_LABELS = {
+    "user_id": "user ID",
+    "action": "action",
+    "status": "status",
+    "reason": "reason",
+    "updated_by": "updated_by",
+}
+_NORMALISE = str.maketrans("", "", " _-.\t")
+_STATUS_WORDS: dict[str, str] = {
+    **{status.translate(_NORMALISE): status for status in SETTABLE_STATUSES},
+    "inactive": DEACTIVATED_STATUS,
+    "deactivated": DEACTIVATED_STATUS,
+    "deactivate": DEACTIVATED_STATUS,
+}
+_ACTION_WORDS: dict[str, Action] = {
+    "deactivate": Action.DEACTIVATE,
+    "deactivation": Action.DEACTIVATE,
+    "setstatus": Action.SET_STATUS,
+    "statuschange": Action.SET_STATUS,
+    "changestatus": Action.SET_STATUS,
+    "activate": Action.SET_STATUS,
+}
+_ALLOWED_STATUSES = ", ".join(SETTABLE_STATUSES) + f" or {DEACTIVATED_STATUS} (to deactivate)"
+_ALLOWED_ACTIONS = f"{Action.DEACTIVATE.value} or {Action.SET_STATUS.value}"
+
+# read.py names a repeated header "Name (2)"; such a column still counts for its field, so that
+# two "User ID" columns are reported as ambiguous instead of one being silently ignored.
+_REPEAT_SUFFIX = re.compile(r"\s\(\d+\)$")
+_FORBIDDEN_ASCII = re.compile(r"[/%\s\x00-\x1f\x7f]|\.\.")
+# How Excel shows a big number in a General cell, e.g. 1.23457E+14 (or 1,23457E+14).
+_SCIENTIFIC = re.compile(r"^[+-]?\d+(?:[.,]\d*)?[eE][+-]\d+$")
+_DECIMAL_INTEGER = re.compile(r"^\d+[.,]0+$")
+
+_CACHE_LIMIT = 10_000
+_FIX_NUMBER = "format the column as text in the source file and export it again"
+# Instruction codes for duplicate detection: one small int per user ID keeps 1M rows cheap.
+_UNUSABLE = 7
+_INSTRUCTION_CODES: dict[tuple[Action, str], int] = {
+    (Action.DEACTIVATE, DEACTIVATED_STATUS): 0,
+    **{(Action.SET_STATUS, s): i for i, s in enumerate(SETTABLE_STATUSES, start=1)},
+}
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Where each known field is in the table (an index into its columns), ``None`` if absent.
+
+    ``names`` are the table's column names, used in messages.
+    """
+
+    user_id: int
+    action: int | None
+    status: int | None
+    reason: int | None
+    updated_by: int | None
+    names: tuple[str, ...]
+
+
+def _normalise(text: str) -> str:
+    return text.casefold().translate(_NORMALISE)
+
+
+_ALIAS_TO_FIELD: dict[str, str] = {
+    _normalise(alias): field for field, aliases in _FIELD_ALIASES.items() for alias in aliases
+}
+
+
+def resolve_columns(columns: Sequence[str], source: str) -> Columns:
+    """Find the known fields among ``columns`` (header names); ``source`` names the input file.
+
+    Raises ``InputError`` when there is no user-ID column or when two columns claim one field.
+    """
+    found: dict[str, int] = {}
+    for index, name in enumerate(columns):
+        field = _ALIAS_TO_FIELD.get(_normalise(_REPEAT_SUFFIX.sub("", name)))
+        if field is None:
+            continue
+        if field in found:
+            first = columns[found[field]]
+            raise InputError(
+                f"{source}: columns '{first}' and '{name}' both look like the "
+                f"{_FIELD_LABELS[field]} column; rename or remove one of them"
+            )
+        found[field] = index
+    if "user_id" not in found:
+        listed = ", ".join(f"'{name}'" for name in columns) or "none"
+        raise InputError(
+            f"{source}: no user ID column; the columns are {listed}. "
+            "Name the user ID column 'user_id' (also accepted: User ID, userId, user, id, uid)"
+        )
+    return Columns(
+        user_id=found["user_id"],
+        action=found.get("action"),
+        status=found.get("status"),
+        reason=found.get("reason"),
+        updated_by=found.get("updated_by"),
+        names=tuple(columns),
+    )
+
+
+def compile_id_pattern(pattern: str) -> re.Pattern[str]:
+    """Compile a user-ID pattern (matched against the whole ID); ``ValueError`` if it is bad."""
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(
+            f"the user ID pattern {pattern!r} is not a valid regular expression: {exc}"
+        ) from exc
+
+
+def check_user_id(user_id: str, pattern: re.Pattern[str]) -> str | None:
+    """``None`` when ``user_id`` is safe to put in a URL path and matches ``pattern``; otherwise
+    why not, as words that follow the ID in a sentence ("contains '/'").
+
+    ``/``, ``..``, ``%``, whitespace and control or invisible characters are refused whatever
+    the pattern says, so even a permissive pattern cannot let a path change through.
+    """
+    if not user_id:
+        return "is empty"
+    if user_id.isascii() and not _FORBIDDEN_ASCII.search(user_id):
+        if pattern.fullmatch(user_id):
+            return None
+        return f"does not match the user ID pattern {pattern.pattern}"
+    for char in user_id:
+        if char == "/":
+            return "contains '/'"
+        if char == "%":
+            return "contains '%'"
+        if char.isspace():
+            return f"contains whitespace ({_codepoint(char)})"
+        category = unicodedata.category(char)
+        if category == "Cc":
+            return f"contains a control character ({_codepoint(char)})"
+        if category in ("Cf", "Zl", "Zp", "Co", "Cs", "Cn"):
+            return f"contains an invisible or unassigned character ({_codepoint(char)})"
+    if ".." in user_id:
+        return "contains '..'"
+    if pattern.fullmatch(user_id):
+        return None
+    return f"does not match the user ID pattern {pattern.pattern}"
+
+
+def _codepoint(char: str) -> str:
+    return f"U+{ord(char):04X}"
+
+
+def _show(text: str) -> str:
+    shown = repr(text)
+    return shown if len(shown) <= 80 else shown[:76] + "...'"
+
+
+class _RowChecker:
+    """Everything about one ``check_rows`` call that does not change from row to row."""
+
+    def __init__(self, columns: Columns, defaults: RowDefaults, pattern: re.Pattern[str]) -> None:
+        self.columns = columns
+        self.pattern = pattern
+        self.defaults = defaults
+        names = columns.names
+        self.label = {i: f"column '{name}'" for i, name in enumerate(names)}
+        self.status_label = self._label(columns.status)
+        self.action_label = self._label(columns.action)
+        # Status and action cells repeat a handful of spellings: remember what each one meant.
+        self.statuses: dict[str, str | None] = {}
+        self.actions: dict[str, Action | None] = {}
+        self.default_status: str | None = None
+        self.default_status_problem: str | None = None
+        if defaults.status:
+            self.default_status = _STATUS_WORDS.get(_normalise(defaults.status))
+            if self.default_status is None:
+                self.default_status_problem = (
+                    f"the job's status {defaults.status!r} is not one of {_ALLOWED_STATUSES}"
+                )
+
+    def _label(self, index: int | None) -> str:
+        return "" if index is None else self.label[index]
+
+    def user_id_problem(self, row: SourceRow) -> str | None:
+        index = self.columns.user_id
+        user_id = row.values[index]
+        note = row.notes.get(index) if row.notes else None
+        where = self.label[index]
+        if note is CellNote.FORMULA:
+            return f"{where}: a formula, not a value (paste the values in its place)"
+        if note is CellNote.LOSSY_NUMBER:
+            return (
+                f"{where}: {user_id} was stored as a number with more than 15 digits, so "
+                f"the spreadsheet has lost some of its digits; {_FIX_NUMBER}"
+            )
+        why = check_user_id(user_id, self.pattern)
+        if why is None:
+            return None
+        if not user_id:
+            return f"{where}: empty"
+        if _SCIENTIFIC.match(user_id):
+            return (
+                f"{where}: {_show(user_id)} is a number in scientific notation: a spreadsheet "
+                f"turned the ID into a number and its digits are lost; {_FIX_NUMBER}"
+            )
+        if note is CellNote.NUMBER:
+            return f"{where}: {_show(user_id)} was stored as a number and {why}; {_FIX_NUMBER}"
+        if _DECIMAL_INTEGER.match(user_id):
+            return (
+                f"{where}: {_show(user_id)} looks like a number written with a decimal part "
+                f"(the ID was a number somewhere on the way) and {why}; {_FIX_NUMBER}"
+            )
+        return f"{where}: {_show(user_id)} {why}"
+
+    def check(self, row: SourceRow) -> tuple[Item, list[str]]:
+        """Resolve the row's instruction (all but the user ID) and list what is wrong with it."""
+        problems: list[str] = []
+        columns, defaults, values = self.columns, self.defaults, row.values
+        notes = row.notes
+        action_text = values[columns.action] if columns.action is not None else ""
+        status_text = values[columns.status] if columns.status is not None else ""
+
+        # A formula cell is refused even when it is empty (never calculated), rather than
+        # quietly falling back on the job's defaults.
+        row_status: str | None = None
+        if notes and columns.status is not None and notes.get(columns.status) is CellNote.FORMULA:
+            problems.append(f"{self.status_label}: a formula, not a value")
+        elif status_text:
+            if status_text in self.statuses:
+                row_status = self.statuses[status_text]
+            else:
+                row_status = _STATUS_WORDS.get(_normalise(status_text))
+                if len(self.statuses) < _CACHE_LIMIT:
+                    self.statuses[status_text] = row_status
+            if row_status is None:
+                problems.append(
+                    f"{self.status_label}: unknown status {_show(status_text)} "
+                    f"(use {_ALLOWED_STATUSES})"
+                )
+        action: Action | None = None
+        if notes and columns.action is not None and notes.get(columns.action) is CellNote.FORMULA:
+            problems.append(f"{self.action_label}: a formula, not a value")
+        elif action_text:
+            if action_text in self.actions:
+                action = self.actions[action_text]
+            else:
+                action = _ACTION_WORDS.get(_normalise(action_text))
+                if len(self.actions) < _CACHE_LIMIT:
+                    self.actions[action_text] = action
+            if action is None:
+                problems.append(
+                    f"{self.action_label}: unknown action {_show(action_text)} "
+                    f"(use {_ALLOWED_ACTIONS})"
+                )
+        # Without a readable action and status, further complaints would only be noise.
+        decidable = not problems
+
+        reason = defaults.reason
+        if columns.reason is not None and values[columns.reason]:
+            reason = values[columns.reason]
+            if len(reason) > MAX_REASON_LENGTH:
+                problems.append(
+                    f"{self.label[columns.reason]}: too long ({len(reason)} characters; "
+                    f"at most {MAX_REASON_LENGTH})"
+                )
+        updated_by = defaults.updated_by
+        if columns.updated_by is not None and values[columns.updated_by]:
+            updated_by = values[columns.updated_by]
+            if len(updated_by) > MAX_UPDATED_BY_LENGTH:
+                problems.append(
+                    f"{self.label[columns.updated_by]}: too long ({len(updated_by)} characters; "
+                    f"at most {MAX_UPDATED_BY_LENGTH})"
+                )
+
+        target: str | None = None
+        if decidable:
+            action = self._decide_action(action, row_status, problems)
+            if action is Action.DEACTIVATE:
+                target = DEACTIVATED_STATUS
+                if row_status is not None and row_status != DEACTIVATED_STATUS:
+                    problems.append(
+                        f"{self.status_label}: {_show(status_text)} contradicts the "
+                        f"action deactivate (a deactivated user ends {DEACTIVATED_STATUS!r})"
+                    )
+                if not updated_by:
+                    problems.append(
+                        "a deactivation needs updated_by: add an 'updated_by' column "
+                        "or set updated_by in the job"
+                    )
+            elif action is Action.SET_STATUS:
+                target = row_status or self.default_status
+                if target is None:
+                    problems.append(
+                        self.default_status_problem
+                        or "a status change needs a status: add a 'status' column or set "
+                        f"status in the job (one of {', '.join(SETTABLE_STATUSES)})"
+                    )
+                elif target == DEACTIVATED_STATUS:
+                    where = (
+                        f"{self.status_label}: {_show(status_text)}"
+                        if row_status is not None and columns.status is not None
+                        else f"the job's status {defaults.status!r}"
+                    )
+                    problems.append(
+                        f"{where} cannot be set by a status change; "
+                        "use the action deactivate instead"
+                    )
+        item = Item(row.row, values[columns.user_id], action, target, reason, updated_by)
+        return item, problems
+
+    def _decide_action(
+        self, action: Action | None, row_status: str | None, problems: list[str]
+    ) -> Action | None:
+        if action is not None:
+            return action
+        job_action = self.defaults.action
+        if row_status is not None:
+            implied = Action.DEACTIVATE if row_status == DEACTIVATED_STATUS else Action.SET_STATUS
+            if job_action is not None and job_action is not implied:
+                problems.append(
+                    f"{self.status_label}: status {row_status!r} contradicts "
+                    f"the job's action {job_action.value}; leave the cell empty or add an "
+                    "'action' column"
+                )
+            return implied
+        if job_action is not None:
+            return job_action
+        if self.default_status is not None:
+            if self.default_status == DEACTIVATED_STATUS:
+                return Action.DEACTIVATE
+            return Action.SET_STATUS
+        problems.append(
+            self.default_status_problem
+            or "no action: add an 'action' or 'status' column, or set action in the job"
+        )
+        return None
+
+
+def _message(row: int, problems: list[str]) -> str:
+    first, *rest = problems
+    text = f"row {row}, {first}" if first.startswith("column ") else f"row {row}: {first}"
+    return "; ".join([text, *rest])
+
+
+def _describe(code: int) -> str:
+    for (action, status), known in _INSTRUCTION_CODES.items():
+        if known == code:
+            return action.value if action is Action.DEACTIVATE else f"status {status}"
+    return "?"
+
+
+def check_rows(
+    rows: Iterable[SourceRow],
+    columns: Columns,
+    defaults: RowDefaults,
+    *,
+    id_pattern: str = DEFAULT_ID_PATTERN,
+) -> Iterator[Item]:
+    """One ``Item`` per row, lazily and in order (see the module docstring for the rules).
+
+    The first row with a usable user ID is the one acted on; a later row with the same ID is a
+    ``DUPLICATE`` naming that first row. Raises ``ValueError`` if ``id_pattern`` is not a valid
+    regular expression.
+    """
+    checker = _RowChecker(columns, defaults, compile_id_pattern(id_pattern))
+    first_rows: dict[str, int] = {}  # user ID -> row number << 3 | instruction code
+    for row in rows:
+        id_problem = checker.user_id_problem(row)
+        item, problems = checker.check(row)
+        if id_problem is not None:
+            yield _replace(item, Outcome.INVALID, _message(row.row, [id_problem, *problems]))
+            continue
+        code = _UNUSABLE
+        if not problems and item.action is not None and item.target_status is not None:
+            code = _INSTRUCTION_CODES.get((item.action, item.target_status), _UNUSABLE)
+        earlier = first_rows.get(item.user_id)
+        if earlier is None:
+            first_rows[item.user_id] = row.row << 3 | code
+            if problems:
+                item = _replace(item, Outcome.INVALID, _message(row.row, problems))
+            yield item
+            continue
+        first_row, first_code = earlier >> 3, earlier & 7
+        message = f"same user as row {first_row}"
+        if first_code == _UNUSABLE:
+            message += f" (row {first_row} is invalid: fix it there)"
+        elif code != _UNUSABLE and code != first_code:
+            message += (
+                f", which asks for {_describe(first_code)} where this row asks for "
+                f"{_describe(code)}; only row {first_row} is acted on"
+            )
+        if problems:
+            message += f"; this row is also invalid: {'; '.join(problems)}"
+        yield _replace(item, Outcome.DUPLICATE, message)
+
+
+def _replace(item: Item, outcome: Outcome, message: str) -> Item:
+    return Item(
+        row=item.row,
+        user_id=item.user_id,
+        action=item.action,
+        target_status=item.target_status,
+        reason=item.reason,
+        updated_by=item.updated_by,
+        outcome=outcome,
+        message=message,
+    )

@@ -1,0 +1,450 @@
+"""validate: which column is which, and what each row becomes (or why it cannot be used)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pcxbatch.errors import InputError
+from pcxbatch.model import Action, CellNote, Item, Outcome, RowDefaults, SourceRow
+from pcxbatch.validate import (
+    DEFAULT_ID_PATTERN,
+    Columns,
+    check_rows,
+    check_user_id,
+    compile_id_pattern,
+    resolve_columns,
+)
+
+HEADER = ("User ID", "Action", "Status", "Reason", "Updated By")
+COLUMNS = resolve_columns(HEADER, "users.csv")
+PATTERN = re.compile(DEFAULT_ID_PATTERN)
+BY_OPS = RowDefaults(updated_by="ops@example.com")
+
+
+def row(
+    number: int,
+    user_id: str,
+    action: str = "",
+    status: str = "",
+    reason: str = "",
+    updated_by: str = "",
+    notes: dict[int, CellNote] | None = None,
+) -> SourceRow:
+    return SourceRow(number, (user_id, action, status, reason, updated_by), notes or {})
+
+
+def check(
+    *rows: SourceRow,
+    defaults: RowDefaults = BY_OPS,
+    columns: Columns = COLUMNS,
+    id_pattern: str = DEFAULT_ID_PATTERN,
+) -> list[Item]:
+    return list(check_rows(rows, columns, defaults, id_pattern=id_pattern))
+
+
+def one(source: SourceRow, defaults: RowDefaults = BY_OPS) -> Item:
+    (item,) = check(source, defaults=defaults)
+    return item
+
+
+# --- columns -----------------------------------------------------------------------------------
+
+
+def test_resolve_columns_finds_every_field() -> None:
+    expected = Columns(user_id=0, action=1, status=2, reason=3, updated_by=4, names=HEADER)
+    assert resolve_columns(HEADER, "users.csv") == expected
+
+
+@pytest.mark.parametrize(
+    "name", ["user_id", "User ID", "userId", "USERID", "user-id", " user ", "id", "UID", "User_Id"]
+)
+def test_user_id_aliases(name: str) -> None:
+    assert resolve_columns(["note", name], "f.csv").user_id == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "field"),
+    [
+        ("Status", "status"),
+        ("target_status", "status"),
+        ("New Status", "status"),
+        ("target-status", "status"),
+        ("Reason", "reason"),
+        ("Updated By", "updated_by"),
+        ("updatedBy", "updated_by"),
+        ("updated_by", "updated_by"),
+        ("ACTION", "action"),
+    ],
+)
+def test_other_field_aliases(name: str, field: str) -> None:
+    columns = resolve_columns(["user_id", name], "f.csv")
+    assert getattr(columns, field) == 1
+
+
+def test_unknown_columns_are_kept_but_unused() -> None:
+    columns = resolve_columns(["Email", "user_id", "Notes"], "f.csv")
+    assert (columns.user_id, columns.status, columns.reason) == (1, None, None)
+    assert columns.names == ("Email", "user_id", "Notes")
+
+
+def test_missing_user_id_column_lists_the_columns_found() -> None:
+    with pytest.raises(InputError) as caught:
+        resolve_columns(["Email", "Status"], "users.xlsx")
+    message = str(caught.value)
+    assert message.startswith("users.xlsx: no user ID column")
+    assert "'Email', 'Status'" in message
+
+
+def test_two_columns_for_one_field_are_named() -> None:
+    with pytest.raises(InputError, match=r"f\.csv: columns 'Status' and 'new_status' both"):
+        resolve_columns(["user_id", "Status", "new_status"], "f.csv")
+
+
+def test_a_repeated_user_id_header_is_ambiguous() -> None:
+    # read names the second of two identical headers "User ID (2)".
+    with pytest.raises(InputError, match=r"'User ID' and 'User ID \(2\)' both look like the user"):
+        resolve_columns(["User ID", "User ID (2)"], "f.csv")
+
+
+# --- check_user_id -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("user_id", "why"),
+    [
+        ("", "is empty"),
+        ("a/b", "contains '/'"),
+        ("a..b", "contains '..'"),
+        ("a%2Fb", "contains '%'"),
+        ("a b", "contains whitespace (U+0020)"),
+        ("a\u00a0b", "contains whitespace (U+00A0)"),
+        ("a\x07b", "contains a control character (U+0007)"),
+        ("a\u200bb", "contains an invisible or unassigned character (U+200B)"),
+        ("a.b", f"does not match the user ID pattern {DEFAULT_ID_PATTERN}"),
+        ("-abc", f"does not match the user ID pattern {DEFAULT_ID_PATTERN}"),
+        ("ü123", f"does not match the user ID pattern {DEFAULT_ID_PATTERN}"),
+    ],
+)
+def test_check_user_id_says_what_is_wrong(user_id: str, why: str) -> None:
+    assert check_user_id(user_id, PATTERN) == why
+
+
+@pytest.mark.parametrize("user_id", ["u1", "USR_0001", "a-b-c", "0123456789", "x" * 128])
+def test_check_user_id_accepts_ordinary_ids(user_id: str) -> None:
+    assert check_user_id(user_id, PATTERN) is None
+
+
+@given(st.from_regex(DEFAULT_ID_PATTERN, fullmatch=True))
+def test_every_id_the_default_pattern_accepts_survives(user_id: str) -> None:
+    assert check_user_id(user_id, PATTERN) is None
+    assert check(row(2, user_id, "deactivate"))[0].outcome is None
+
+
+@given(
+    st.text(max_size=6),
+    st.sampled_from(["/", "..", "%", " ", "\t", "\n", "\x00", "\x7f", "\u2028", "\u3000"]),
+    st.text(max_size=6),
+)
+def test_no_pattern_lets_a_path_breaking_id_through(before: str, bad: str, after: str) -> None:
+    anything = re.compile(r"(?s).*")
+    assert check_user_id(before + bad + after, anything) is not None
+
+
+def test_a_bad_id_pattern_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="not a valid regular expression"):
+        compile_id_pattern("([a-z")
+
+
+# --- one row, one item -------------------------------------------------------------------------
+
+
+def test_a_deactivation_row() -> None:
+    assert one(row(2, "u1", "deactivate", "", "fraud", "alice")) == Item(
+        row=2,
+        user_id="u1",
+        action=Action.DEACTIVATE,
+        target_status="inactive",
+        reason="fraud",
+        updated_by="alice",
+    )
+
+
+def test_a_status_change_row() -> None:
+    item = one(row(2, "u1", "", "Pending Verification"), defaults=RowDefaults())
+    assert (item.action, item.target_status, item.outcome) == (
+        Action.SET_STATUS,
+        "pending_verification",
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "action", "target"),
+    [
+        ("inactive", Action.DEACTIVATE, "inactive"),
+        ("Deactivated", Action.DEACTIVATE, "inactive"),
+        ("deactivate", Action.DEACTIVATE, "inactive"),
+        ("ACTIVE", Action.SET_STATUS, "active"),
+        ("not-verified", Action.SET_STATUS, "not_verified"),
+        (" Not Verified ", Action.SET_STATUS, "not_verified"),
+        ("rejected", Action.SET_STATUS, "rejected"),
+        ("pending_verification", Action.SET_STATUS, "pending_verification"),
+    ],
+)
+def test_status_decides_the_action(status: str, action: Action, target: str) -> None:
+    item = one(row(2, "u1", status=status.strip()))
+    assert (item.action, item.target_status, item.outcome) == (action, target, None)
+
+
+@pytest.mark.parametrize(
+    ("text", "action"),
+    [
+        ("Deactivate", Action.DEACTIVATE),
+        ("set_status", Action.SET_STATUS),
+        ("status_change", Action.SET_STATUS),
+        ("Set Status", Action.SET_STATUS),
+        ("activate", Action.SET_STATUS),
+    ],
+)
+def test_action_spellings(text: str, action: Action) -> None:
+    item = one(row(2, "u1", text, "active" if action is Action.SET_STATUS else ""))
+    assert (item.action, item.outcome) == (action, None)
+
+
+def test_job_defaults_fill_empty_cells() -> None:
+    defaults = RowDefaults(
+        action=Action.DEACTIVATE, reason="annual review", updated_by="ops@example.com"
+    )
+    item = one(row(9, "u1"), defaults=defaults)
+    assert item == Item(9, "u1", Action.DEACTIVATE, "inactive", "annual review", "ops@example.com")
+
+
+def test_row_cells_win_over_job_defaults() -> None:
+    defaults = RowDefaults(action=Action.DEACTIVATE, reason="job", updated_by="job")
+    item = one(row(2, "u1", "", "", "row reason", "row person"), defaults=defaults)
+    assert (item.reason, item.updated_by) == ("row reason", "row person")
+
+
+def test_job_status_alone_decides_the_action() -> None:
+    item = one(row(2, "u1"), defaults=RowDefaults(status="Rejected"))
+    assert (item.action, item.target_status) == (Action.SET_STATUS, "rejected")
+
+
+def test_no_reason_anywhere_is_none() -> None:
+    assert one(row(2, "u1", "deactivate")).reason is None
+
+
+# --- invalid rows ------------------------------------------------------------------------------
+
+
+def invalid(source: SourceRow, defaults: RowDefaults = BY_OPS) -> str:
+    item = one(source, defaults)
+    assert item.outcome is Outcome.INVALID
+    return item.message
+
+
+def test_empty_user_id() -> None:
+    assert invalid(row(7, "", "deactivate")) == "row 7, column 'User ID': empty"
+
+
+@pytest.mark.parametrize(
+    ("user_id", "said"),
+    [
+        ("a/b", "'a/b' contains '/'"),
+        ("../x", "'../x' contains '/'"),
+        ("a..b", "'a..b' contains '..'"),
+        ("a%20b", "'a%20b' contains '%'"),
+        ("a\tb", "'a\\tb' contains whitespace (U+0009)"),
+        ("a\x00b", "'a\\x00b' contains a control character (U+0000)"),
+        ("a#b", "'a#b' does not match the user ID pattern"),
+    ],
+)
+def test_unsafe_or_malformed_user_ids(user_id: str, said: str) -> None:
+    assert invalid(row(3, user_id, "deactivate")).startswith(f"row 3, column 'User ID': {said}")
+
+
+def test_scientific_notation_text_means_digits_were_lost() -> None:
+    message = invalid(row(4, "1.23457E+14", "deactivate"))
+    assert message.startswith("row 4, column 'User ID': '1.23457E+14' is a number in scientific")
+    assert "digits are lost" in message
+    assert "format the column as text" in message
+
+
+def test_a_lossy_number_means_digits_were_lost() -> None:
+    message = invalid(row(4, "123456789012345680", "deactivate", notes={0: CellNote.LOSSY_NUMBER}))
+    assert "more than 15 digits" in message
+    assert "format the column as text" in message
+
+
+def test_an_exact_number_is_a_fine_id() -> None:
+    item = one(row(4, "123456789012345", "deactivate", notes={0: CellNote.NUMBER}))
+    assert (item.outcome, item.user_id) == (None, "123456789012345")
+
+
+def test_a_number_that_fails_the_pattern_says_it_was_a_number() -> None:
+    message = invalid(row(4, "1234.5", "deactivate", notes={0: CellNote.NUMBER}))
+    assert message.startswith("row 4, column 'User ID': '1234.5' was stored as a number")
+
+
+def test_a_csv_number_with_a_decimal_part_gets_a_hint() -> None:
+    assert "looks like a number written with a decimal part" in invalid(
+        row(4, "12345.0", "deactivate")
+    )
+
+
+def test_a_formula_user_id_is_not_a_value() -> None:
+    message = invalid(row(5, "u1", "deactivate", notes={0: CellNote.FORMULA}))
+    assert message.startswith("row 5, column 'User ID': a formula, not a value")
+
+
+def test_a_formula_status_is_not_a_value() -> None:
+    message = invalid(row(5, "u1", "", "active", notes={2: CellNote.FORMULA}))
+    assert message == "row 5, column 'Status': a formula, not a value"
+
+
+def test_a_formula_reason_is_fine() -> None:
+    item = one(row(5, "u1", "deactivate", "", "why", notes={3: CellNote.FORMULA}))
+    assert (item.outcome, item.reason) == (None, "why")
+
+
+def test_unknown_status_lists_the_allowed_values() -> None:
+    message = invalid(row(6, "u1", "", "suspended"))
+    assert message == (
+        "row 6, column 'Status': unknown status 'suspended' (use active, pending_verification, "
+        "rejected, not_verified or inactive (to deactivate))"
+    )
+
+
+def test_unknown_action_lists_the_allowed_values() -> None:
+    message = invalid(row(6, "u1", "delete"))
+    assert message == (
+        "row 6, column 'Action': unknown action 'delete' (use deactivate or set_status)"
+    )
+
+
+def test_a_deactivation_that_says_active_is_a_contradiction() -> None:
+    message = invalid(row(8, "u1", "deactivate", "active"))
+    assert message.startswith("row 8, column 'Status': 'active' contradicts the action deactivate")
+
+
+def test_a_row_status_against_the_jobs_action_is_a_contradiction() -> None:
+    defaults = RowDefaults(action=Action.DEACTIVATE, updated_by="ops")
+    message = invalid(row(8, "u1", "", "active"), defaults)
+    assert message.startswith(
+        "row 8, column 'Status': status 'active' contradicts the job's action deactivate"
+    )
+
+
+def test_a_status_change_cannot_set_inactive() -> None:
+    message = invalid(row(8, "u1", "set_status", "inactive"))
+    assert "cannot be set by a status change; use the action deactivate" in message
+
+
+def test_a_status_change_without_a_status() -> None:
+    message = invalid(row(9, "u1", "set_status"))
+    assert message.startswith("row 9: a status change needs a status")
+    assert "active, pending_verification, rejected, not_verified" in message
+
+
+def test_a_deactivation_without_updated_by() -> None:
+    message = invalid(row(9, "u1", "deactivate"), RowDefaults())
+    assert message == (
+        "row 9: a deactivation needs updated_by: add an 'updated_by' column "
+        "or set updated_by in the job"
+    )
+
+
+def test_no_action_anywhere() -> None:
+    assert invalid(row(9, "u1"), RowDefaults()).startswith("row 9: no action")
+
+
+def test_an_unknown_job_status() -> None:
+    message = invalid(row(9, "u1"), RowDefaults(status="frozen"))
+    assert message.startswith("row 9: the job's status 'frozen' is not one of")
+
+
+def test_overlong_reason_and_updated_by() -> None:
+    message = invalid(row(9, "u1", "deactivate", "", "x" * 1001, "y" * 300))
+    assert message == (
+        "row 9, column 'Reason': too long (1001 characters; at most 1000); "
+        "column 'Updated By': too long (300 characters; at most 256)"
+    )
+
+
+def test_every_problem_of_a_row_is_listed() -> None:
+    message = invalid(row(3, "", "", "suspended"))
+    assert message.startswith("row 3, column 'User ID': empty; column 'Status': unknown status")
+
+
+def test_a_table_with_only_a_user_id_column() -> None:
+    columns = resolve_columns(["uid"], "f.csv")
+    items = check(SourceRow(2, ("u1",)), defaults=RowDefaults(status="active"), columns=columns)
+    assert (items[0].action, items[0].target_status) == (Action.SET_STATUS, "active")
+
+
+def test_a_custom_id_pattern() -> None:
+    items = check(row(2, "USR-1", "deactivate"), row(3, "u2", "deactivate"), id_pattern=r"USR-\d+")
+    assert [item.outcome for item in items] == [None, Outcome.INVALID]
+    assert "does not match the user ID pattern USR-\\d+" in items[1].message
+
+
+# --- duplicates and order ----------------------------------------------------------------------
+
+
+def test_items_keep_row_order_and_numbers() -> None:
+    numbers = [2, 3, 5, 9, 10]
+    items = check(*(row(n, f"u{n}", "deactivate" if n % 2 else "bogus") for n in numbers))
+    assert [item.row for item in items] == numbers
+    assert [item.outcome for item in items] == [Outcome.INVALID, None, None, None, Outcome.INVALID]
+
+
+def test_the_same_user_again_is_a_duplicate_of_the_first_row() -> None:
+    items = check(
+        row(2, "u1", "deactivate"), row(3, "u2", "deactivate"), row(4, "u1", "deactivate")
+    )
+    assert [item.outcome for item in items] == [None, None, Outcome.DUPLICATE]
+    assert items[2].message == "same user as row 2"
+    assert items[2].action is Action.DEACTIVATE
+
+
+def test_a_duplicate_that_asks_for_something_else_says_so() -> None:
+    items = check(row(2, "u1", "", "active"), row(3, "u1", "", "rejected"))
+    assert items[1].outcome is Outcome.DUPLICATE
+    assert items[1].message == (
+        "same user as row 2, which asks for status active where this row asks for "
+        "status rejected; only row 2 is acted on"
+    )
+
+
+def test_a_duplicate_of_an_invalid_row_points_at_it() -> None:
+    items = check(row(2, "u1", "", "bogus"), row(3, "u1", "", "active"))
+    assert [item.outcome for item in items] == [Outcome.INVALID, Outcome.DUPLICATE]
+    assert items[1].message == "same user as row 2 (row 2 is invalid: fix it there)"
+
+
+def test_rows_with_bad_ids_are_never_duplicates() -> None:
+    items = check(row(2, "", "deactivate"), row(3, "", "deactivate"))
+    assert [item.outcome for item in items] == [Outcome.INVALID, Outcome.INVALID]
+
+
+def test_duplicate_ids_match_exactly() -> None:
+    items = check(row(2, "u1", "deactivate"), row(3, "U1", "deactivate"))
+    assert [item.outcome for item in items] == [None, None]
+
+
+def test_an_uncalculated_formula_status_does_not_fall_back_on_the_job() -> None:
+    message = invalid(row(5, "u1", notes={2: CellNote.FORMULA}), RowDefaults(status="active"))
+    assert message == "row 5, column 'Status': a formula, not a value"
+
+
+def test_a_too_long_reason_still_shows_the_rows_instruction() -> None:
+    item = one(row(5, "u1", "deactivate", "", "x" * 2000))
+    assert (item.outcome, item.action, item.target_status) == (
+        Outcome.INVALID,
+        Action.DEACTIVATE,
+        "inactive",
+    )
