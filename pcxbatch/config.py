@@ -12,6 +12,7 @@ names (``credentials_file``), so a job file can be shared and committed safely.
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,10 +23,10 @@ import yaml
 
 from pcxbatch.errors import ConfigError
 from pcxbatch.model import SETTABLE_STATUSES, Action
+from pcxbatch.validate import DEFAULT_ID_PATTERN, compile_id_pattern
 
 DEFAULT_BASE_URL = "https://prod-api.pcxpay.com/v1"
-DEFAULT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$"
-INPUT_SUFFIXES = (".csv", ".tsv", ".txt", ".xlsx", ".xlsm")
+JOB_SUFFIXES = (".yaml", ".yml")
 
 #: Spellings accepted for ``action`` in a job or on the command line.
 ACTION_ALIASES: dict[str, Action] = {
@@ -104,8 +105,11 @@ _KEYS = {
 
 
 def is_input_file(path: Path) -> bool:
-    """True when ``path`` names a spreadsheet (an ad-hoc run) rather than a job file."""
-    return path.suffix.lower() in INPUT_SUFFIXES
+    """True when ``path`` is not a job file, so it is the input of an ad-hoc run.
+
+    ``read`` judges whether it is a file it can read, and says so if not.
+    """
+    return path.suffix.lower() not in JOB_SUFFIXES
 
 
 def load_job(target: Path, overrides: Mapping[str, Any] | None = None) -> Job:
@@ -129,7 +133,7 @@ def load_job(target: Path, overrides: Mapping[str, Any] | None = None) -> Job:
     for key in ("input", "report_dir", "credentials_file"):
         # Paths in the job file are relative to the job file; flags to the current directory.
         if key in data and isinstance(data[key], str | Path):
-            data[key] = base_dir / Path(data[key]).expanduser()
+            data[key] = Path(os.path.normpath(base_dir / Path(data[key]).expanduser()))
     data.update(overrides)
     job = _check(data, source, problems)
     return job
@@ -207,12 +211,7 @@ def _check(data: Mapping[str, Any], source: str, problems: list[str]) -> Job:
     if input_path is None:
         problems.append("input: required (the CSV or XLSX file of user IDs)")
     else:
-        path = Path(input_path)
-        if path.suffix.lower() not in INPUT_SUFFIXES:
-            problems.append(
-                f"input: {path.name} is not a supported file (use {', '.join(INPUT_SUFFIXES)})"
-            )
-        values["input"] = path
+        values["input"] = Path(input_path)
     sheet = data.get("sheet")
     if sheet is not None:
         if isinstance(sheet, bool) or not isinstance(sheet, str | int):
@@ -265,10 +264,10 @@ def _check(data: Mapping[str, Any], source: str, problems: list[str]) -> Job:
     pattern = text("id_pattern")
     if pattern is not None:
         try:
-            re.compile(pattern)
+            compile_id_pattern(pattern)
             values["id_pattern"] = pattern
-        except re.error as exc:
-            problems.append(f"id_pattern: not a valid regular expression ({exc})")
+        except ValueError as exc:
+            problems.append(f"id_pattern: {exc}")
     for key in ("dry_run", "yes"):
         value = flag(key)
         if value is not None:

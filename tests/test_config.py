@@ -26,8 +26,8 @@ def test_job_file_paths_are_relative_to_the_job_file(tmp_path: Path) -> None:
     )
     job = load_job(job_file)
     assert job.name == "deact"
-    assert job.input == tmp_path / "jobs" / ".." / "in" / "list.csv"
-    assert job.report_dir == tmp_path / "jobs" / ".." / "out"
+    assert job.input == tmp_path / "in" / "list.csv"
+    assert job.report_dir == tmp_path / "out"
     assert job.action is Action.DEACTIVATE
     assert job.base_url == DEFAULT_BASE_URL
 
