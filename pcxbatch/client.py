@@ -1,0 +1,684 @@
+"""The PCX Users API over HTTP: the only module that knows httpx and tenacity.
+
+In: a base URL, a :class:`Credentials`, the run's shared :class:`~pcxbatch.limiter.Limiter`,
+a :class:`RetryPolicy`. Out: one :class:`CallResult` per status change (never an exception for
+an answer the API gave, except 401/403, which raise :class:`~pcxbatch.errors.AuthError`), and
+:class:`UserState` pages from ``GET /users/list``.
+
+What every call does (CONTRACT.md):
+
+- Checks the user ID (``pcxbatch.validate.check_user_id`` plus a path-safety check here) and
+  percent-encodes it before it goes into the URL path. A refused ID raises ``ValueError``:
+  ``validate`` should have turned it into an ``invalid`` row long before.
+- Sends both ``Authorization`` and ``X-Api-Key`` (the unused one is the literal ``NONE``).
+- Each attempt first takes a slot from the limiter; a 429 tells the limiter ``on_throttled``,
+  any other answer ``on_success``.
+- Retries 429, 502, 503, 504 and transport errors (timeouts, resets, dropped connections) with
+  exponential backoff and jitter, or after ``Retry-After`` when the server sends one. Never
+  retries other statuses. When attempts run out, the last answer is returned, not raised.
+- Marks the result ``ambiguous`` when an earlier attempt may have been applied by the server
+  although we never saw it succeed: a 504 or 502 from the gateway (its integration ran, or may
+  have), or a connection that failed after the request was sent. A connect error is not
+  ambiguous: nothing was sent.
+
+Secrets never leave :class:`Credentials` except as request headers: its ``repr``/``str`` show a
+non-secret description, and no message built here contains a header or a response's user
+object (personal data).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import math
+import random
+import re
+import ssl
+import time
+import urllib.parse
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+import tenacity
+
+from pcxbatch.errors import AuthError, ConfigError, StoppedError
+from pcxbatch.limiter import Limiter
+from pcxbatch.model import SETTABLE_STATUSES
+from pcxbatch.validate import DEFAULT_ID_PATTERN, check_user_id, compile_id_pattern
+
+__all__ = [
+    "CallResult",
+    "Credentials",
+    "ListUsersError",
+    "PcxClient",
+    "RetryPolicy",
+    "UserState",
+    "parse_retry_after",
+]
+
+log = logging.getLogger(__name__)
+
+API_KEY_ENV = "PCX_API_KEY"
+JWT_ENV = "PCX_JWT"
+
+#: Statuses worth another attempt: throttling and the gateway's integration failures.
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+#: Statuses after which an earlier attempt may have been applied (gateway gave up or the
+#: integration failed after running).
+AMBIGUOUS_STATUSES = frozenset({502, 504})
+#: The gateway gives up after ~29 s; our read timeout must be longer so that we see its 504
+#: (and its request id) instead of guessing.
+TIMEOUT = httpx.Timeout(connect=10.0, read=35.0, write=35.0, pool=None)
+#: A ``Retry-After`` longer than this is cut to it: a run should not hang for hours on one row.
+MAX_RETRY_AFTER = 300.0
+#: Connections per httpx pool (see PcxClient.__init__ for why there are several pools).
+CONNECTIONS_PER_POOL = 4
+#: Messages are for a report cell, not for dumping a whole error page.
+MAX_MESSAGE = 300
+
+
+def _version() -> str:
+    import pcxbatch
+
+    found = getattr(pcxbatch, "__version__", None)
+    if isinstance(found, str):
+        return found
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+
+        return version("pcxbatch")
+    except PackageNotFoundError:
+        return "dev"
+
+
+USER_AGENT = f"pcxbatch/{_version()}"
+
+
+# --- credentials -----------------------------------------------------------------------------
+
+_KEY_PREFIX = re.compile(r"^(pcx_[A-Za-z0-9-]{1,40}_)(.+)$")
+_JWT_SHAPE = re.compile(r"^eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*$")
+# Header values: visible ASCII only (no spaces inside, no CR/LF that could inject headers).
+_TOKEN_CHARS = re.compile(r"^[\x21-\x7e]+$")
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """One API credential: exactly one of ``api_key`` and ``jwt`` is set.
+
+    ``repr()``/``str()`` never contain the secret; use :meth:`describe` to name it to a person.
+    """
+
+    api_key: str | None = field(default=None, repr=False)
+    jwt: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if (self.api_key is None) == (self.jwt is None):
+            raise ValueError("Credentials need exactly one of api_key and jwt")
+        value = self.api_key if self.api_key is not None else self.jwt
+        assert value is not None
+        if not _TOKEN_CHARS.match(value):
+            # Do not echo the value: it is a secret even when malformed.
+            raise ValueError("the credential is empty or holds spaces or non-ASCII characters")
+
+    def describe(self) -> str:
+        """A safe name for the credential: the key's non-secret prefix, or just ``JWT …``."""
+        if self.api_key is not None:
+            match = _KEY_PREFIX.match(self.api_key)
+            if match:
+                return f"API key {match.group(1)}…"
+            return "API key (not in the pcx_<id>_<secret> form)"
+        return "JWT …"
+
+    def __repr__(self) -> str:
+        return f"Credentials({self.describe()})"
+
+    def __str__(self) -> str:
+        return self.describe()
+
+    def headers(self) -> dict[str, str]:
+        """Both auth headers, the unused one set to the literal ``NONE`` (CONTRACT.md)."""
+        if self.api_key is not None:
+            return {"Authorization": "NONE", "X-Api-Key": self.api_key}
+        return {"Authorization": f"Bearer {self.jwt}", "X-Api-Key": "NONE"}
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Credentials | None:
+        """``PCX_API_KEY``, else ``PCX_JWT``, else ``None``. Empty values count as unset.
+
+        Raises :class:`ConfigError` (naming the variable, never its value) for a malformed one.
+        """
+        for name in (API_KEY_ENV, JWT_ENV):
+            value = environ.get(name, "").strip()
+            if value:
+                return cls._build(name, value, source=f"environment variable {name}")
+        return None
+
+    @classmethod
+    def from_file(cls, path: Path) -> Credentials:
+        """Read a credential file: the API key (or a JWT) alone, or ``PCX_API_KEY=...`` /
+        ``PCX_JWT=...`` lines (``export``, quotes, blank lines and ``#`` comments allowed;
+        other variables are ignored; ``PCX_API_KEY`` wins over ``PCX_JWT``).
+
+        Raises :class:`ConfigError` with a clear message that never quotes the file's contents.
+        """
+        source = str(path)
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except FileNotFoundError:
+            raise ConfigError(source, ["credentials file not found"]) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+            raise ConfigError(source, [f"cannot read the credentials file: {reason}"]) from None
+        found: dict[str, str] = {}
+        bare: list[int] = []
+        bare_value = ""
+        for number, raw in enumerate(text.splitlines(), start=1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            if line.startswith("export "):
+                line = line[len("export ") :].strip()
+            name, sep, value = line.partition("=")
+            if sep and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name.strip()):
+                value = value.strip()
+                if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                    value = value[1:-1].strip()
+                if name.strip() in (API_KEY_ENV, JWT_ENV) and value:
+                    found.setdefault(name.strip(), value)
+                continue
+            bare.append(number)
+            bare_value = line
+        for name in (API_KEY_ENV, JWT_ENV):
+            if name in found:
+                return cls._build(name, found[name], source=f"{source}: {name}")
+        if len(bare) == 1:
+            kind = JWT_ENV if _JWT_SHAPE.match(bare_value) else API_KEY_ENV
+            return cls._build(kind, bare_value, source=source)
+        if bare:
+            lines = ", ".join(str(n) for n in bare[:5])
+            raise ConfigError(
+                source,
+                [
+                    f"credentials file has {len(bare)} candidate lines ({lines}); expected one "
+                    f"key, or {API_KEY_ENV}=... / {JWT_ENV}=... lines"
+                ],
+            )
+        raise ConfigError(
+            source,
+            [
+                f"credentials file holds no credential; expected the key, or a "
+                f"{API_KEY_ENV}=... or {JWT_ENV}=... line"
+            ],
+        )
+
+    @classmethod
+    def _build(cls, kind: str, value: str, *, source: str) -> Credentials:
+        if kind == JWT_ENV and value.lower().startswith("bearer "):
+            value = value[len("bearer ") :].strip()  # pasted with its scheme
+        try:
+            return cls(api_key=value) if kind == API_KEY_ENV else cls(jwt=value)
+        except ValueError as exc:
+            raise ConfigError(source, [str(exc)]) from None
+
+
+# --- results ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try one call. Waits double from ``base_delay`` up to ``max_delay``;
+    ``jitter`` picks each wait at random between half and all of it (tests switch it off)."""
+
+    max_attempts: int = 8
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+    jitter: bool = True
+
+    def backoff(self, attempt: int) -> float:
+        """The wait after failed attempt number ``attempt`` (1-based), without Retry-After."""
+        delay = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
+        if self.jitter:
+            # "Equal jitter": spread the retries of many workers, but never retry at once.
+            delay = random.uniform(delay / 2, delay)
+        return delay
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """What one status change came to, after every attempt.
+
+    ``http_status`` is the final answer's status, ``None`` when the last attempt got no answer.
+    ``request_id`` is the final (or last seen) ``x-amzn-RequestId``. ``ambiguous`` says an earlier
+    attempt may have been applied although no success was seen. ``body`` is the final answer's
+    JSON object: it holds personal data, so never log it.
+    """
+
+    http_status: int | None
+    attempts: int
+    request_id: str | None
+    message: str
+    ambiguous: bool
+    throttled: int
+    body: dict[str, Any] | None = field(repr=False)
+
+    @property
+    def ok(self) -> bool:
+        """The API answered 2xx."""
+        return self.http_status is not None and 200 <= self.http_status < 300
+
+
+@dataclass(frozen=True)
+class UserState:
+    """What pcxbatch needs to know about a user (no personal data)."""
+
+    user_id: str
+    status: str
+    org_id: str | None
+
+
+class ListUsersError(StoppedError):
+    """``GET /users/list`` failed after every attempt; ``result`` says how."""
+
+    def __init__(self, result: CallResult) -> None:
+        self.result = result
+        status = result.http_status if result.http_status is not None else "no answer"
+        super().__init__(f"listing users failed ({status}): {result.message}")
+
+
+@dataclass(frozen=True)
+class _Try:
+    """One attempt, boiled down to what we keep (no response object, no headers)."""
+
+    status: int | None
+    message: str
+    request_id: str | None
+    body: dict[str, Any] | None
+    retry_after: float | None
+    retryable: bool
+
+
+@dataclass
+class _Tally:
+    attempts: int = 0
+    throttled: int = 0
+    ambiguous: bool = False
+    request_id: str | None = None
+
+
+# --- parsing answers -------------------------------------------------------------------------
+
+
+def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date), else None."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - now())
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def _clean(text: str) -> str:
+    text = " ".join(_CONTROL.sub(" ", text).split())
+    if len(text) > MAX_MESSAGE:
+        text = text[: MAX_MESSAGE - 1] + "…"
+    return text
+
+
+def _read_answer(response: httpx.Response) -> tuple[str, dict[str, Any] | None]:
+    """The API's message and JSON body; a non-JSON body gives its first words instead."""
+    body: dict[str, Any] | None = None
+    try:
+        parsed = response.json()
+    except ValueError:  # not JSON (json.JSONDecodeError and UnicodeDecodeError are ValueErrors)
+        parsed = None
+    if isinstance(parsed, dict):
+        body = parsed
+        message = parsed.get("message")
+        error = parsed.get("error")
+        parts = [str(message)] if isinstance(message, str | int | float) and message != "" else []
+        if isinstance(error, str | int | float) and error != "" and str(error) != str(message):
+            parts.append(f"({error})")
+        if parts:
+            return _clean(" ".join(parts)), body
+    text = _clean(response.text) if response.content else ""
+    if parsed is not None or not text:
+        text = f"HTTP {response.status_code} {response.reason_phrase}".strip()
+    return text, body
+
+
+_NOTHING_SENT: tuple[type[httpx.TransportError], ...] = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.ProxyError,
+)
+_RETRYABLE_ERRORS: tuple[type[httpx.TransportError], ...] = (
+    httpx.TimeoutException,
+    httpx.NetworkError,
+    httpx.RemoteProtocolError,
+    httpx.ProxyError,
+)
+_ERROR_TEXT: tuple[tuple[type[Exception], str], ...] = (
+    (httpx.ConnectTimeout, "timed out connecting to the API"),
+    (httpx.ConnectError, "could not connect to the API"),
+    (httpx.PoolTimeout, "timed out waiting for a free connection"),
+    (httpx.ReadTimeout, f"no answer within {TIMEOUT.read:g} s"),
+    (httpx.WriteTimeout, "timed out sending the request"),
+    (httpx.RemoteProtocolError, "the connection was closed without a complete answer"),
+    (httpx.ReadError, "the connection failed while waiting for the answer"),
+    (httpx.WriteError, "the connection failed while sending the request"),
+    (httpx.ProxyError, "the proxy refused the request"),
+    (httpx.DecodingError, "the answer could not be decoded"),
+)
+
+
+def _describe_error(exc: httpx.RequestError) -> str:
+    what = next((text for kind, text in _ERROR_TEXT if isinstance(exc, kind)), type(exc).__name__)
+    detail = _clean(str(exc))
+    if detail and len(detail) <= 120:
+        what = f"{what} ({detail})"
+    return what
+
+
+# --- the client ------------------------------------------------------------------------------
+
+_LOOPBACK = {"localhost", "127.0.0.1", "::1", "[::1]"}
+# Path-safety is checked here as well as by ``validate``: a permissive custom ID pattern must
+# never let a user ID change which endpoint a request reaches.
+_UNSAFE_IN_PATH = re.compile(r"[\s\x00-\x1f\x7f/\\%?#]|\.\.")
+
+
+class PcxClient:
+    """Calls the PCX Users API for one run. Use as ``async with PcxClient(...) as api:``.
+
+    ``transport`` replaces the network (tests: ``httpx.MockTransport``/``ASGITransport``);
+    ``sleep`` replaces ``asyncio.sleep`` between retries; ``id_pattern`` overrides
+    ``validate.DEFAULT_ID_PATTERN``. ``max_connections`` should match the run's concurrency:
+    one pooled, kept-alive connection per worker.
+
+    ``base_url`` must be ``https://``; plain ``http://`` is accepted only for a loopback host
+    (the local sandbox) or with an injected ``transport`` (in-process, nothing on the wire).
+    TLS certificates are always verified.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        credentials: Credentials,
+        *,
+        limiter: Limiter,
+        retry: RetryPolicy = RetryPolicy(),
+        transport: httpx.AsyncBaseTransport | None = None,
+        max_connections: int = 32,
+        id_pattern: str | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if retry.max_attempts < 1:
+            raise ValueError("RetryPolicy.max_attempts must be at least 1")
+        self.base_url = _check_base_url(base_url, in_process=transport is not None)
+        self.credentials = credentials
+        self._limiter = limiter
+        self._retry = retry
+        self._sleep = sleep
+        self._id_pattern = compile_id_pattern(
+            id_pattern if id_pattern is not None else DEFAULT_ID_PATTERN
+        )
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        headers = {
+            **credentials.headers(),
+            "User-Agent": USER_AGENT,
+            "Accept": "application/json",
+        }
+        # httpcore's pool scans all its connections on every request (encode/httpx#3215): one
+        # pool of 32 connections costs more CPU than the requests themselves and caps a run
+        # at a few hundred calls/s. Several small pools, each request sent through the least
+        # busy one, keep that scan short. An in-process transport has no pool: one client.
+        if transport is None:
+            pools = math.ceil(max_connections / CONNECTIONS_PER_POOL)
+            per_pool = math.ceil(max_connections / pools)
+            verify: ssl.SSLContext | bool = httpx.create_ssl_context(verify=True)
+        else:
+            pools, per_pool, verify = 1, max_connections, True
+        self._pools = [
+            httpx.AsyncClient(
+                base_url=self.base_url,
+                headers=headers,
+                timeout=TIMEOUT,
+                limits=httpx.Limits(max_connections=per_pool, max_keepalive_connections=per_pool),
+                transport=transport,
+                follow_redirects=False,  # never carry the credential somewhere else
+                verify=verify,  # always a verifying context: certificates are checked
+            )
+            for _ in range(pools)
+        ]
+        self._busy = [0] * pools
+
+    async def __aenter__(self) -> PcxClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pools."""
+        await asyncio.gather(*(pool.aclose() for pool in self._pools))
+
+    def __repr__(self) -> str:
+        return f"PcxClient({self.base_url!r}, {self.credentials.describe()})"
+
+    # --- the calls ---------------------------------------------------------------------------
+
+    async def deactivate(self, user_id: str, *, updated_by: str, reason: str | None) -> CallResult:
+        """``PUT /users/{id}/deactivate``. Raises AuthError on 401/403, ValueError on a bad ID."""
+        body: dict[str, Any] = {"updated_by": updated_by}
+        if reason is not None:
+            body["reason"] = reason
+        return await self._put(f"users/{self._path_id(user_id)}/deactivate", body)
+
+    async def set_status(self, user_id: str, *, status: str, reason: str | None) -> CallResult:
+        """``PUT /users/{id}/activate`` ("admin status change") to one of SETTABLE_STATUSES."""
+        if status not in SETTABLE_STATUSES:
+            raise ValueError(f"/activate cannot set status {status!r}")
+        body: dict[str, Any] = {"status": status}
+        if reason is not None:
+            body["reason"] = reason
+        return await self._put(f"users/{self._path_id(user_id)}/activate", body)
+
+    async def list_users(
+        self,
+        *,
+        status: str | None = None,
+        org_id: str | None = None,
+        limit: int = 100,
+        last_evaluated_key: str | None = None,
+    ) -> tuple[list[UserState], str | None]:
+        """One page of ``GET /users/list``: the users and the key of the next page (None: last).
+
+        Raises AuthError on 401/403 and :class:`ListUsersError` when the page cannot be had.
+        """
+        params: dict[str, str | int] = {"limit": limit}
+        if status is not None:
+            params["status"] = status
+        if org_id is not None:
+            params["org_id"] = org_id
+        if last_evaluated_key is not None:
+            params["last_evaluated_key"] = last_evaluated_key
+        result = await self._call("GET", "users/list", params=params)
+        if not result.ok or result.body is None or not isinstance(result.body.get("users"), list):
+            if result.ok:
+                result = _replace_message(result, "the user list answer has no 'users' list")
+            raise ListUsersError(result)
+        users: list[UserState] = []
+        for entry in result.body["users"]:
+            if not isinstance(entry, dict) or not isinstance(entry.get("user_id"), str | int):
+                continue
+            org = entry.get("org_id")
+            users.append(
+                UserState(
+                    user_id=str(entry["user_id"]),
+                    status=str(entry.get("status") or ""),
+                    org_id=str(org) if org not in (None, "") else None,
+                )
+            )
+        key = result.body.get("last_evaluated_key")
+        return users, (str(key) if key not in (None, "") else None)
+
+    # --- machinery ---------------------------------------------------------------------------
+
+    def _path_id(self, user_id: str) -> str:
+        problem = check_user_id(user_id, self._id_pattern)
+        if problem is None and (not user_id or _UNSAFE_IN_PATH.search(user_id)):
+            problem = "not safe in a URL path"
+        if problem is not None:
+            # A programming error: validate() turns such IDs into invalid rows before this.
+            raise ValueError(f"refusing user ID {user_id!r}: it {problem}")
+        return urllib.parse.quote(user_id, safe="")
+
+    async def _put(self, path: str, body: dict[str, Any]) -> CallResult:
+        return await self._call("PUT", path, json=body)
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: dict[str, Any] | None = None,
+        params: dict[str, str | int] | None = None,
+    ) -> CallResult:
+        tally = _Tally()
+        retrying = tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(self._retry.max_attempts),
+            wait=self._wait,
+            retry=tenacity.retry_if_result(lambda t: isinstance(t, _Try) and t.retryable),
+            sleep=self._sleep,
+            before_sleep=_log_retry(method, path),
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+        )
+        last: _Try = await retrying(self._attempt, tally, method, path, json, params)
+        if last.status in (401, 403):
+            raise AuthError(last.status, last.message, last.request_id or tally.request_id)
+        return CallResult(
+            http_status=last.status,
+            attempts=tally.attempts,
+            request_id=last.request_id or tally.request_id,
+            message=last.message,
+            ambiguous=tally.ambiguous,
+            throttled=tally.throttled,
+            body=last.body,
+        )
+
+    async def _attempt(
+        self,
+        tally: _Tally,
+        method: str,
+        path: str,
+        json: dict[str, Any] | None,
+        params: dict[str, str | int] | None,
+    ) -> _Try:
+        await self._limiter.acquire()
+        tally.attempts += 1
+        pool = self._busy.index(min(self._busy))
+        self._busy[pool] += 1
+        try:
+            response = await self._pools[pool].request(method, path, json=json, params=params)
+        except httpx.RequestError as exc:
+            if not isinstance(exc, _NOTHING_SENT):
+                tally.ambiguous = True
+            retryable = isinstance(exc, _RETRYABLE_ERRORS)
+            return _Try(None, _describe_error(exc), None, None, None, retryable)
+        finally:
+            self._busy[pool] -= 1
+        status = response.status_code
+        request_id = response.headers.get("x-amzn-RequestId")
+        if request_id:
+            tally.request_id = request_id
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        if retry_after is not None:
+            retry_after = min(retry_after, MAX_RETRY_AFTER)
+        if status == 429:
+            tally.throttled += 1
+            self._limiter.on_throttled(retry_after)
+        else:
+            self._limiter.on_success()
+        if status in AMBIGUOUS_STATUSES:
+            tally.ambiguous = True
+        message, body = _read_answer(response)
+        return _Try(status, message, request_id, body, retry_after, status in RETRY_STATUSES)
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        outcome = state.outcome
+        if outcome is not None and not outcome.failed:
+            last = outcome.result()
+            if isinstance(last, _Try) and last.retry_after is not None:
+                return last.retry_after
+        return self._retry.backoff(state.attempt_number)
+
+
+def _log_retry(method: str, path: str) -> Callable[[tenacity.RetryCallState], None]:
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        last = state.outcome.result() if state.outcome and not state.outcome.failed else None
+        why = (last.status or last.message) if isinstance(last, _Try) else "error"
+        wait = state.upcoming_sleep
+        log.debug(
+            "%s %s: attempt %d got %s; retrying in %.2f s",
+            method,
+            path,
+            state.attempt_number,
+            why,
+            wait,
+        )
+
+    return before_sleep
+
+
+def _replace_message(result: CallResult, message: str) -> CallResult:
+    return CallResult(
+        http_status=result.http_status,
+        attempts=result.attempts,
+        request_id=result.request_id,
+        message=message,
+        ambiguous=result.ambiguous,
+        throttled=result.throttled,
+        body=result.body,
+    )
+
+
+def _check_base_url(base_url: str, *, in_process: bool) -> str:
+    try:
+        url = httpx.URL(base_url.strip())
+    except httpx.InvalidURL:
+        raise ValueError(f"not a URL: {base_url!r}") from None
+    if url.scheme not in ("https", "http") or not url.host:
+        raise ValueError(f"the API base URL must be https://host/...: {base_url!r}")
+    if url.scheme == "http" and url.host not in _LOOPBACK and not in_process:
+        raise ValueError(
+            f"refusing plain http for {url.host}: the credential would travel unencrypted"
+        )
+    if url.username or url.password or url.query or url.fragment:
+        raise ValueError("the API base URL must not hold credentials, a query or a fragment")
+    return str(url).rstrip("/")
