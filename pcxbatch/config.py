@@ -157,7 +157,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(str(path), ["a job file must be a mapping of keys to values"])
-    return {str(k): v for k, v in data.items()}
+    # YAML 1.1 reads a bare `yes` key as the boolean True: give it back its name.
+    return {("yes" if k is True else str(k)): v for k, v in data.items()}
 
 
 def _check(data: Mapping[str, Any], source: str, problems: list[str]) -> Job:
@@ -269,9 +270,9 @@ def _check(data: Mapping[str, Any], source: str, problems: list[str]) -> Job:
         except ValueError as exc:
             problems.append(f"id_pattern: {exc}")
     for key in ("dry_run", "yes"):
-        value = flag(key)
-        if value is not None:
-            values[key] = value
+        setting = flag(key)
+        if setting is not None:
+            values[key] = setting
     sandbox = data.get("sandbox")
     if sandbox is not None and sandbox is not False:
         values["sandbox"] = _check_sandbox(sandbox, problems)
@@ -308,3 +309,37 @@ def _slug(name: str) -> str:
     """A name safe for folder and lock-file names."""
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.")
     return slug[:60] or "job"
+
+
+#: The settings that decide what a run sends: a resume under different ones is refused.
+_FINGERPRINT_KEYS = ("sheet", "action", "status", "reason", "updated_by", "id_pattern", "base_url")
+
+
+def job_to_dict(job: Job) -> dict[str, Any]:
+    """The job as JSON-ready values, stored in a run's journal so the run can be resumed."""
+    data: dict[str, Any] = {}
+    for name in Job.__dataclass_fields__:
+        if name == "raw":
+            continue
+        value = getattr(job, name)
+        if isinstance(value, Path):
+            value = str(value)
+        elif isinstance(value, Action):
+            value = value.value
+        elif name == "sandbox" and value is not None:
+            value = dict(value)
+        data[name] = value
+    return data
+
+
+def job_from_dict(data: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> Job:
+    """Rebuild a job stored by :func:`job_to_dict`, with flag overrides checked as usual."""
+    values = {k: v for k, v in data.items() if k in _KEYS}
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return _check(values, str(data.get("source") or "stored job"), [])
+
+
+def fingerprint(job: Job) -> dict[str, Any]:
+    """The part of a job that decides what is sent for each row (see ``_FINGERPRINT_KEYS``)."""
+    stored = job_to_dict(job)
+    return {key: stored[key] for key in _FINGERPRINT_KEYS}

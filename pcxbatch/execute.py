@@ -91,6 +91,7 @@ def classify(row: PendingRow, answer: CallResultLike) -> RowResult:
             message=message,
             request_id=answer.request_id,
             throttled=answer.throttled,
+            uncertain=ambiguous and outcome is Outcome.FAILED,
         )
 
     api_message = answer.message.strip()

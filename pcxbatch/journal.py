@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS rows (
     input_values TEXT NOT NULL,     -- JSON list of the input's own cells
     outcome TEXT,                   -- NULL while the row is still to be sent
     sent INTEGER NOT NULL DEFAULT 0,-- 1 once an intent was recorded for it
+    uncertain INTEGER NOT NULL DEFAULT 0, -- failed, but the change may have been made
     http_status INTEGER,
     attempts INTEGER NOT NULL DEFAULT 0,
     throttled INTEGER NOT NULL DEFAULT 0,
@@ -159,7 +160,8 @@ class Journal:
             if results:
                 self._db.executemany(
                     "UPDATE rows SET outcome = ?, http_status = ?, attempts = attempts + ?,"
-                    " throttled = throttled + ?, message = ?, request_id = ? WHERE row = ?",
+                    " throttled = throttled + ?, message = ?, request_id = ?, uncertain = ?"
+                    " WHERE row = ?",
                     [
                         (
                             r.outcome.value,
@@ -168,6 +170,7 @@ class Journal:
                             r.throttled,
                             r.message,
                             r.request_id or "",
+                            int(r.uncertain),
                             r.row,
                         )
                         for r in results
@@ -177,6 +180,31 @@ class Journal:
                 self._db.executemany(
                     "UPDATE rows SET sent = 1 WHERE row = ?", [(row,) for row in intents]
                 )
+
+    def import_rows(self, source: Journal, outcomes: Sequence[Outcome]) -> int:
+        """Copy ``source``'s rows that ended with one of ``outcomes``, as pending rows.
+
+        A copied row counts as possibly sent when its change may have been made before
+        (``uncertain``, or sent without a recorded answer). Returns how many rows were copied.
+        """
+        wanted = {o.value for o in outcomes}
+        cursor = source._db.execute(
+            "SELECT row, user_id, action, target_status, reason, updated_by, input_values,"
+            " CASE WHEN uncertain = 1 OR (outcome IS NULL AND sent = 1) THEN 1 ELSE 0 END,"
+            " COALESCE(outcome, ?) FROM rows ORDER BY row",
+            (Outcome.NOT_ATTEMPTED.value,),
+        )
+        copied = 0
+        while batch := cursor.fetchmany(5000):
+            keep = [r[:-1] for r in batch if r[-1] in wanted]
+            with self._tx():
+                self._db.executemany(
+                    "INSERT INTO rows(row, user_id, action, target_status, reason, updated_by,"
+                    " input_values, sent) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    keep,
+                )
+            copied += len(keep)
+        return copied
 
     # -- reading back -----------------------------------------------------------------------
 

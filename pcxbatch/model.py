@@ -104,6 +104,9 @@ class RowResult:
     message: str = ""
     request_id: str | None = None
     throttled: int = 0  # attempts answered 429
+    #: A failed row whose change may nevertheless have been made (a 504 or a dropped
+    #: connection on the way): sending it again must treat a 409 as that change's echo.
+    uncertain: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -101,3 +101,7 @@ def test_sandbox_settings_are_checked(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"sandbox\.colour: unknown key"):
         load_job(write(tmp_path, "input: a.csv\nsandbox: {colour: red}\n"))
     assert load_job(write(tmp_path, "input: a.csv\nsandbox: true\n")).sandbox == {}
+
+
+def test_the_yes_key_survives_yaml_booleans(tmp_path: Path) -> None:
+    assert load_job(write(tmp_path, "input: a.csv\nyes: true\n")).yes is True

@@ -1,0 +1,530 @@
+"""One run of a job, stage by stage: read → validate → plan → execute → report.
+
+In: a :class:`~pcxbatch.config.Job`, the credentials (or none, for the built-in sandbox or a
+dry run), and a :class:`RunUI` through which the run reports progress and asks for
+confirmation. Out: a :class:`RunResult` (the run folder, counts, exit code) after the report is
+written; every run that got as far as reading its input leaves a folder
+``REPORT_DIR/<run-id>/`` with ``results.csv``, ``results.xlsx`` (spreadsheet input) and
+``summary.json``.
+
+This module prints nothing: the ``cli`` renders what the :class:`RunUI` receives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import shutil
+import signal
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from pcxbatch import __version__
+from pcxbatch.client import Credentials, PcxClient, RetryPolicy
+from pcxbatch.config import Job, fingerprint, job_from_dict, job_to_dict
+from pcxbatch.errors import InputError, LockedError, StoppedError, UnusableError
+from pcxbatch.execute import FailureGuard, execute
+from pcxbatch.journal import JOURNAL_NAME, Journal
+from pcxbatch.limiter import Limiter
+from pcxbatch.model import Item, Outcome, ReportLine, RowDefaults, RowResult, SourceRow
+from pcxbatch.read import Table, file_sha256, read_table
+from pcxbatch.report import write_results, write_summary
+from pcxbatch.validate import check_rows, resolve_columns
+
+#: Outcomes a person must look at, and how many of those rows the terminal lists.
+PROBLEMS = frozenset({Outcome.FAILED, Outcome.INVALID, Outcome.DUPLICATE})
+SHOW_PROBLEMS = 10
+
+#: A run's life in its journal: rows still being read in, ready to send, every row tried.
+STATE_PREPARING = "preparing"
+STATE_READY = "ready"
+STATE_FINISHED = "finished"
+
+#: How long in-flight requests may take to finish after an interrupt before they are abandoned.
+DRAIN_SECONDS = 40.0
+
+
+class RunUI(Protocol):
+    """Where a run reports to (the terminal, JSON logs, or a test)."""
+
+    def planned(self, plan: Plan) -> bool:
+        """Show what is about to be sent; return False to cancel (nothing is sent)."""
+        ...
+
+    def started(self, total: int) -> None:
+        """Sending starts: ``total`` rows to send."""
+        ...
+
+    def result(self, result: RowResult) -> None:
+        """One row got its outcome."""
+        ...
+
+    def stopping(self, reason: str) -> None:
+        """The run is stopping early (interrupt, auth failure, guard)."""
+        ...
+
+    def resuming(self, run_dir: Path, remaining: int) -> None:
+        """An unfinished run of the job is picked up instead of starting over."""
+        ...
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run is about to do, for the confirmation prompt and the preview."""
+
+    job: Job
+    run_dir: Path
+    target: str  # where changes go: a URL, or "the built-in sandbox"
+    credential: str  # safe description of the credential
+    counts: dict[str, int]  # rows per outcome decided so far (invalid, duplicate, planned)
+    to_send: dict[str, int]  # rows to send per action
+    dry_run: bool
+
+
+@dataclass
+class RunResult:
+    """What a finished (or stopped) run leaves behind."""
+
+    run_dir: Path
+    counts: dict[str, int]
+    exit_code: int
+    stopped: str | None = None
+    files: list[Path] = field(default_factory=list)
+    problems: list[ReportLine] = field(default_factory=list)  # the first few, in input order
+
+
+def run_job(
+    job: Job,
+    credentials: Credentials | None,
+    ui: RunUI,
+    *,
+    fresh: bool = False,
+    transport: Any = None,
+    retry: RetryPolicy | None = None,
+) -> RunResult:
+    """Run ``job`` from its input to its report. See the module docstring.
+
+    When the job's latest run stopped before the end (a crash, an interrupt, a refused key) and
+    ``fresh`` is False, that run is resumed instead of starting over: the same input and the same
+    job settings are required. Raises :class:`~pcxbatch.errors.UnusableError` (nothing sent, no
+    run folder left) or :class:`~pcxbatch.errors.LockedError`. ``transport`` replaces the HTTP
+    transport (tests).
+    """
+    job.report_dir.mkdir(parents=True, exist_ok=True)
+    with _lock(job):
+        unfinished = None if fresh or job.dry_run else find_unfinished(job)
+        if unfinished is not None:
+            journal = Journal(unfinished / JOURNAL_NAME)
+            _check_resumable(journal, job, unfinished)
+            ui.resuming(unfinished, journal.counts()[Outcome.NOT_ATTEMPTED.value])
+            return _run(job, journal, unfinished, credentials, ui, transport, retry)
+        # An unreadable file or a missing column stops here: nothing sent, no run folder.
+        table = read_table(job.input, sheet=job.sheet)
+        resolve_columns(table.columns, str(job.input))
+        run_dir = _new_run_dir(job)
+        try:
+            journal = Journal(run_dir / JOURNAL_NAME)
+            _start_journal(journal, job, sheet=table.sheet, columns=table.columns)
+            journal.add_items(_checked(table, job), planned=job.dry_run)
+            _check_max_rows(job, journal)
+        except (UnusableError, KeyboardInterrupt):
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        journal.set_meta(state=STATE_READY)
+        return _run(job, journal, run_dir, credentials, ui, transport, retry)
+
+
+def resume_run(
+    run_dir: Path,
+    credentials: Credentials | None,
+    ui: RunUI,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    transport: Any = None,
+    retry: RetryPolicy | None = None,
+) -> RunResult:
+    """Finish the run in ``run_dir``: send the rows that have no outcome yet, rewrite the report.
+
+    Rows with an outcome are never sent again; rows sent without a recorded answer are sent again
+    (the PUTs are idempotent). The input file must be unchanged. ``overrides`` may change pacing
+    (rate, concurrency, ...), not what is sent.
+    """
+    journal = _open_journal(run_dir)
+    meta = journal.meta()
+    if meta.get("state") == STATE_PREPARING:
+        raise UnusableError(f"{run_dir}: this run stopped while reading its input; start it again")
+    job = job_from_dict(meta["job_settings"], overrides)
+    if fingerprint(job) != meta["fingerprint"]:
+        raise UnusableError(
+            f"{run_dir}: a resume cannot change what is sent (action, status, reason,"
+            " updated_by, sheet, ID pattern, base URL)"
+        )
+    job.report_dir.mkdir(parents=True, exist_ok=True)
+    with _lock(job):
+        _check_resumable(journal, job, run_dir)
+        return _run(job, journal, run_dir, credentials, ui, transport, retry)
+
+
+def retry_failed(
+    old_run_dir: Path,
+    credentials: Credentials | None,
+    ui: RunUI,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    transport: Any = None,
+    retry: RetryPolicy | None = None,
+) -> RunResult:
+    """A new run, linked to ``old_run_dir``, of the rows it reported failed or not_attempted."""
+    old = _open_journal(old_run_dir)
+    meta = old.meta()
+    job = job_from_dict(meta["job_settings"], overrides)
+    job.report_dir.mkdir(parents=True, exist_ok=True)
+    with _lock(job):
+        run_dir = _new_run_dir(job)
+        journal = Journal(run_dir / JOURNAL_NAME)
+        _start_journal(
+            journal,
+            job,
+            sheet=meta.get("sheet"),
+            columns=meta["columns"],
+            input_sha256=meta["input_sha256"],
+            previous_run=str(old_run_dir),
+        )
+        copied = journal.import_rows(old, (Outcome.FAILED, Outcome.NOT_ATTEMPTED))
+        old.close()
+        journal.set_meta(state=STATE_READY)
+        if not copied:
+            journal.set_meta(state=STATE_FINISHED)
+        return _run(job, journal, run_dir, credentials, ui, transport, retry)
+
+
+def find_unfinished(job: Job) -> Path | None:
+    """The job's latest run folder if that run stopped before every row was tried."""
+    if not job.report_dir.is_dir():
+        return None
+    for run_dir in sorted(job.report_dir.iterdir(), reverse=True):
+        path = run_dir / JOURNAL_NAME
+        if not path.is_file():
+            continue
+        journal = Journal(path)
+        try:
+            meta = journal.meta()
+        finally:
+            journal.close()
+        if meta.get("job") != job.name or meta.get("previous_run"):
+            continue
+        if meta.get("state") == STATE_READY:
+            return run_dir
+        return None  # the latest run of this job finished (or never got going)
+    return None
+
+
+def _run(
+    job: Job,
+    journal: Journal,
+    run_dir: Path,
+    credentials: Credentials | None,
+    ui: RunUI,
+    transport: Any,
+    retry: RetryPolicy | None,
+) -> RunResult:
+    """Confirm, send what is pending, and write the report."""
+    with contextlib.ExitStack() as stack:
+        stack.callback(journal.close)
+        base_url = job.base_url
+        target = base_url
+        if job.sandbox is not None and not job.dry_run:
+            # Imported here: only runs against the built-in sandbox need its server stack.
+            from pcxbatch.sandbox import SandboxConfig, start
+
+            running = stack.enter_context(start(SandboxConfig(**job.sandbox)))
+            base_url = running.base_url
+            credentials = Credentials(api_key=running.api_key)
+            target = f"the built-in sandbox at {base_url}"
+        if credentials is None and not job.dry_run:
+            raise UnusableError(
+                "no API credential: set PCX_API_KEY (or PCX_JWT), or name a credentials_file"
+                " in the job"
+            )
+        to_send = _to_send(journal)
+        plan = Plan(
+            job=job,
+            run_dir=run_dir,
+            target=target,
+            credential=credentials.describe() if credentials else "none (dry run)",
+            counts=journal.counts(),
+            to_send=to_send,
+            dry_run=job.dry_run,
+        )
+        stopped: str | None = None
+        sending = sum(to_send.values())
+        if not ui.planned(plan):
+            stopped = "cancelled at the confirmation prompt; nothing was sent"
+        elif not job.dry_run and sending:
+            assert credentials is not None
+            ui.started(sending)
+            stopped = asyncio.run(
+                _send_all(job, journal, base_url, credentials, ui, transport, retry)
+            )
+        return _finish(job, journal, run_dir, plan, stopped)
+
+
+def _finish(
+    job: Job, journal: Journal, run_dir: Path, plan: Plan, stopped: str | None
+) -> RunResult:
+    counts = journal.counts()
+    exit_code = exit_code_for(counts, stopped)
+    meta = journal.meta()
+    problems: list[ReportLine] = []
+
+    def noting_problems(lines: Iterator[ReportLine]) -> Iterator[ReportLine]:
+        # The report is streamed; keep the first few problem rows to show on the terminal.
+        for line in lines:
+            if line.outcome in PROBLEMS and len(problems) < SHOW_PROBLEMS:
+                problems.append(line)
+            yield line
+
+    files = write_results(
+        run_dir,
+        meta["columns"],
+        noting_problems(journal.lines()),
+        xlsx=job.input.suffix.lower() in (".xlsx", ".xlsm"),
+    )
+    finished = _now()
+    if not counts[Outcome.NOT_ATTEMPTED.value]:
+        journal.set_meta(state=STATE_FINISHED)
+    summary = {
+        "job": job.name,
+        "job_file": job.source,
+        "run_id": run_dir.name,
+        "previous_run": meta.get("previous_run"),
+        "input": {
+            "file": job.input.name,
+            "sha256": meta["input_sha256"],
+            "sheet": meta.get("sheet"),
+        },
+        "target": plan.target,
+        "credential": plan.credential,
+        "dry_run": job.dry_run,
+        "started": meta["started"],
+        "finished": finished,
+        "counts": counts,
+        **journal.totals(),
+        "stopped": stopped,
+        "exit_code": exit_code,
+        "pcxbatch_version": __version__,
+    }
+    files.append(write_summary(run_dir, summary))
+    return RunResult(run_dir, counts, exit_code, stopped, files, problems)
+
+
+def _start_journal(
+    journal: Journal,
+    job: Job,
+    *,
+    sheet: str | None,
+    columns: Sequence[str],
+    input_sha256: str | None = None,
+    previous_run: str | None = None,
+) -> None:
+    journal.set_meta(
+        state=STATE_PREPARING,
+        job=job.name,
+        job_settings=job_to_dict(job),
+        fingerprint=fingerprint(job),
+        input_sha256=input_sha256 or file_sha256(job.input),
+        sheet=sheet,
+        columns=list(columns),
+        started=_now(),
+        previous_run=previous_run,
+        version=__version__,
+    )
+
+
+def _check_resumable(journal: Journal, job: Job, run_dir: Path) -> None:
+    """Refuse to resume a run whose input file or job settings have changed since it began."""
+    meta = journal.meta()
+    if fingerprint(job) != meta["fingerprint"]:
+        raise UnusableError(
+            f"job '{job.name}' has an unfinished run in {run_dir} made with other settings"
+            " (action, status, reason, updated_by, sheet, ID pattern or base URL); run with"
+            " --fresh to start over, or restore the settings to finish it"
+        )
+    if meta.get("previous_run"):
+        return  # a retry run's rows live in its journal, not in the input file
+    try:
+        digest = file_sha256(job.input)
+    except InputError as exc:
+        raise UnusableError(f"cannot resume {run_dir}: {exc}") from None
+    if digest != meta["input_sha256"]:
+        raise UnusableError(
+            f"{job.input.name} has changed since the run in {run_dir} began, so that run cannot"
+            " be resumed with it; restore the original file to finish it, or run with --fresh"
+            " to start a new run on the new file"
+        )
+
+
+def _check_max_rows(job: Job, journal: Journal) -> None:
+    sending = sum(_to_send(journal).values())
+    if job.max_rows is not None and sending > job.max_rows and not job.dry_run:
+        raise InputError(
+            f"{job.input.name}: {sending} rows would be sent, more than the job's max_rows"
+            f" ({job.max_rows}); raise max_rows in the job (or --max-rows) if this is right"
+        )
+
+
+def _open_journal(run_dir: Path) -> Journal:
+    path = run_dir / JOURNAL_NAME
+    if not path.is_file():
+        raise UnusableError(f"{run_dir}: not a pcxbatch run folder (no {JOURNAL_NAME})")
+    return Journal(path)
+
+
+def exit_code_for(counts: dict[str, int], stopped: str | None) -> int:
+    """0 all applied/unchanged/planned; 1 some failed/invalid/duplicate; 3 stopped early."""
+    if stopped or counts.get(Outcome.NOT_ATTEMPTED.value, 0):
+        return StoppedError.exit_code
+    bad = (Outcome.FAILED, Outcome.INVALID, Outcome.DUPLICATE)
+    return 1 if any(counts.get(o.value, 0) for o in bad) else 0
+
+
+async def _send_all(
+    job: Job,
+    journal: Journal,
+    base_url: str,
+    credentials: Credentials,
+    ui: RunUI,
+    transport: Any,
+    retry: RetryPolicy | None,
+) -> str | None:
+    """Execute the pending rows; return why the run stopped early, or None."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    reasons: list[str] = []
+
+    def interrupt(name: str) -> None:
+        if not stop.is_set():
+            reasons.append(f"interrupted ({name})")
+            ui.stopping(f"{name}: finishing the requests in flight, sending no more")
+        stop.set()
+
+    handled = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, interrupt, sig.name)
+            handled.append(sig)
+    limiter = Limiter(job.rate, job.burst)
+    client = PcxClient(
+        base_url,
+        credentials,
+        limiter=limiter,
+        retry=retry or RetryPolicy(max_attempts=job.max_attempts),
+        transport=transport,
+        max_connections=job.concurrency,
+        id_pattern=job.id_pattern,
+    )
+    task = asyncio.create_task(
+        execute(
+            journal,
+            client,
+            concurrency=job.concurrency,
+            stop=stop,
+            on_result=ui.result,
+            guard=FailureGuard(),
+        )
+    )
+    try:
+        await _wait_draining(task, stop)
+    except StoppedError as exc:  # AuthError included
+        reasons.append(str(exc))
+        ui.stopping(str(exc))
+    finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+        await client.aclose()
+    return reasons[0] if reasons else None
+
+
+async def _wait_draining(task: asyncio.Task[None], stop: asyncio.Event) -> None:
+    """Wait for ``task``; once ``stop`` is set, give in-flight requests a bounded time."""
+    stop_wait = asyncio.create_task(stop.wait())
+    try:
+        done, _ = await asyncio.wait({task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        if task not in done:
+            done, _ = await asyncio.wait({task}, timeout=DRAIN_SECONDS)
+            if task not in done:
+                task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    finally:
+        stop_wait.cancel()
+
+
+def _checked(table: Table, job: Job) -> Iterator[tuple[Item, tuple[str, ...]]]:
+    """Check every row of ``table``, pairing each item with its row's input cells."""
+    columns = resolve_columns(table.columns, str(job.input))
+    defaults = RowDefaults(job.action, job.status, job.reason, job.updated_by)
+    cells: deque[tuple[str, ...]] = deque()
+
+    def tap() -> Iterator[SourceRow]:
+        for source in table.rows:
+            cells.append(source.values)
+            yield source
+
+    # validate yields exactly one item per row, in order, so the queue stays aligned.
+    for item in check_rows(tap(), columns, defaults, id_pattern=job.id_pattern):
+        yield item, cells.popleft()
+
+
+def _to_send(journal: Journal) -> dict[str, int]:
+    to_send: dict[str, int] = {}
+    after = 0
+    while batch := journal.pending(after, limit=10_000):
+        for row in batch:
+            to_send[row.action.value] = to_send.get(row.action.value, 0) + 1
+        after = batch[-1].row
+    return to_send
+
+
+def _new_run_dir(job: Job) -> Path:
+    """A fresh, owner-only folder for this run; never another run's."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    base = f"{stamp}-{job.name}"
+    for n in range(1, 1000):
+        path = job.report_dir / (base if n == 1 else f"{base}-{n}")
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        return path
+    raise UnusableError(f"{job.report_dir}: cannot create a new run folder")
+
+
+@contextlib.contextmanager
+def _lock(job: Job) -> Iterator[None]:
+    """Hold an exclusive lock per job for the whole run (released by the kernel if we die)."""
+    path = job.report_dir / f".{job.name}.lock"
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LockedError(
+                f"another run of job '{job.name}' is in progress (lock: {path}); "
+                "wait for it to finish"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
