@@ -1,0 +1,76 @@
+"""End-to-end helpers: the installed ``pcxbatch`` command, run as a user runs it."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pcxbatch.sandbox import SandboxConfig, start
+from pcxbatch.sandbox.server import RunningSandbox
+
+REPO = Path(__file__).resolve().parents[2]
+PCXBATCH = Path(sys.executable).parent / "pcxbatch"
+
+
+@dataclass
+class Ran:
+    """A finished ``pcxbatch`` command: its exit code, output, and report folder if any."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def run_dir(self) -> Path:
+        last = [line for line in self.stdout.splitlines() if line.strip()][-1]
+        assert last.startswith("report: "), self.stdout
+        return Path(last.removeprefix("report: "))
+
+    def results(self) -> list[dict[str, str]]:
+        with (self.run_dir / "results.csv").open(encoding="utf-8-sig", newline="") as f:
+            return list(csv.DictReader(f))
+
+    def summary(self) -> dict[str, Any]:
+        return json.loads((self.run_dir / "summary.json").read_text(encoding="utf-8"))
+
+
+def pcxbatch(
+    *args: str | Path, env: dict[str, str] | None = None, cwd: Path = REPO, timeout: float = 120
+) -> Ran:
+    """Run the installed console script with a clean environment plus ``env``."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PCX_")}
+    base.update(env or {})
+    proc = subprocess.run(
+        [str(PCXBATCH), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=base,
+        cwd=cwd,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    return Ran(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def sandbox_factory() -> Iterator[Any]:
+    """Start sandboxes on loopback for a test; all are stopped at its end."""
+    running: list[RunningSandbox] = []
+
+    def make(**settings: Any) -> RunningSandbox:
+        server = start(SandboxConfig(**settings))
+        running.append(server)
+        return server
+
+    yield make
+    for server in running:
+        server.stop()
