@@ -416,7 +416,8 @@ class PcxClient:
     one pooled, kept-alive connection per worker.
 
     ``base_url`` must be ``https://``; plain ``http://`` is accepted only for a loopback host
-    (the local sandbox) or with an injected ``transport`` (in-process, nothing on the wire).
+    (the local sandbox), with an injected ``transport`` (in-process, nothing on the wire), or
+    when the user asked for it by name (``allow_insecure_http``).
     TLS certificates are always verified.
     """
 
@@ -431,10 +432,13 @@ class PcxClient:
         max_connections: int = 32,
         id_pattern: str | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        allow_insecure_http: bool = False,
     ) -> None:
         if retry.max_attempts < 1:
             raise ValueError("RetryPolicy.max_attempts must be at least 1")
-        self.base_url = _check_base_url(base_url, in_process=transport is not None)
+        self.base_url = _check_base_url(
+            base_url, plain_http_ok=allow_insecure_http or transport is not None
+        )
         self.credentials = credentials
         self._limiter = limiter
         self._retry = retry
@@ -668,14 +672,14 @@ def _replace_message(result: CallResult, message: str) -> CallResult:
     )
 
 
-def _check_base_url(base_url: str, *, in_process: bool) -> str:
+def _check_base_url(base_url: str, *, plain_http_ok: bool) -> str:
     try:
         url = httpx.URL(base_url.strip())
     except httpx.InvalidURL:
         raise ValueError(f"not a URL: {base_url!r}") from None
     if url.scheme not in ("https", "http") or not url.host:
         raise ValueError(f"the API base URL must be https://host/...: {base_url!r}")
-    if url.scheme == "http" and url.host not in _LOOPBACK and not in_process:
+    if url.scheme == "http" and url.host not in _LOOPBACK and not plain_http_ok:
         raise ValueError(
             f"refusing plain http for {url.host}: the credential would travel unencrypted"
         )

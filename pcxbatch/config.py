@@ -11,6 +11,7 @@ names (``credentials_file``), so a job file can be shared and committed safely.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -18,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -75,6 +77,14 @@ class Job:
     max_rows: int | None = None
     dry_run: bool = False
     yes: bool = False
+    #: Plain http to a host that is not loopback: only when asked for by this loud name.
+    allow_insecure_http: bool = False
+    #: Preview: only users of this organisation are listed (the narrowest filter PCX offers).
+    org_id: str | None = None
+    list_page_size: int = 500
+    #: Apply: refuse plans older than this, and (if set) plans previewed by the applier.
+    max_plan_age_hours: float = 24.0
+    require_second_person: bool = False
     #: ``None``: a real API. A mapping (possibly empty): run against the built-in sandbox.
     sandbox: Mapping[str, Any] | None = None
     source: str = ""  # the job file, or "command line", for messages
@@ -100,6 +110,11 @@ _KEYS = {
     "max_rows",
     "dry_run",
     "yes",
+    "allow_insecure_http",
+    "org_id",
+    "list_page_size",
+    "max_plan_age_hours",
+    "require_second_person",
     "sandbox",
 }
 
@@ -240,14 +255,23 @@ def _check(data: Mapping[str, Any], source: str, problems: list[str]) -> Job:
             values["status"] = normal
             if values.get("action") is Action.DEACTIVATE:
                 problems.append(f"status: {normal!r} contradicts action deactivate")
-    for key in ("reason", "updated_by"):
+    for key in ("reason", "updated_by", "org_id"):
         value = text(key)
         if value is not None:
             values[key] = value
+    insecure = flag("allow_insecure_http")
+    if insecure is not None:
+        values["allow_insecure_http"] = insecure
     base_url = text("base_url")
     if base_url is not None:
-        if not re.match(r"^https?://[^/\s]+", base_url):
-            problems.append("base_url: must be an http(s) URL, e.g. " + DEFAULT_BASE_URL)
+        parsed = urlsplit(base_url)
+        if parsed.scheme not in ("https", "http") or not parsed.hostname:
+            problems.append("base_url: must be an https URL, e.g. " + DEFAULT_BASE_URL)
+        elif parsed.scheme == "http" and not is_loopback(parsed.hostname) and not insecure:
+            problems.append(
+                "base_url: plain http would send the credential unencrypted; use https (or,"
+                " if you really mean it, allow_insecure_http: true / --allow-insecure-http)"
+            )
         values["base_url"] = base_url.rstrip("/")
     for key in ("credentials_file", "report_dir"):
         if data.get(key) is not None:
@@ -258,6 +282,8 @@ def _check(data: Mapping[str, Any], source: str, problems: list[str]) -> Job:
         ("concurrency", int, 1, 512),
         ("max_attempts", int, 1, 100),
         ("max_rows", int, 1, 100_000_000),
+        ("list_page_size", int, 1, 10_000),
+        ("max_plan_age_hours", float, 0.01, 24 * 365),
     ):
         converted = number(key, kind, low, high)
         if converted is not None:
@@ -269,7 +295,7 @@ def _check(data: Mapping[str, Any], source: str, problems: list[str]) -> Job:
             values["id_pattern"] = pattern
         except ValueError as exc:
             problems.append(f"id_pattern: {exc}")
-    for key in ("dry_run", "yes"):
+    for key in ("dry_run", "yes", "require_second_person"):
         setting = flag(key)
         if setting is not None:
             values[key] = setting
@@ -279,6 +305,16 @@ def _check(data: Mapping[str, Any], source: str, problems: list[str]) -> Job:
     if problems:
         raise ConfigError(source, problems)
     return Job(source=source, raw=dict(data), **values)
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _check_sandbox(value: Any, problems: list[str]) -> dict[str, Any]:

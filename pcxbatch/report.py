@@ -274,7 +274,15 @@ def write_summary(run_dir: Path, summary: Mapping[str, Any]) -> Path:
 class _XlsxWriter:
     """Streams rows into a constant-memory workbook, starting a new sheet when one is full."""
 
-    def __init__(self, path: Path, scratch: Path, headers: Sequence[str], sheet_title: str):
+    def __init__(
+        self,
+        path: Path,
+        scratch: Path,
+        headers: Sequence[str],
+        sheet_title: str,
+        widths: Sequence[float],
+        preamble: Sequence[Sequence[str | int | None]] = (),
+    ):
         self._workbook = xlsxwriter.Workbook(
             str(path),
             {
@@ -291,34 +299,42 @@ class _XlsxWriter:
         )
         self._bold = self._workbook.add_format({"bold": True})
         self._headers = [_fit_xlsx(_text_cell(h)) for h in headers]
-        self._widths = [
-            _RESULT_WIDTHS.get(h, 12.0) if i < len(RESULT_COLUMNS) else _input_width(h)
-            for i, h in enumerate(headers)
-        ]
+        self._widths = widths
+        self._preamble = preamble  # rows above the first sheet's header (a preview's counts)
         self._names = _sheet_names(sheet_title)
         self._sheet: Any = None
-        self._row = 0  # last row written on the current sheet (the header is row 0)
+        self._top = 0  # the current sheet's header row
+        self._row = 0  # last row written on the current sheet
 
     def _new_sheet(self) -> None:
         self._finish_sheet()
+        first = self._sheet is None
         sheet = self._workbook.add_worksheet(next(self._names))
         for col, width in enumerate(self._widths):
             sheet.set_column(col, col, width)
-        sheet.freeze_panes(1, 0)
+        top = 0
+        if first:
+            for top, cells in enumerate(self._preamble):
+                self._write(sheet, top, cells)
+            top = len(self._preamble)
+        sheet.freeze_panes(top + 1, 0)
         for col, header in enumerate(self._headers):
-            sheet.write_string(0, col, header, self._bold)
+            sheet.write_string(top, col, header, self._bold)
         self._sheet = sheet
-        self._row = 0
+        self._top = self._row = top
 
     def _finish_sheet(self) -> None:
         if self._sheet is not None:
-            self._sheet.autofilter(0, 0, self._row, len(self._headers) - 1)
+            self._sheet.autofilter(self._top, 0, self._row, len(self._headers) - 1)
 
     def add(self, cells: Sequence[str | int | None]) -> None:
         if self._sheet is None or self._row >= XLSX_ROWS_PER_SHEET:
             self._new_sheet()
         self._row += 1
-        sheet, row = self._sheet, self._row
+        self._write(self._sheet, self._row, cells)
+
+    @staticmethod
+    def _write(sheet: Any, row: int, cells: Sequence[str | int | None]) -> None:
         for col, value in enumerate(cells):
             if value is None or value == "":
                 continue  # an empty cell; constant_memory ignores blanks without a format anyway
@@ -368,6 +384,10 @@ def _cells(line: ReportLine, width: int) -> list[str | int | None]:
     ]
 
 
+def _safe(value: str | int | None) -> str | int | None:
+    return _text_cell(value) if isinstance(value, str) else value
+
+
 def _csv_field(value: str | int | None) -> str:
     if value is None:
         return ""
@@ -387,20 +407,54 @@ def write_results(
     In: the run folder (created if missing), the input's own column names, the lines (one per
     input data row, written in the order given; each ``values`` must have one text per input
     column, else ``ValueError``), whether to write the XLSX, and the first sheet's name.
+    Out: the paths written, CSV first. Streaming and atomicity as :func:`write_table`.
+    """
+    headers = report_headers(input_columns)
+    width = len(input_columns)
+    widths = [
+        _RESULT_WIDTHS.get(h, 12.0) if i < len(RESULT_COLUMNS) else _input_width(h)
+        for i, h in enumerate(headers)
+    ]
+    return write_table(
+        run_dir,
+        "results",
+        headers,
+        (_cells(line, width) for line in lines),
+        xlsx=xlsx,
+        sheet_title=sheet_title,
+        widths=widths,
+    )
+
+
+def write_table(
+    run_dir: Path,
+    name: str,
+    headers: Sequence[str],
+    rows: Iterable[Sequence[str | int | None]],
+    *,
+    xlsx: bool,
+    sheet_title: str | None = None,
+    widths: Sequence[float] | None = None,
+    preamble: Sequence[Sequence[str | int | None]] = (),
+) -> list[Path]:
+    """Write ``run_dir/NAME.csv`` and, when ``xlsx`` is true, ``run_dir/NAME.xlsx``.
+
+    In: the folder (created if missing), the file name without suffix, the header row, the data
+    rows (texts and whole numbers; ``None`` is an empty cell), and ``preamble`` rows written
+    above the header (a preview's counts). Every text is neutralised against formula injection.
     Out: the paths written, CSV first.
 
-    ``lines`` is consumed once, and both files are written side by side as it goes, so memory
-    stays flat however many lines there are. If ``lines`` (or anything else) raises, neither
-    file appears under its final name, any earlier complete report there is left as it was, no
+    ``rows`` is consumed once, and both files are written side by side as it goes, so memory
+    stays flat however many rows there are. If ``rows`` (or anything else) raises, neither
+    file appears under its final name, any earlier complete file there is left as it was, no
     temporary file is left behind, and the exception propagates.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
-    headers = report_headers(input_columns)
-    width = len(input_columns)
-    csv_path = run_dir / "results.csv"
-    xlsx_path = run_dir / "results.xlsx"
+    csv_path = run_dir / f"{name}.csv"
+    xlsx_path = run_dir / f"{name}.xlsx"
+    widths = widths or [_input_width(h) for h in headers]
 
-    fd, csv_tmp_name = tempfile.mkstemp(dir=run_dir, prefix=".results.csv.", suffix=".tmp")
+    fd, csv_tmp_name = tempfile.mkstemp(dir=run_dir, prefix=f".{name}.csv.", suffix=".tmp")
     csv_tmp = Path(csv_tmp_name)
     scratch: Path | None = None
     book: _XlsxWriter | None = None
@@ -410,18 +464,26 @@ def write_results(
         with csv_fh:
             os.fchmod(csv_fh.fileno(), FILE_MODE)  # mkstemp's 0o600 is still subject to umask
             writer = csv.writer(csv_fh)  # excel dialect: commas, minimal quoting, CRLF
+            for cells in preamble:
+                writer.writerow([_csv_field(_safe(c)) for c in cells])
             writer.writerow([_text_cell(h) for h in headers])
             if xlsx:
                 # A private folder inside run_dir holds the workbook and xlsxwriter's scratch
                 # files; removing it cleans up everything on failure in one step.
-                scratch = Path(tempfile.mkdtemp(dir=run_dir, prefix=".results.xlsx."))
-                xlsx_tmp = scratch / "results.xlsx"
+                scratch = Path(tempfile.mkdtemp(dir=run_dir, prefix=f".{name}.xlsx."))
+                xlsx_tmp = scratch / f"{name}.xlsx"
                 # Created up front so the workbook is owner-only from its first byte.
                 os.close(os.open(xlsx_tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
                 os.chmod(xlsx_tmp, FILE_MODE)
-                book = _XlsxWriter(xlsx_tmp, scratch, headers, sheet_title)
-            for line in lines:
-                cells = _cells(line, width)
+                book = _XlsxWriter(
+                    xlsx_tmp,
+                    scratch,
+                    headers,
+                    sheet_title or name,
+                    widths,
+                    [[_safe(c) for c in cells] for cells in preamble],
+                )
+            for cells in rows:
                 writer.writerow([_csv_field(c) for c in cells])
                 if book is not None:
                     book.add(cells)
@@ -430,9 +492,9 @@ def write_results(
         if book is not None and scratch is not None:
             book.close()
             book = None
-            _fsync_path(scratch / "results.xlsx")
+            _fsync_path(scratch / f"{name}.xlsx")
             os.replace(csv_tmp, csv_path)
-            os.replace(scratch / "results.xlsx", xlsx_path)
+            os.replace(scratch / f"{name}.xlsx", xlsx_path)
         else:
             os.replace(csv_tmp, csv_path)
         _fsync_dir(run_dir)

@@ -105,3 +105,28 @@ def test_sandbox_settings_are_checked(tmp_path: Path) -> None:
 
 def test_the_yes_key_survives_yaml_booleans(tmp_path: Path) -> None:
     assert load_job(write(tmp_path, "input: a.csv\nyes: true\n")).yes is True
+
+
+@pytest.mark.parametrize(
+    ("url", "ok"),
+    [
+        ("https://api.pcxpay.com/v1", True),
+        ("http://127.0.0.1:8400/v1", True),
+        ("http://localhost:8400/v1", True),
+        ("http://[::1]:8400/v1", True),
+        ("http://api.pcxpay.com/v1", False),
+        ("http://10.0.0.5/v1", False),
+        ("ftp://api.pcxpay.com/v1", False),
+    ],
+)
+def test_plain_http_only_to_loopback_unless_asked_by_name(
+    tmp_path: Path, url: str, ok: bool
+) -> None:
+    path = write(tmp_path, f"input: a.csv\nbase_url: {url}\n")
+    if ok:
+        assert load_job(path).base_url == url
+    else:
+        with pytest.raises(ConfigError, match="base_url:"):
+            load_job(path)
+    if url.startswith("http://"):
+        assert load_job(path, {"allow_insecure_http": True}).base_url == url
