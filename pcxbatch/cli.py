@@ -41,8 +41,18 @@ from pcxbatch.client import Credentials
 from pcxbatch.config import Job, job_from_dict, load_job
 from pcxbatch.errors import PcxbatchError, UnusableError
 from pcxbatch.model import Outcome, RowDefaults, RowResult
+from pcxbatch.plan import load_plan
 from pcxbatch.read import read_table
-from pcxbatch.runner import Plan, RunResult, RunUI, resume_run, retry_failed, run_job
+from pcxbatch.runner import (
+    Plan,
+    RunResult,
+    RunUI,
+    apply_plan,
+    preview_job,
+    resume_run,
+    retry_failed,
+    run_job,
+)
 from pcxbatch.validate import check_rows, resolve_columns
 
 #: Outcomes in the order a person reads them.
@@ -139,6 +149,13 @@ def _send_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             help="Do not ask for confirmation (needed for unattended runs).",
         ),
         click.option(
+            "--allow-insecure-http",
+            is_flag=True,
+            default=None,
+            help="Allow a plain http:// base URL that is not loopback (the credential travels "
+            "unencrypted). Never for production.",
+        ),
+        click.option(
             "--log-format",
             type=click.Choice(["text", "json"]),
             default="text",
@@ -228,6 +245,100 @@ def resume(run_dir: Path, log_format: str, **flags: Any) -> None:
     )
 
 
+@cli.command()
+@click.argument("target", type=click.Path(path_type=Path))
+@_job_options
+@click.option(
+    "--sandbox",
+    is_flag=True,
+    default=False,
+    help="Preview against the built-in PCX sandbox (no credentials needed).",
+)
+@click.option("--base-url", help="PCX API base URL.")
+@click.option(
+    "--report-dir",
+    type=click.Path(path_type=Path),
+    help="Folder that receives the preview's folder.",
+)
+@click.option("--rate", type=float, help="Requests per second at most while listing users.")
+@click.option("--org-id", help="Only list users of this organisation (faster on big tenants).")
+@click.option(
+    "--plan-out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Where to write the plan file (default: plan.json in the preview's folder).",
+)
+@click.option(
+    "--allow-insecure-http",
+    is_flag=True,
+    default=None,
+    help="Allow a plain http:// base URL that is not loopback.",
+)
+def preview(target: Path, sandbox: bool, plan_out: Path | None, **flags: Any) -> None:
+    """Show what a job would change, from the users' current status; change nothing.
+
+    Every row is classified: will_change (from -> to), unchanged (already in the wanted state),
+    not_found, invalid or duplicate. Writes preview.csv/.xlsx (counts at the top) and a plan
+    file that `pcxbatch apply PLAN` sends exactly.
+    """
+    overrides = _overrides(flags)
+    if sandbox:
+        overrides["sandbox"] = True
+    job = load_job(target, overrides)
+    credentials = None if job.sandbox is not None else _credentials(job)
+    if credentials is None and job.sandbox is None:
+        raise UnusableError(
+            "no API credential: a preview reads the users' status from the API; set"
+            " PCX_API_KEY (or PCX_JWT), or name a credentials_file in the job"
+        )
+    result = preview_job(job, credentials, plan_out=plan_out)
+    out.print(f"preview of {job.input} against {result.target}", markup=False)
+    table = RichTable(show_header=True, header_style="bold", box=None)
+    table.add_column("rows")
+    table.add_column("count", justify="right")
+    for kind, n in result.counts.items():
+        table.add_row(kind, str(n))
+    out.print(table)
+    for before, after, n in result.transitions:
+        out.print(f"  {n} user(s) go from {before} to {after}", markup=False)
+    if result.problems:
+        out.print()
+        _problem_table(result.problems)
+    out.print(
+        f"plan: {result.plan_path}  (apply it with: pcxbatch apply {result.plan_path})",
+        markup=False,
+    )
+    out.print(f"report: {result.run_dir}", markup=False)
+    sys.exit(result.exit_code)
+
+
+@cli.command()
+@click.argument("plan_file", type=click.Path(path_type=Path, dir_okay=False))
+@_send_options
+@click.option(
+    "--max-age",
+    "max_plan_age_hours",
+    type=float,
+    help="Refuse a plan older than this many hours (default 24, or the job's).",
+)
+def apply(plan_file: Path, log_format: str, **flags: Any) -> None:
+    """Send exactly the changes of a reviewed plan (from `pcxbatch preview --plan-out`).
+
+    Only the plan's will_change rows are sent. The plan is refused if it was altered, if its
+    input file changed, if it is too old, or (when the job requires a second person) if you
+    previewed it yourself. Writes undo.csv beside the report: `pcxbatch run undo.csv` puts the
+    changed users back.
+    """
+    overrides = _overrides(flags)
+    body = load_plan(plan_file)
+    stored = job_from_dict(body["job"], overrides)
+    _send(
+        lambda creds, ui: apply_plan(plan_file, creds, ui, overrides),
+        overrides,
+        log_format,
+        stored=stored,
+    )
+
+
 def _send(
     start: Callable[[Credentials | None, RunUI], RunResult],
     overrides: dict[str, Any],
@@ -244,6 +355,11 @@ def _send(
         raise UnusableError(
             "not a terminal, so there is no one to confirm: pass --yes (or yes: true in the job)"
             " for unattended runs, or --dry-run to preview"
+        )
+    if job.allow_insecure_http and job.base_url.startswith("http://"):
+        err.print(
+            f"WARNING: plain http to {job.base_url}: the credential travels unencrypted",
+            markup=False,
         )
     ask = interactive and not job.yes and job.sandbox is None
     ui: TerminalUI = JsonUI(ask=ask) if log_format == "json" else TerminalUI(ask=ask)

@@ -23,7 +23,7 @@ from typing import Protocol
 
 from pcxbatch.errors import AuthError, StoppedError
 from pcxbatch.journal import Journal, PendingRow
-from pcxbatch.model import Action, Outcome, RowResult
+from pcxbatch.model import DEACTIVATED_STATUS, Action, Outcome, RowResult
 
 
 class CallResultLike(Protocol):
@@ -95,19 +95,28 @@ def classify(row: PendingRow, answer: CallResultLike) -> RowResult:
         )
 
     api_message = answer.message.strip()
+    seen = row.seen_status
+    was = f" (was {seen})" if seen else ""
     if status is not None and 200 <= status < 300:
         done = (
             "deactivated"
             if row.action is Action.DEACTIVATE
             else f"status set to {row.target_status}"
         )
-        return result(Outcome.APPLIED, done)
+        return result(Outcome.APPLIED, done + was)
     if status == 409:
         if row.action is Action.DEACTIVATE:
             if ambiguous:
                 return result(
                     Outcome.APPLIED,
-                    f"deactivated: {earlier} and the API now says the user is already inactive",
+                    f"deactivated{was}: {earlier} and the API now says the user is already"
+                    " inactive",
+                )
+            if seen and seen != DEACTIVATED_STATUS:
+                return result(
+                    Outcome.UNCHANGED,
+                    f"changed since the preview: the user was {seen} then, and is already"
+                    f" inactive now (409: {api_message})",
                 )
             return result(Outcome.UNCHANGED, f"already inactive (409: {api_message})")
         if ambiguous:
@@ -118,10 +127,11 @@ def classify(row: PendingRow, answer: CallResultLike) -> RowResult:
             )
         # PCX does not say whether a 409 here means "already has this status" or "transition
         # refused"; reporting it as unchanged could hide a refused change, so it is failed.
+        now = f"; the user was {seen} at the preview" if seen else ""
         return result(
             Outcome.FAILED,
-            f"the API refused the change (409 conflict: {api_message}); check the user's"
-            f" current status",
+            f"the API refused the change (409 conflict: {api_message}){now}; check the"
+            " user's current status",
         )
     maybe = (
         f"; the change may have been applied ({earlier}): check before sending again"
@@ -134,7 +144,8 @@ def classify(row: PendingRow, answer: CallResultLike) -> RowResult:
             f"no answer from the API after {answer.attempts} attempt(s): {api_message}{maybe}",
         )
     if status == 404:
-        return result(Outcome.FAILED, f"user not found (404: {api_message}){maybe}")
+        drift = f"; changed since the preview, when the user existed ({seen})" if seen else ""
+        return result(Outcome.FAILED, f"user not found (404: {api_message}){drift}{maybe}")
     if status == 400:
         return result(Outcome.FAILED, f"the API rejected the request (400: {api_message}){maybe}")
     if status == 429:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS rows (
     outcome TEXT,                   -- NULL while the row is still to be sent
     sent INTEGER NOT NULL DEFAULT 0,-- 1 once an intent was recorded for it
     uncertain INTEGER NOT NULL DEFAULT 0, -- failed, but the change may have been made
+    seen_status TEXT,               -- the user's status when previewed (NULL: not read)
     http_status INTEGER,
     attempts INTEGER NOT NULL DEFAULT 0,
     throttled INTEGER NOT NULL DEFAULT 0,
@@ -60,6 +61,7 @@ class PendingRow:
     reason: str | None
     updated_by: str | None
     resent: bool
+    seen_status: str | None = None
 
 
 class Journal:
@@ -133,11 +135,26 @@ class Journal:
     def pending(self, after_row: int = 0, limit: int = 500) -> list[PendingRow]:
         """The next rows still to be sent, in input order, after ``after_row``."""
         cursor = self._db.execute(
-            "SELECT row, user_id, action, target_status, reason, updated_by, sent FROM rows"
-            " WHERE outcome IS NULL AND row > ? ORDER BY row LIMIT ?",
+            "SELECT row, user_id, action, target_status, reason, updated_by, sent, seen_status"
+            " FROM rows WHERE outcome IS NULL AND row > ? ORDER BY row LIMIT ?",
             (after_row, limit),
         )
-        return [PendingRow(r[0], r[1], Action(r[2]), r[3], r[4], r[5], bool(r[6])) for r in cursor]
+        return [
+            PendingRow(r[0], r[1], Action(r[2]), r[3], r[4], r[5], bool(r[6]), r[7]) for r in cursor
+        ]
+
+    def pending_user_ids(self) -> set[str]:
+        """The users of every row still to be sent."""
+        return {u for (u,) in self._db.execute("SELECT user_id FROM rows WHERE outcome IS NULL")}
+
+    def set_seen(self, found: Mapping[str, str]) -> None:
+        """Record the status a preview saw for each row's user (``NULL``: not found)."""
+        rows = self._db.execute("SELECT row, user_id FROM rows").fetchall()
+        with self._tx():
+            self._db.executemany(
+                "UPDATE rows SET seen_status = ? WHERE row = ?",
+                [(found.get(user_id), row) for row, user_id in rows],
+            )
 
     def commit(
         self,
@@ -191,7 +208,7 @@ class Journal:
         cursor = source._db.execute(
             "SELECT row, user_id, action, target_status, reason, updated_by, input_values,"
             " CASE WHEN uncertain = 1 OR (outcome IS NULL AND sent = 1) THEN 1 ELSE 0 END,"
-            " COALESCE(outcome, ?) FROM rows ORDER BY row",
+            " seen_status, COALESCE(outcome, ?) FROM rows ORDER BY row",
             (Outcome.NOT_ATTEMPTED.value,),
         )
         copied = 0
@@ -200,7 +217,7 @@ class Journal:
             with self._tx():
                 self._db.executemany(
                     "INSERT INTO rows(row, user_id, action, target_status, reason, updated_by,"
-                    " input_values, sent) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    " input_values, sent, seen_status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     keep,
                 )
             copied += len(keep)
@@ -230,7 +247,8 @@ class Journal:
         """The report's lines in input order, streamed."""
         cursor = self._db.execute(
             "SELECT row, user_id, action, target_status, outcome, http_status, attempts,"
-            " message, request_id, input_values, sent FROM rows ORDER BY row"
+            " message, request_id, input_values, sent, seen_status, reason, updated_by"
+            " FROM rows ORDER BY row"
         )
         for r in cursor:
             outcome = Outcome(r[4]) if r[4] else Outcome.NOT_ATTEMPTED
@@ -253,6 +271,9 @@ class Journal:
                 message=message,
                 request_id=r[8],
                 values=tuple(json.loads(r[9])),
+                seen_status=r[11] or "",
+                reason=r[12] or "",
+                updated_by=r[13] or "",
             )
 
     def close(self) -> None:

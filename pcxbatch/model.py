@@ -127,3 +127,6 @@ class ReportLine:
     message: str
     request_id: str
     values: tuple[str, ...]
+    seen_status: str = ""  # the user's status when previewed, "" when not read
+    reason: str = ""  # what is sent with the row (kept for plans and undo files)
+    updated_by: str = ""

@@ -18,10 +18,10 @@ import fcntl
 import os
 import shutil
 import signal
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,9 +32,29 @@ from pcxbatch.errors import InputError, LockedError, StoppedError, UnusableError
 from pcxbatch.execute import FailureGuard, execute
 from pcxbatch.journal import JOURNAL_NAME, Journal
 from pcxbatch.limiter import Limiter
-from pcxbatch.model import Item, Outcome, ReportLine, RowDefaults, RowResult, SourceRow
+from pcxbatch.model import Action, Item, Outcome, ReportLine, RowDefaults, RowResult, SourceRow
+from pcxbatch.plan import (
+    Verdict,
+    check_age,
+    check_second_person,
+    load_plan,
+    now_iso,
+    operator,
+    read_states,
+    seal,
+    transitions,
+    undo_status,
+    verdict,
+)
 from pcxbatch.read import Table, file_sha256, read_table
-from pcxbatch.report import write_results, write_summary
+from pcxbatch.report import (
+    RESULT_COLUMNS,
+    atomic_write_text,
+    report_headers,
+    write_results,
+    write_summary,
+    write_table,
+)
 from pcxbatch.validate import check_rows, resolve_columns
 
 #: Outcomes a person must look at, and how many of those rows the terminal lists.
@@ -45,6 +65,10 @@ SHOW_PROBLEMS = 10
 STATE_PREPARING = "preparing"
 STATE_READY = "ready"
 STATE_FINISHED = "finished"
+#: What made a run folder: a plain run (resumed by running the job again), a preview, an apply.
+KIND_RUN = "run"
+KIND_PREVIEW = "preview"
+KIND_APPLY = "apply"
 
 #: How long in-flight requests may take to finish after an interrupt before they are abandoned.
 DRAIN_SECONDS = 40.0
@@ -204,6 +228,254 @@ def retry_failed(
         return _run(job, journal, run_dir, credentials, ui, transport, retry)
 
 
+@dataclass
+class PreviewResult:
+    """What a preview found, and where its report and plan are."""
+
+    run_dir: Path
+    plan_path: Path
+    target: str
+    counts: dict[str, int]  # rows per verdict
+    transitions: list[tuple[str, str, int]]  # (from, to, rows) of the will_change rows
+    pages: int  # GET /users/list pages read
+    exit_code: int
+    problems: list[tuple[int, str, str]] = field(default_factory=list)
+
+
+def preview_job(
+    job: Job,
+    credentials: Credentials | None,
+    *,
+    plan_out: Path | None = None,
+    transport: Any = None,
+) -> PreviewResult:
+    """Read the users' current status and classify every row; write the preview and plan.
+
+    Sends no change: only ``GET /users/list`` pages, paced like any run. Writes
+    ``REPORT_DIR/<run-id>/preview.csv`` (and ``preview.xlsx`` for spreadsheet input) with the
+    counts at the top, and the plan file (``plan.json`` there, or ``plan_out``).
+    """
+    job.report_dir.mkdir(parents=True, exist_ok=True)
+    with _lock(job), contextlib.ExitStack() as stack:
+        table = read_table(job.input, sheet=job.sheet)
+        resolve_columns(table.columns, str(job.input))
+        base_url, credentials, target = _target(job, credentials, stack)
+        assert credentials is not None
+        run_dir = _new_run_dir(job, suffix="preview")
+        journal = Journal(run_dir / JOURNAL_NAME)
+        stack.callback(journal.close)
+        _start_journal(journal, job, sheet=table.sheet, columns=table.columns, kind=KIND_PREVIEW)
+        journal.add_items(_checked(table, job))
+        found, pages = asyncio.run(
+            _read_states(job, base_url, credentials, journal.pending_user_ids(), transport)
+        )
+        journal.set_seen(found)
+        journal.set_meta(state=STATE_FINISHED, target=target)
+        scope = f" of organisation {job.org_id}" if job.org_id else ""
+        counts: Counter[str] = Counter()
+        moves: list[tuple[str, str]] = []
+        problems: list[tuple[int, str, str]] = []
+        plan_rows: list[list[Any]] = []
+        for line in journal.lines():
+            seen = line.seen_status or None
+            if line.outcome in (Outcome.INVALID, Outcome.DUPLICATE):
+                kind, message = Verdict(line.outcome.value), line.message
+            else:
+                kind = verdict(line.target_status, seen)
+                if kind is Verdict.WILL_CHANGE:
+                    message = f"{seen} -> {line.target_status}"
+                    moves.append((seen or "", line.target_status))
+                elif kind is Verdict.UNCHANGED:
+                    message = f"already {seen}; nothing will be sent"
+                else:
+                    message = f"no such user in the {pages} page(s) of users{scope} listed"
+            counts[kind.value] += 1
+            if kind not in (Verdict.WILL_CHANGE, Verdict.UNCHANGED) and len(problems) < 10:
+                problems.append((line.row, kind.value, message))
+            plan_rows.append(
+                [
+                    line.row,
+                    line.user_id,
+                    line.action,
+                    line.target_status,
+                    line.reason,
+                    line.updated_by,
+                    seen,
+                    kind.value,
+                    message,
+                    list(line.values),
+                ]
+            )
+        meta = journal.meta()
+        moved = transitions(moves)
+        write_table(
+            run_dir,
+            "preview",
+            [*PREVIEW_HEADERS, *report_headers(meta["columns"])[len(RESULT_COLUMNS) :]],
+            ([r[0], r[1], r[2], r[6] or "", r[3], r[7], r[8], *r[9]] for r in plan_rows),
+            xlsx=job.input.suffix.lower() in (".xlsx", ".xlsm"),
+            preamble=_preview_preamble(job, target, counts, moved),
+        )
+        body = {
+            "job": job_to_dict(job),
+            "fingerprint": fingerprint(job),
+            "input": {
+                "path": str(job.input),
+                "file": job.input.name,
+                "sha256": meta["input_sha256"],
+                "sheet": meta.get("sheet"),
+            },
+            "columns": meta["columns"],
+            "target": target,
+            "previewed_by": operator(),
+            "previewed_with": credentials.describe(),
+            "previewed_at": now_iso(),
+            "preview_dir": str(run_dir),
+            "counts": dict(counts),
+            "rows": plan_rows,
+        }
+        plan_path = plan_out or run_dir / "plan.json"
+        atomic_write_text(plan_path, seal(body))
+        bad = counts[Verdict.INVALID.value] + counts[Verdict.DUPLICATE.value]
+        bad += counts[Verdict.NOT_FOUND.value]
+        return PreviewResult(
+            run_dir, plan_path, target, dict(counts), moved, pages, 1 if bad else 0, problems
+        )
+
+
+PREVIEW_HEADERS = (
+    "row",
+    "user_id",
+    "action",
+    "current_status",
+    "target_status",
+    "preview",
+    "message",
+)
+
+
+def _preview_preamble(
+    job: Job, target: str, counts: Mapping[str, int], moves: list[tuple[str, str, int]]
+) -> list[list[str | int | None]]:
+    """The lines above a preview's rows: what was previewed, counts per class, transitions."""
+    lines: list[list[str | int | None]] = [
+        [f"pcxbatch preview of {job.input.name} against {target} at {now_iso()}"],
+    ]
+    lines += [[kind.value, counts.get(kind.value, 0)] for kind in Verdict]
+    lines += [[f"{a} -> {b}", n] for a, b, n in moves]
+    lines.append([])
+    return lines
+
+
+async def _read_states(
+    job: Job, base_url: str, credentials: Credentials, wanted: set[str], transport: Any
+) -> tuple[dict[str, str], int]:
+    if not wanted:
+        return {}, 0
+    client = PcxClient(
+        base_url,
+        credentials,
+        limiter=Limiter(job.rate, job.burst),
+        retry=RetryPolicy(max_attempts=job.max_attempts),
+        transport=transport,
+        max_connections=1,
+        id_pattern=job.id_pattern,
+        allow_insecure_http=job.allow_insecure_http,
+    )
+    try:
+        return await read_states(client, wanted, org_id=job.org_id, page_size=job.list_page_size)
+    finally:
+        await client.aclose()
+
+
+def apply_plan(
+    plan_path: Path,
+    credentials: Credentials | None,
+    ui: RunUI,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    transport: Any = None,
+    retry: RetryPolicy | None = None,
+) -> RunResult:
+    """Send exactly a reviewed plan's ``will_change`` rows, after checking the plan still holds.
+
+    Refuses (:class:`UnusableError`, nothing sent) a plan that was altered, whose input file
+    changed, that is older than the job's ``max_plan_age_hours``, or, when the job requires a
+    second person, that the applier previewed. Rows already in their wanted state or not found
+    at the preview are reported without a request. Writes ``undo.csv`` beside the report.
+    """
+    body = load_plan(plan_path)
+    job = job_from_dict(body["job"], overrides)
+    if fingerprint(job) != body["fingerprint"]:
+        raise UnusableError(
+            f"{plan_path}: applying cannot change what the plan sends (action, status,"
+            " reason, updated_by, sheet, ID pattern, base URL)"
+        )
+    check_age(body, timedelta(hours=job.max_plan_age_hours))
+    applier = operator()
+    check_second_person(body, applier)
+    try:
+        digest = file_sha256(Path(body["input"]["path"]))
+    except InputError as exc:
+        raise UnusableError(f"{plan_path}: cannot check the plan's input file: {exc}") from None
+    if digest != body["input"]["sha256"]:
+        raise UnusableError(
+            f"{body['input']['file']} has changed since it was previewed; preview it again"
+        )
+    job.report_dir.mkdir(parents=True, exist_ok=True)
+    with _lock(job):
+        run_dir = _new_run_dir(job, suffix="apply")
+        journal = Journal(run_dir / JOURNAL_NAME)
+        _start_journal(
+            journal,
+            job,
+            sheet=body["input"]["sheet"],
+            columns=body["columns"],
+            input_sha256=digest,
+            kind=KIND_APPLY,
+        )
+        journal.set_meta(
+            plan=str(plan_path),
+            plan_hash=body["hash"],
+            previewed_by=body["previewed_by"],
+            previewed_at=body["previewed_at"],
+            applied_by=applier,
+        )
+        journal.add_items(_plan_items(body), planned=False)
+        journal.set_seen({r[1]: r[6] for r in body["rows"] if r[6]})
+        journal.set_meta(state=STATE_READY)
+        return _run(job, journal, run_dir, credentials, ui, transport, retry)
+
+
+def _plan_items(body: Mapping[str, Any]) -> Iterator[tuple[Item, tuple[str, ...]]]:
+    """The journal's rows for an apply: only ``will_change`` rows are left to send."""
+    when = body["previewed_at"]
+    for row, user_id, action, target, reason, updated_by, seen, kind, message, values in body[
+        "rows"
+    ]:
+        outcome: Outcome | None = None
+        if kind == Verdict.UNCHANGED:
+            outcome, message = (
+                Outcome.UNCHANGED,
+                f"already {seen} at the preview ({when}); not sent",
+            )
+        elif kind == Verdict.NOT_FOUND:
+            outcome, message = Outcome.FAILED, f"user not found at the preview ({when}); not sent"
+        elif kind != Verdict.WILL_CHANGE:
+            outcome = Outcome(kind)
+        item = Item(
+            row=row,
+            user_id=user_id,
+            action=Action(action) if action else None,
+            target_status=target or None,
+            reason=reason or None,
+            updated_by=updated_by or None,
+            outcome=outcome,
+            message=message,
+        )
+        yield item, tuple(values)
+
+
 def find_unfinished(job: Job) -> Path | None:
     """The job's latest run folder if that run stopped before every row was tried."""
     if not job.report_dir.is_dir():
@@ -217,7 +489,7 @@ def find_unfinished(job: Job) -> Path | None:
             meta = journal.meta()
         finally:
             journal.close()
-        if meta.get("job") != job.name or meta.get("previous_run"):
+        if meta.get("job") != job.name or meta.get("kind") != KIND_RUN or meta.get("previous_run"):
             continue
         if meta.get("state") == STATE_READY:
             return run_dir
@@ -237,21 +509,7 @@ def _run(
     """Confirm, send what is pending, and write the report."""
     with contextlib.ExitStack() as stack:
         stack.callback(journal.close)
-        base_url = job.base_url
-        target = base_url
-        if job.sandbox is not None and not job.dry_run:
-            # Imported here: only runs against the built-in sandbox need its server stack.
-            from pcxbatch.sandbox import SandboxConfig, start
-
-            running = stack.enter_context(start(SandboxConfig(**job.sandbox)))
-            base_url = running.base_url
-            credentials = Credentials(api_key=running.api_key)
-            target = f"the built-in sandbox at {base_url}"
-        if credentials is None and not job.dry_run:
-            raise UnusableError(
-                "no API credential: set PCX_API_KEY (or PCX_JWT), or name a credentials_file"
-                " in the job"
-            )
+        base_url, credentials, target = _target(job, credentials, stack)
         to_send = _to_send(journal)
         plan = Plan(
             job=job,
@@ -273,6 +531,25 @@ def _run(
                 _send_all(job, journal, base_url, credentials, ui, transport, retry)
             )
         return _finish(job, journal, run_dir, plan, stopped)
+
+
+def _target(
+    job: Job, credentials: Credentials | None, stack: contextlib.ExitStack
+) -> tuple[str, Credentials | None, str]:
+    """Where requests go: (base URL, credential, description). Starts the built-in sandbox
+    inside ``stack`` when the job asks for it. A dry run needs no credential."""
+    if job.sandbox is not None and not job.dry_run:
+        # Imported here: only runs against the built-in sandbox need its server stack.
+        from pcxbatch.sandbox import SandboxConfig, start
+
+        running = stack.enter_context(start(SandboxConfig(**job.sandbox)))
+        base_url = running.base_url
+        return base_url, Credentials(api_key=running.api_key), f"the built-in sandbox at {base_url}"
+    if credentials is None and not job.dry_run:
+        raise UnusableError(
+            "no API credential: set PCX_API_KEY (or PCX_JWT), or name a credentials_file in the job"
+        )
+    return job.base_url, credentials, job.base_url
 
 
 def _finish(
@@ -318,10 +595,31 @@ def _finish(
         **journal.totals(),
         "stopped": stopped,
         "exit_code": exit_code,
+        **{k: meta[k] for k in ("plan", "plan_hash", "previewed_by", "applied_by") if k in meta},
         "pcxbatch_version": __version__,
     }
+    if meta.get("kind") == KIND_APPLY and counts[Outcome.APPLIED.value]:
+        files.extend(_write_undo(job, journal, run_dir))
     files.append(write_summary(run_dir, summary))
     return RunResult(run_dir, counts, exit_code, stopped, files, problems)
+
+
+UNDO_HEADERS = ("user_id", "status", "reason", "updated_by", "undo_note", "changed_in_row")
+
+
+def _write_undo(job: Job, journal: Journal, run_dir: Path) -> list[Path]:
+    """``undo.csv``: a file ``pcxbatch run`` takes to put every changed user back."""
+    reason = f"Undo of pcxbatch run {run_dir.name}"
+    updated_by = job.updated_by or "pcxbatch-undo"
+
+    def rows() -> Iterator[list[str | int | None]]:
+        for line in journal.lines():
+            if line.outcome is not Outcome.APPLIED or not line.seen_status:
+                continue
+            status, why = undo_status(line.seen_status)
+            yield [line.user_id, status, reason, updated_by, why, line.row]
+
+    return write_table(run_dir, "undo", UNDO_HEADERS, rows(), xlsx=False)
 
 
 def _start_journal(
@@ -332,9 +630,11 @@ def _start_journal(
     columns: Sequence[str],
     input_sha256: str | None = None,
     previous_run: str | None = None,
+    kind: str = KIND_RUN,
 ) -> None:
     journal.set_meta(
         state=STATE_PREPARING,
+        kind=kind,
         job=job.name,
         job_settings=job_to_dict(job),
         fingerprint=fingerprint(job),
@@ -428,6 +728,7 @@ async def _send_all(
         transport=transport,
         max_connections=job.concurrency,
         id_pattern=job.id_pattern,
+        allow_insecure_http=job.allow_insecure_http,
     )
     task = asyncio.create_task(
         execute(
@@ -492,10 +793,10 @@ def _to_send(journal: Journal) -> dict[str, int]:
     return to_send
 
 
-def _new_run_dir(job: Job) -> Path:
+def _new_run_dir(job: Job, suffix: str = "") -> Path:
     """A fresh, owner-only folder for this run; never another run's."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    base = f"{stamp}-{job.name}"
+    base = f"{stamp}-{job.name}" + (f"-{suffix}" if suffix else "")
     for n in range(1, 1000):
         path = job.report_dir / (base if n == 1 else f"{base}-{n}")
         try:

@@ -1,0 +1,127 @@
+"""The plan stage: verdicts, state reading by paging, the sealed plan file and its checks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from pcxbatch.errors import UnusableError
+from pcxbatch.plan import (
+    Verdict,
+    check_age,
+    check_second_person,
+    load_plan,
+    read_states,
+    seal,
+    undo_status,
+    verdict,
+)
+
+
+@dataclass(frozen=True)
+class User:
+    user_id: str
+    status: str
+
+
+class Pages:
+    """A fake ``list_users`` over a fixed population, recording every call."""
+
+    def __init__(self, users: list[User], page: int) -> None:
+        self.users, self.page, self.calls = users, page, 0
+
+    async def list_users(
+        self,
+        *,
+        status: str | None = None,
+        org_id: str | None = None,
+        limit: int = 100,
+        last_evaluated_key: str | None = None,
+    ) -> tuple[list[User], str | None]:
+        self.calls += 1
+        start = int(last_evaluated_key or 0)
+        end = start + min(limit, self.page)
+        return self.users[start:end], (str(end) if end < len(self.users) else None)
+
+
+def test_verdicts() -> None:
+    assert verdict("inactive", "active") is Verdict.WILL_CHANGE
+    assert verdict("inactive", "inactive") is Verdict.UNCHANGED
+    assert verdict("active", None) is Verdict.NOT_FOUND
+
+
+def test_read_states_pages_until_every_wanted_user_is_seen() -> None:
+    users = [User(f"u{i}", "active" if i % 2 else "inactive") for i in range(100)]
+    pages = Pages(users, page=10)
+    found, read = asyncio.run(read_states(pages, {"u3", "u14"}, page_size=10))
+    assert found == {"u3": "active", "u14": "inactive"}
+    assert read == pages.calls == 2  # stopped as soon as both were seen
+
+
+def test_read_states_reads_everything_to_know_a_user_is_missing() -> None:
+    pages = Pages([User(f"u{i}", "active") for i in range(25)], page=10)
+    found, read = asyncio.run(read_states(pages, {"u1", "nobody"}, page_size=10))
+    assert found == {"u1": "active"} and read == 3
+
+
+def sealed(tmp_path: Path, **extra: object) -> Path:
+    body = {
+        "job": {"require_second_person": True},
+        "previewed_by": "ana",
+        "previewed_at": "2026-11-23T10:00:00+00:00",
+        "rows": [[2, "u1", "deactivate", "inactive", None, "ops", "active", "will_change", "", []]],
+        **extra,
+    }
+    path = tmp_path / "plan.json"
+    path.write_text(seal(body))
+    return path
+
+
+def test_a_sealed_plan_loads_and_any_edit_is_refused(tmp_path: Path) -> None:
+    path = sealed(tmp_path)
+    assert load_plan(path)["previewed_by"] == "ana"
+    body = json.loads(path.read_text())
+    body["rows"][0][3] = "active"
+    path.write_text(json.dumps(body))
+    with pytest.raises(UnusableError, match="hash does not match"):
+        load_plan(path)
+    path.write_text("{not json")
+    with pytest.raises(UnusableError, match="not a pcxbatch plan file"):
+        load_plan(path)
+
+
+def test_plan_age_limit() -> None:
+    body = {"previewed_at": "2026-11-23T10:00:00+00:00"}
+    at = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+    check_age(body, timedelta(hours=24), now=at + timedelta(hours=23))
+    with pytest.raises(UnusableError, match=r"25\.0 h old, older than the 24 h allowed"):
+        check_age(body, timedelta(hours=24), now=at + timedelta(hours=25))
+
+
+def test_second_person_rule(tmp_path: Path) -> None:
+    body = load_plan(sealed(tmp_path))
+    check_second_person(body, "ben")
+    with pytest.raises(UnusableError, match="second person"):
+        check_second_person(body, "ana")
+    body["job"]["require_second_person"] = False
+    check_second_person(body, "ana")
+
+
+@pytest.mark.parametrize(
+    ("seen", "status", "why"),
+    [
+        ("active", "active", ""),
+        ("inactive", "inactive", ""),
+        ("not_verified", "not_verified", ""),
+        ("pending", "", "cannot be restored"),
+        ("sandbox", "", "cannot be restored"),
+    ],
+)
+def test_undo_status(seen: str, status: str, why: str) -> None:
+    got_status, got_why = undo_status(seen)
+    assert got_status == status and why in got_why
