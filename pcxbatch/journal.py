@@ -143,6 +143,14 @@ class Journal:
             PendingRow(r[0], r[1], Action(r[2]), r[3], r[4], r[5], bool(r[6]), r[7]) for r in cursor
         ]
 
+    def pending_counts(self) -> dict[str, int]:
+        """Rows still to be sent, per action."""
+        return dict(
+            self._db.execute(
+                "SELECT action, COUNT(*) FROM rows WHERE outcome IS NULL GROUP BY action"
+            ).fetchall()
+        )
+
     def pending_user_ids(self) -> set[str]:
         """The users of every row still to be sent."""
         return {u for (u,) in self._db.execute("SELECT user_id FROM rows WHERE outcome IS NULL")}

@@ -510,7 +510,7 @@ def _run(
     with contextlib.ExitStack() as stack:
         stack.callback(journal.close)
         base_url, credentials, target = _target(job, credentials, stack)
-        to_send = _to_send(journal)
+        to_send = journal.pending_counts()
         plan = Plan(
             job=job,
             run_dir=run_dir,
@@ -573,10 +573,10 @@ def _finish(
         noting_problems(journal.lines()),
         xlsx=job.input.suffix.lower() in (".xlsx", ".xlsm"),
     )
-    finished = _now()
+    finished = now_iso()
     if not counts[Outcome.NOT_ATTEMPTED.value]:
         journal.set_meta(state=STATE_FINISHED)
-    summary = {
+    summary: dict[str, Any] = {
         "job": job.name,
         "job_file": job.source,
         "run_id": run_dir.name,
@@ -641,7 +641,7 @@ def _start_journal(
         input_sha256=input_sha256 or file_sha256(job.input),
         sheet=sheet,
         columns=list(columns),
-        started=_now(),
+        started=now_iso(),
         previous_run=previous_run,
         version=__version__,
     )
@@ -671,7 +671,7 @@ def _check_resumable(journal: Journal, job: Job, run_dir: Path) -> None:
 
 
 def _check_max_rows(job: Job, journal: Journal) -> None:
-    sending = sum(_to_send(journal).values())
+    sending = sum(journal.pending_counts().values())
     if job.max_rows is not None and sending > job.max_rows and not job.dry_run:
         raise InputError(
             f"{job.input.name}: {sending} rows would be sent, more than the job's max_rows"
@@ -783,16 +783,6 @@ def _checked(table: Table, job: Job) -> Iterator[tuple[Item, tuple[str, ...]]]:
         yield item, cells.popleft()
 
 
-def _to_send(journal: Journal) -> dict[str, int]:
-    to_send: dict[str, int] = {}
-    after = 0
-    while batch := journal.pending(after, limit=10_000):
-        for row in batch:
-            to_send[row.action.value] = to_send.get(row.action.value, 0) + 1
-        after = batch[-1].row
-    return to_send
-
-
 def _new_run_dir(job: Job, suffix: str = "") -> Path:
     """A fresh, owner-only folder for this run; never another run's."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -825,7 +815,3 @@ def _lock(job: Job) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
