@@ -184,11 +184,6 @@ def resume_run(
     if meta.get("state") == STATE_PREPARING:
         raise UnusableError(f"{run_dir}: this run stopped while reading its input; start it again")
     job = job_from_dict(meta["job_settings"], overrides)
-    if fingerprint(job) != meta["fingerprint"]:
-        raise UnusableError(
-            f"{run_dir}: a resume cannot change what is sent (action, status, reason,"
-            " updated_by, sheet, ID pattern, base URL)"
-        )
     job.report_dir.mkdir(parents=True, exist_ok=True)
     with _lock(job):
         _check_resumable(journal, job, run_dir)
