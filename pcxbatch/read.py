@@ -2,11 +2,17 @@
 pandas (and openpyxl for reading).
 
 In: a path to a ``.csv``/``.tsv``/``.txt`` text file or a ``.xlsx``/``.xlsm`` workbook (and, for
-workbooks, a sheet name or 0-based index). Out: a :class:`Table` whose ``columns`` are the header
-texts and whose ``rows`` yield one :class:`~pcxbatch.model.SourceRow` per non-blank data row, in
-file order, with every cell as stripped text. A file that cannot be used raises
+workbooks, a sheet name or 0-based index), and the largest file size to accept. Out: a
+:class:`Table` whose ``columns`` are the header texts and whose ``rows`` yield one
+:class:`~pcxbatch.model.SourceRow` per non-blank data row, in file order, with every cell as
+stripped text. A file that cannot be used raises
 :class:`~pcxbatch.errors.InputError` with one line naming the file and the problem, both when the
-table is opened and while its rows are read.
+table is opened and while its rows are read. Any file at all, however damaged or hostile, ends
+in rows or in that one error: never another exception, never a cell evaluated.
+
+Size: a file larger than ``max_bytes`` (default :data:`MAX_INPUT_BYTES`), or a workbook whose
+parts unpack to more than :data:`UNPACKED_PER_BYTE` times that (a "zip bomb"), is refused before
+any row is read, with a message saying how to raise the limit.
 
 What the rows look like:
 
@@ -19,16 +25,22 @@ What the rows look like:
   empty header becomes ``column N`` (N counted from 1), and a repeated one gets `` (2)``,
   `` (3)``, ... so every name is unique and stable from run to run.
 - CSV cells are text exactly as written (never parsed as numbers) and carry no notes. The
-  encoding is detected: UTF-8 with or without BOM, UTF-16 with BOM (Excel's "Unicode text"),
-  otherwise Windows-1252. The separator (``,``, ``;`` or tab) is sniffed from the first lines,
-  or taken from Excel's ``sep=;`` first line (which, as in Excel, is not counted as a row). Empty
-  cells past the header's width are ignored; a row with text past it stops the read with an
-  ``InputError`` naming the row (an unquoted separator inside a cell, usually).
+  encoding is detected: UTF-8 with or without BOM, UTF-16 (Excel's "Unicode text") or UTF-32
+  with BOM, otherwise Windows-1252. The separator (``,``, ``;`` or tab) is sniffed from the
+  first lines, or taken from Excel's ``sep=;`` first line (which, as in Excel, is not counted as
+  a row). Empty cells past the header's width are ignored; a row with text past it stops the
+  read with an ``InputError`` naming the row (an unquoted separator inside a cell, usually).
 - Workbook cells: a formula gives its cached value (never evaluated; a formula that was never
   calculated reads as empty) and the note ``FORMULA``; a number gives its plain digits and the
   note ``NUMBER`` (``LOSSY_NUMBER`` when it has more than 15 significant digits, which Excel
   cannot hold, so digits may be gone); dates and times give ISO text, booleans ``TRUE``/``FALSE``.
   Cells to the right of the last header cell are ignored.
+- Which sheet: the one named (hidden or not), else the one at the given 0-based position among
+  the *visible* sheets (as a person counts the tabs), else the first visible sheet. A hidden
+  sheet is never read unless it is named: its rows are ones nobody reviewing the file has seen.
+- Merged cells inside the table (below the header, within its columns) refuse the file: a merged
+  cell's value belongs to its first cell only, so the rows beside it would be read as empty and
+  fall back on the job's defaults, which is not what the person who merged them meant.
 """
 
 from __future__ import annotations
@@ -42,7 +54,7 @@ import posixpath
 import re
 import warnings
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,7 +66,24 @@ import pandas as pd
 from pcxbatch.errors import InputError
 from pcxbatch.model import CellNote, SourceRow
 
-__all__ = ["SUPPORTED_EXTENSIONS", "Table", "file_sha256", "read_table"]
+__all__ = [
+    "MAX_INPUT_BYTES",
+    "SUPPORTED_EXTENSIONS",
+    "UNPACKED_PER_BYTE",
+    "Table",
+    "file_sha256",
+    "read_table",
+]
+
+#: The largest input file read_table accepts unless told otherwise (``max_bytes``): far above
+#: any real list of users to change (a million rows of CSV is ~50 MB), far below what would
+#: exhaust a small machine.
+MAX_INPUT_BYTES = 200 * 1000 * 1000
+#: A workbook may unpack to this many times ``max_bytes``: real sheets compress 5-15 times,
+#: a crafted zip a million times.
+UNPACKED_PER_BYTE = 20
+#: What a size-limit message tells the user to change; the job key and flag that set it.
+SIZE_LIMIT_HINT = "raise max_bytes in the job (or --max-bytes) if this file is right"
 
 #: File name endings read_table accepts, lower case.
 SUPPORTED_EXTENSIONS: tuple[str, ...] = (".csv", ".tsv", ".txt", ".xlsx", ".xlsm")
@@ -69,6 +98,8 @@ _OTHER_FORMATS = {
     ".numbers": "an Apple Numbers file (.numbers)",
 }
 _SAVE_AS = "open it and save it as .xlsx or .csv"
+# Third-party error texts can be long or span lines; a message is one line for a person.
+_MAX_REASON = 200
 
 # Big enough that pandas' per-chunk overhead vanishes, small enough to keep memory flat.
 _CSV_CHUNK_ROWS = 50_000
@@ -88,8 +119,16 @@ _OPEN_QUOTE = re.compile(r"EOF inside string starting at row (\d+)")
 # A formula element, with or without a namespace prefix; text cannot contain a raw "<".
 _FORMULA_TAG = re.compile(rb"<(?:[A-Za-z_][\w.\-]*:)?f[\s/>]")
 _WHITESPACE_RUN = re.compile(r"\s+")
+# A merged range in a sheet part: <mergeCell ref="B2:B5"/> (its only attribute).
+_MERGE_REF = re.compile(
+    rb"<(?:[A-Za-z_][\w.\-]*:)?mergeCell\s[^>]*?\bref\s*=\s*[\"']([A-Za-z]{1,3}[0-9]{1,7}"
+    rb"(?::[A-Za-z]{1,3}[0-9]{1,7})?)[\"']"
+)
+_CELL_RANGE = re.compile(r"([A-Z]{1,3})([0-9]+)(?::([A-Z]{1,3})([0-9]+))?")
 _SEPARATOR_HINT = re.compile(r'"?sep=([^\r\n"])"?[^\S\r\n]*\r?\n', re.IGNORECASE)
 
+# The last row of an Excel sheet.
+_EXCEL_MAX_ROW = 1_048_576
 # Excel keeps 15 significant digits; an integral number with more has probably lost some.
 _EXACT_DIGITS_LIMIT = 10**15
 
@@ -115,19 +154,23 @@ class Table:
     separator: str | None = None
 
 
-def read_table(path: Path, *, sheet: str | int | None = None) -> Table:
+def read_table(
+    path: Path, *, sheet: str | int | None = None, max_bytes: int | None = MAX_INPUT_BYTES
+) -> Table:
     """Open ``path`` and read its header; the rows are read lazily as ``Table.rows`` is iterated.
 
-    ``sheet`` picks a workbook's sheet by name or 0-based index (default: the first sheet); for a
-    text file only ``None`` or ``0`` make sense. Raises ``InputError`` for any unusable file.
+    ``sheet`` picks a workbook's sheet by name or 0-based index among the visible sheets
+    (default: the first visible sheet); for a text file only ``None`` or ``0`` make sense.
+    ``max_bytes`` is the largest file accepted (``None``: no limit). Raises ``InputError`` for
+    any unusable file.
     """
     path = Path(path)
-    suffix = _check_file(path)
+    suffix = _check_file(path, max_bytes)
     if suffix in _TEXT_EXTENSIONS:
         if sheet not in (None, 0):
             raise InputError(f"{path}: is a text file with no sheets; remove the sheet setting")
         return _read_text(path)
-    return _read_workbook(path, sheet)
+    return _read_workbook(path, sheet, max_bytes)
 
 
 def file_sha256(path: Path) -> str:
@@ -145,8 +188,9 @@ def file_sha256(path: Path) -> str:
 # --- checks common to every file ---------------------------------------------------------------
 
 
-def _check_file(path: Path) -> str:
-    """Return the lower-case suffix of a readable, non-empty, supported file, or raise."""
+def _check_file(path: Path, max_bytes: int | None) -> str:
+    """Return the lower-case suffix of a readable, non-empty, supported file no larger than
+    ``max_bytes``, or raise."""
     suffix = path.suffix.lower()
     try:
         if not path.exists():
@@ -165,11 +209,31 @@ def _check_file(path: Path) -> str:
         )
     if size == 0:
         raise InputError(f"{path}: the file is empty (0 bytes)")
+    if max_bytes is not None and size > max_bytes:
+        raise InputError(
+            f"{path}: is {_size(size)}, more than the {_size(max_bytes)} an input file may be; "
+            f"{SIZE_LIMIT_HINT}"
+        )
     return suffix
+
+
+def _size(count: int) -> str:
+    """A byte count as a person reads it: ``3,008 bytes``, ``1.5 MB``, ``2.1 GB``."""
+    if count < 1000 * 1000:
+        return f"{count:,} bytes"
+    if count < 1000 * 1000 * 1000:
+        return f"{count / 1e6:,.1f} MB"
+    return f"{count / 1e9:,.1f} GB"
 
 
 def _os_reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
+
+
+def _why(exc: BaseException) -> str:
+    """An exception's text on one line and cut short, for the end of an ``InputError``."""
+    text = _WHITESPACE_RUN.sub(" ", str(exc)).strip() or type(exc).__name__
+    return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 3] + "..."
 
 
 def _unique_names(raw: Sequence[str]) -> tuple[str, ...]:
@@ -203,8 +267,12 @@ def _read_text(path: Path) -> Table:
         else:
             separator = _sniff_separator(sample, complete)
         header, header_index = _find_text_header(path, encoding, separator, hidden)
-    except (OSError, UnicodeError, csv.Error) as exc:
-        raise InputError(f"{path}: cannot be read as text: {exc}") from exc
+    except InputError:
+        raise
+    except Exception as exc:
+        # OSError, UnicodeError and csv.Error are the expected ones; anything else from parsing
+        # a hostile file is still the file's problem, never a traceback.
+        raise InputError(f"{path}: cannot be read as text: {_why(exc)}") from exc
     if header is None:
         raise InputError(f"{path}: has no header row (every line is blank)")
     columns = _unique_names([cell.strip() for cell in header])
@@ -218,6 +286,9 @@ def _detect_encoding(path: Path) -> str:
     try:
         with open(path, "rb") as handle:
             head = handle.read(8)
+            # UTF-32's little-endian BOM starts with UTF-16's: test it first.
+            if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+                return "utf-32"
             if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
                 return "utf-16"
             if head.startswith(_ZIP_MAGIC):
@@ -234,7 +305,8 @@ def _detect_encoding(path: Path) -> str:
             utf8_ok = _decodes(handle, "utf-8")
             if utf8_ok is None:
                 raise InputError(
-                    f"{path}: contains binary data (NUL bytes), not CSV text; export it as CSV"
+                    f"{path}: contains binary data (NUL bytes), not CSV text (or it is UTF-16 "
+                    "text without a byte-order mark); export it as 'CSV UTF-8'"
                 )
             if utf8_ok:
                 return "utf-8-sig" if head.startswith(codecs.BOM_UTF8) else "utf-8"
@@ -332,10 +404,12 @@ def _text_rows(
                 for number, values in enumerate(zip(*columns, strict=True), start=first):
                     if any(values):
                         yield SourceRow(number, values)
+    except InputError:
+        raise
     except pd.errors.ParserError as exc:
         raise InputError(_parser_problem(path, str(exc), separator, hidden)) from exc
-    except (OSError, UnicodeError, ValueError) as exc:
-        raise InputError(f"{path}: cannot be read as text: {exc}") from exc
+    except Exception as exc:  # OSError, UnicodeError, ValueError, or anything pandas meets
+        raise InputError(f"{path}: cannot be read as text: {_why(exc)}") from exc
 
 
 def _check_spare_cells(
@@ -366,27 +440,43 @@ def _parser_problem(path: Path, message: str, separator: str, hidden: int) -> st
     if match := _OPEN_QUOTE.search(message):
         row = int(match.group(1)) + 1 - hidden
         return f'{path}: row {row} opens a double quote (") that is never closed'
-    return f"{path}: cannot be read as CSV: {message.strip()}"
+    return f"{path}: cannot be read as CSV: {_why(ValueError(message))}"
 
 
 # --- workbooks ---------------------------------------------------------------------------------
 
 
-def _read_workbook(path: Path, sheet: str | int | None) -> Table:
-    _check_workbook_bytes(path)
+def _read_workbook(path: Path, sheet: str | int | None, max_bytes: int | None) -> Table:
+    _check_workbook_bytes(path, max_bytes)
     book = _open_workbook(path, data_only=True)
     books: list[Any] = [book]
     try:
-        title = _pick_sheet(path, list(book.sheetnames), sheet)
+        names = list(book.sheetnames)
+        states = {name: getattr(book[name], "sheet_state", "visible") for name in names}
+        title = _pick_sheet(path, names, states, sheet)
         sheet_obj = book[title]
         if not hasattr(sheet_obj, "iter_rows"):
             raise InputError(f"{path}: sheet '{title}' is a chart, not a table")
-        raw = _workbook_rows(path, title, books, sheet_obj, _formula_cells(path, title, books))
+        part = _sheet_part(path, title)
+        formulas, merged = _scan_sheet(path, part)
+        raw = _workbook_rows(
+            path, title, books, sheet_obj, _formula_cells(path, title, books, part, formulas)
+        )
         header_number, header_cells = 0, None
         for number, cells, _ in raw:
             if any(cells):
                 header_number, header_cells = number, cells
                 break
+    except InputError:
+        for opened in books:
+            opened.close()
+        raise
+    except Exception as exc:
+        for opened in books:
+            opened.close()
+        raise InputError(
+            f"{path}: is damaged and cannot be opened as a workbook: {_why(exc)}"
+        ) from exc
     except BaseException:
         for opened in books:
             opened.close()
@@ -396,12 +486,22 @@ def _read_workbook(path: Path, sheet: str | int | None) -> Table:
     width = len(header_cells)
     while not header_cells[width - 1]:
         width -= 1
+    inside = [ref for ref in merged if _merge_in_table(ref, header_number, width)]
+    if inside:
+        raw.close()  # closes the workbooks
+        shown = ", ".join(inside[:3]) + (f" and {len(inside) - 3} more" if len(inside) > 3 else "")
+        raise InputError(
+            f"{path}: sheet '{title}' has merged cells in the table ({shown}); a merged cell's "
+            "value belongs to its first cell only, so the rows beside it would be read as empty. "
+            "Unmerge them (Home > Merge & Center) and fill in every row"
+        )
     columns = _unique_names(header_cells[:width])
     return Table(path, title, columns, header_number, _workbook_data(raw, width))
 
 
-def _check_workbook_bytes(path: Path) -> None:
-    """Recognise files that only pretend to be .xlsx, to say what they really are."""
+def _check_workbook_bytes(path: Path, max_bytes: int | None) -> None:
+    """Recognise files that only pretend to be .xlsx, to say what they really are, and refuse
+    a workbook that would unpack to far more than ``max_bytes``."""
     try:
         with open(path, "rb") as handle:
             head = handle.read(8)
@@ -420,17 +520,48 @@ def _check_workbook_bytes(path: Path) -> None:
                     "if it is CSV text, give it a .csv extension"
                 )
         with zipfile.ZipFile(path) as archive:
-            members = set(archive.namelist())
+            infos = archive.infolist()
+            members = {info.filename for info in infos}
             if "mimetype" in members and archive.read("mimetype").startswith(
                 b"application/vnd.oasis.opendocument"
             ):
                 raise InputError(
                     f"{path}: is an OpenDocument spreadsheet (.ods) with an .xlsx name; {_SAVE_AS}"
                 )
+            if any(name.startswith("Index/") and name.endswith(".iwa") for name in members):
+                raise InputError(
+                    f"{path}: is an Apple Numbers file (.numbers) with an .xlsx name; "
+                    "in Numbers, use File > Export To > Excel (or CSV)"
+                )
             if "[Content_Types].xml" not in members:
                 raise InputError(f"{path}: is a zip archive but not an Excel workbook")
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise InputError(f"{path}: is damaged and cannot be opened as a workbook: {exc}") from exc
+            if not any(name.startswith("xl/") for name in members):
+                kind = (
+                    "a Word document"
+                    if "word/document.xml" in members
+                    else "a PowerPoint presentation"
+                    if "ppt/presentation.xml" in members
+                    else "an Office file"
+                )
+                raise InputError(f"{path}: is {kind}, not an Excel workbook")
+            if "xl/workbook.bin" in members:
+                raise InputError(
+                    f"{path}: is a binary Excel workbook (.xlsb) with an .xlsx name; {_SAVE_AS}"
+                )
+            unpacked = sum(info.file_size for info in infos)
+            if max_bytes is not None and unpacked > max_bytes * UNPACKED_PER_BYTE:
+                raise InputError(
+                    f"{path}: unpacks to {_size(unpacked)}, more than the "
+                    f"{_size(max_bytes * UNPACKED_PER_BYTE)} a workbook may hold "
+                    f"({UNPACKED_PER_BYTE} times the {_size(max_bytes)} size limit); "
+                    f"{SIZE_LIMIT_HINT}"
+                )
+    except InputError:
+        raise
+    except Exception as exc:  # zipfile, zlib and the OS meet damaged files in many ways
+        raise InputError(
+            f"{path}: is damaged and cannot be opened as a workbook: {_why(exc)}"
+        ) from exc
 
 
 def _contains(handle: io.BufferedReader, needle: bytes) -> bool:
@@ -450,20 +581,37 @@ def _open_workbook(path: Path, *, data_only: bool) -> Any:
     except Exception as exc:
         # Any exception here comes from parsing a damaged file, which is the user's file to fix,
         # never a reason to show a traceback.
-        raise InputError(f"{path}: is damaged and cannot be opened as a workbook: {exc}") from exc
+        raise InputError(
+            f"{path}: is damaged and cannot be opened as a workbook: {_why(exc)}"
+        ) from exc
 
 
-def _pick_sheet(path: Path, names: list[str], sheet: str | int | None) -> str:
-    listed = ", ".join(f"'{name}'" for name in names)
+def _pick_sheet(
+    path: Path, names: list[str], states: dict[str, str], sheet: str | int | None
+) -> str:
+    """The sheet to read: named (hidden or not), else by position among the visible sheets,
+    else the first visible one."""
+    visible = [name for name in names if states.get(name, "visible") == "visible"]
+    hidden = [name for name in names if name not in visible]
+    listed = ", ".join(f"'{name}'" for name in visible) or "none visible"
+    if hidden:
+        listed += " (hidden: " + ", ".join(f"'{name}'" for name in hidden) + ")"
     if sheet is None:
         if not names:
             raise InputError(f"{path}: the workbook has no sheets")
-        return names[0]
+        if not visible:
+            raise InputError(
+                f"{path}: every sheet of the workbook is hidden ({listed}); name the one to read "
+                "(sheet: in the job, or --sheet)"
+            )
+        return visible[0]
     if isinstance(sheet, int) and not isinstance(sheet, bool):
-        if 0 <= sheet < len(names):
-            return names[sheet]
+        among = " among the visible sheets" if hidden else ""
+        if 0 <= sheet < len(visible):
+            return visible[sheet]
         raise InputError(
-            f"{path}: has no sheet number {sheet} (numbered from 0; it has {len(names)}: {listed})"
+            f"{path}: has no sheet number {sheet} (numbered from 0{among}; "
+            f"it has {len(visible)}: {listed})"
         )
     wanted = str(sheet).strip()
     if wanted in names:
@@ -472,23 +620,25 @@ def _pick_sheet(path: Path, names: list[str], sheet: str | int | None) -> str:
     if len(folded) == 1:
         return folded[0]
     if wanted.isdigit():  # "--sheet 1" arrives as text: a number no sheet is named is an index
-        return _pick_sheet(path, names, int(wanted))
+        return _pick_sheet(path, names, states, int(wanted))
     raise InputError(f"{path}: has no sheet named '{wanted}'; its sheets are {listed}")
 
 
-def _formula_cells(path: Path, title: str, books: list[Any]) -> Iterator[tuple[int, int]]:
+def _formula_cells(
+    path: Path, title: str, books: list[Any], part: str | None, formulas: bool
+) -> Iterator[tuple[int, int]]:
     """(row, column) of every formula cell of the sheet, both from 1, in sheet order.
 
     openpyxl gives either a formula or its cached value, never both. Rather than read the whole
-    sheet a second time through openpyxl (twice the time), a quick scan finds whether it has
-    formulas at all (most sheets have none), and a lean XML pass locates them.
+    sheet a second time through openpyxl (twice the time), a quick scan (:func:`_scan_sheet`)
+    finds whether it has formulas at all (most sheets have none), and a lean XML pass locates
+    them.
     """
-    part = _sheet_part(path, title)
     if part is None:  # an unusual package layout: let openpyxl find the formulas, slowly
         formula_book = _open_workbook(path, data_only=False)
         books.append(formula_book)
         return _formula_cells_by_openpyxl(formula_book[title])
-    if not _has_formula_tag(path, part):
+    if not formulas:
         return iter(())
     return _formula_cells_by_expat(path, part)
 
@@ -512,7 +662,7 @@ def _sheet_part(path: Path, title: str) -> str | None:
                 for key, value in attributes.items():
                     if _local(key) == "id" and "}" in key:
                         return targets.get(value)
-    except (KeyError, OSError, zipfile.BadZipFile, expat.ExpatError):
+    except Exception:  # a damaged package: openpyxl's slower way still finds the formulas
         return None
     return None
 
@@ -563,17 +713,43 @@ def _xml_elements(data: bytes) -> list[tuple[str, dict[str, str]]]:
     return elements
 
 
-def _has_formula_tag(path: Path, part: str) -> bool:
+def _scan_sheet(path: Path, part: str | None) -> tuple[bool, list[str]]:
+    """One quick pass over the sheet's XML: whether it has formulas, and its merged ranges
+    (``"B2:B5"``). Merges are listed after the cells, so the pass reads the whole part."""
+    if part is None:
+        return True, []  # cannot tell; openpyxl finds the formulas (merges stay unknown)
+    formulas = False
+    merged: dict[str, None] = {}  # ordered and unique: a match in the overlap is found twice
     try:
         with zipfile.ZipFile(path) as archive, archive.open(part) as source:
             tail = b""
             while block := source.read(_BLOCK):
-                if _FORMULA_TAG.search(tail + block):
-                    return True
-                tail = block[-64:]
-    except (KeyError, OSError, zipfile.BadZipFile, EOFError):
-        return True  # cannot tell; the full pass will find out (or report the damage)
-    return False
+                text = tail + block
+                formulas = formulas or bool(_FORMULA_TAG.search(text))
+                if b"mergeCell" in text:  # a plain search first: most blocks have none
+                    for match in _MERGE_REF.finditer(text):
+                        merged[match.group(1).decode("ascii").upper()] = None
+                tail = block[-256:]
+    except Exception:
+        return True, list(merged)  # cannot tell; the full pass will find out (or the damage)
+    return formulas, list(merged)
+
+
+def _merge_in_table(ref: str, header_row: int, width: int) -> bool:
+    """Whether merged range ``ref`` covers a data row in one of the table's columns."""
+    match = _CELL_RANGE.fullmatch(ref)
+    if match is None:
+        return True  # a range we cannot read: assume the worst
+    first_col = min(_column_number(match.group(1)), _column_number(match.group(3) or "ZZZ"))
+    last_row = max(int(match.group(2)), int(match.group(4) or 0))
+    return last_row > header_row and first_col <= width
+
+
+def _column_number(letters: str) -> int:
+    number = 0
+    for char in letters:
+        number = number * 26 + ord(char) - 64
+    return number
 
 
 def _formula_cells_by_expat(path: Path, part: str) -> Iterator[tuple[int, int]]:
@@ -625,7 +801,7 @@ def _workbook_rows(
     books: list[Any],
     values_sheet: Any,
     formula_cells: Iterator[tuple[int, int]],
-) -> Iterator[tuple[int, list[str], dict[int, CellNote]]]:
+) -> Generator[tuple[int, list[str], dict[int, CellNote]], None, None]:
     """Every row of the sheet (blank ones too) as (row number, cell texts, notes).
 
     Closes the workbooks when done; parsing errors become ``InputError`` naming the row.
@@ -635,6 +811,13 @@ def _workbook_rows(
         values_sheet.reset_dimensions()  # stored dimensions are sometimes wrong: trust the cells
         formula = next(formula_cells, None)
         for number, values in enumerate(values_sheet.iter_rows(values_only=True), start=1):
+            if number > _EXCEL_MAX_ROW:
+                # openpyxl fills a gap in the row numbers with empty rows: a crafted row number
+                # in the billions would keep it busy for hours.
+                raise InputError(
+                    f"{path}: sheet '{title}' has rows past row {_EXCEL_MAX_ROW:,}, the last row "
+                    "a spreadsheet can hold; the file is damaged or was not made by a spreadsheet"
+                )
             cells: list[str] = []
             notes: dict[int, CellNote] = {}
             for index, value in enumerate(values):
@@ -657,7 +840,9 @@ def _workbook_rows(
     except Exception as exc:
         # As in _open_workbook: a parsing failure means a damaged file, not a bug to show.
         where = f"sheet '{title}' near row {number + 1}"
-        raise InputError(f"{path}: {where} cannot be read (damaged workbook?): {exc}") from exc
+        raise InputError(
+            f"{path}: {where} cannot be read (damaged workbook?): {_why(exc)}"
+        ) from exc
     finally:
         close = getattr(formula_cells, "close", None)
         if close is not None:
@@ -686,7 +871,10 @@ def _cell_text(value: object) -> tuple[str, CellNote | None]:
     if isinstance(value, bool):
         return ("TRUE" if value else "FALSE"), None
     if isinstance(value, int):
-        return str(value), CellNote.NUMBER
+        # Excel holds 15 significant digits: a longer integer in the file is one that Excel
+        # would show (and save) with other digits than the ones written.
+        lossy = abs(value) >= _EXACT_DIGITS_LIMIT
+        return str(value), CellNote.LOSSY_NUMBER if lossy else CellNote.NUMBER
     if isinstance(value, float):
         if value.is_integer():
             digits = int(value)

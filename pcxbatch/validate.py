@@ -12,6 +12,23 @@ How a row's action is decided: the row's ``action`` cell; else its status cell (
 ``deactivated`` or ``deactivate`` mean a deactivation, any settable status a status change);
 else the job's action; else the job's status. When the job names an action and a row's status
 says the other one, the row is invalid rather than quietly doing something the job did not ask.
+
+What a user-ID message says about how the ID was probably mangled on its way through a
+spreadsheet (the row is invalid in each case; nothing is guessed or repaired):
+
+- scientific notation (``1.23457E+14``), or a number cell with more than 15 significant digits:
+  digits are lost;
+- a number cell of 12 or more digits of which at most 6 are significant (``123457000000000``):
+  what Excel makes of ``1.23457E+14`` when it reads a CSV back, so digits are lost;
+- a number cell (or digits alone) that fails the ID pattern: leading zeros may have been lost,
+  and when zeros put back in front would make it match, the message says so;
+- a formula cell (from ``read``), or a text starting with ``=`` in the ID, status or action
+  column: a formula, never evaluated, never sent;
+- a spreadsheet error value (``#N/A``), or an ISO date or time (a spreadsheet took the ID for a
+  date).
+
+Messages quote cell texts with ``repr`` and column names with any control character escaped, so
+no cell can put terminal escape sequences into what is printed.
 """
 
 from __future__ import annotations
@@ -89,6 +106,24 @@ _FORBIDDEN_ASCII = re.compile(r"[/%\s\x00-\x1f\x7f]|\.\.")
 # How Excel shows a big number in a General cell, e.g. 1.23457E+14 (or 1,23457E+14).
 _SCIENTIFIC = re.compile(r"^[+-]?\d+(?:[.,]\d*)?[eE][+-]\d+$")
 _DECIMAL_INTEGER = re.compile(r"^\d+[.,]0+$")
+_DIGITS = re.compile(r"^[0-9]+$")
+# Excel's error values, as a cell holding one reads.
+_ERROR_VALUES = frozenset(
+    {"#N/A", "#REF!", "#VALUE!", "#DIV/0!", "#NAME?", "#NUM!", "#NULL!", "#SPILL!", "#CALC!"}
+)
+# What read makes of a date or time cell (ISO 8601).
+_DATE_LIKE = re.compile(
+    r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$|^\d{1,2}:\d{2}(?::\d{2})?$"
+)
+# Excel shows a number of 12 digits or more in a General cell as 1.23457E+14: 6 significant
+# digits. A CSV saved like that and read back holds 123457000000000.
+_ROUNDED_MIN_DIGITS = 12
+_ROUNDED_MAX_SIGNIFICANT = 6
+# How many leading zeros a message tries putting back to see whether the ID would then match.
+_MAX_LOST_ZEROS = 12
+# A "no user ID column" message lists this many columns, each cut to this many characters.
+_LIST_COLUMNS = 20
+_COLUMN_SHOWN = 40
 
 _CACHE_LIMIT = 10_000
 _FIX_NUMBER = "format the column as text in the source file and export it again"
@@ -135,14 +170,16 @@ def resolve_columns(columns: Sequence[str], source: str) -> Columns:
         if field is None:
             continue
         if field in found:
-            first = columns[found[field]]
+            first = _short(columns[found[field]])
             raise InputError(
-                f"{source}: columns '{first}' and '{name}' both look like the "
+                f"{source}: columns '{first}' and '{_short(name)}' both look like the "
                 f"{_FIELD_LABELS[field]} column; rename or remove one of them"
             )
         found[field] = index
     if "user_id" not in found:
-        listed = ", ".join(f"'{name}'" for name in columns) or "none"
+        listed = ", ".join(f"'{_short(name)}'" for name in columns[:_LIST_COLUMNS]) or "none"
+        if len(columns) > _LIST_COLUMNS:
+            listed += f" and {len(columns) - _LIST_COLUMNS} more ({len(columns)} columns)"
         raise InputError(
             f"{source}: no user ID column; the columns are {listed}. "
             "Name the user ID column 'user_id' (also accepted: User ID, userId, user, id, uid)"
@@ -208,6 +245,52 @@ def _show(text: str) -> str:
     return shown if len(shown) <= 80 else shown[:76] + "...'"
 
 
+def _printable(text: str) -> str:
+    """``text`` with control and invisible characters escaped (``\\x1b``), so a header from a
+    file cannot drive the terminal it is printed on."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _short(name: str, limit: int = _COLUMN_SHOWN) -> str:
+    """A column name fit for a one-line message: printable and at most ``limit`` characters."""
+    name = _printable(name)
+    return name if len(name) <= limit else name[: limit - 3] + "..."
+
+
+def _formula_like(text: str) -> bool:
+    # What a spreadsheet would run as a formula; a CSV cell like this was typed as one.
+    return text.startswith("=") and len(text) > 1
+
+
+def _lost_zeros(digits: str, pattern: re.Pattern[str]) -> str | None:
+    """``digits`` with the fewest leading zeros that make it match ``pattern``, if any."""
+    for zeros in range(1, _MAX_LOST_ZEROS + 1):
+        candidate = "0" * zeros + digits
+        if pattern.fullmatch(candidate):
+            return candidate
+    return None
+
+
+def _scientific(digits: str) -> str:
+    """An integer's digits as Excel shows them in scientific notation: ``1.23457E+14``."""
+    sign, unsigned = ("-", digits[1:]) if digits.startswith("-") else ("", digits)
+    significant = unsigned.rstrip("0") or "0"
+    mantissa = significant[0] + ("." + significant[1:] if len(significant) > 1 else "")
+    return f"{sign}{mantissa}E+{len(unsigned) - 1:02d}"
+
+
+def _rounded_by_excel(digits: str) -> bool:
+    """Whether a number looks like Excel's 6-significant-digit rendering read back."""
+    unsigned = digits.lstrip("-")
+    return (
+        _DIGITS.match(unsigned) is not None
+        and len(unsigned) >= _ROUNDED_MIN_DIGITS
+        and len(unsigned.rstrip("0")) <= _ROUNDED_MAX_SIGNIFICANT
+    )
+
+
 class _RowChecker:
     """Everything about one ``check_rows`` call that does not change from row to row."""
 
@@ -216,7 +299,7 @@ class _RowChecker:
         self.pattern = pattern
         self.defaults = defaults
         names = columns.names
-        self.label = {i: f"column '{name}'" for i, name in enumerate(names)}
+        self.label = {i: f"column '{_short(name, 80)}'" for i, name in enumerate(names)}
         self.status_label = self._label(columns.status)
         self.action_label = self._label(columns.action)
         # Status and action cells repeat a handful of spellings: remember what each one meant.
@@ -243,8 +326,31 @@ class _RowChecker:
             return f"{where}: a formula, not a value (paste the values in its place)"
         if note is CellNote.LOSSY_NUMBER:
             return (
-                f"{where}: {user_id} was stored as a number with more than 15 digits, so "
-                f"the spreadsheet has lost some of its digits; {_FIX_NUMBER}"
+                f"{where}: {_printable(user_id)[:80]} was stored as a number with more than "
+                f"15 digits, so the spreadsheet has lost some of its digits; {_FIX_NUMBER}"
+            )
+        if note is CellNote.NUMBER and _rounded_by_excel(user_id):
+            return (
+                f"{where}: {user_id} was stored as a number with only its first digits "
+                "followed by zeros: what a spreadsheet makes of an ID it showed as "
+                f"{_scientific(user_id)} and saved; its digits are lost; {_FIX_NUMBER}"
+            )
+        # Checked before the pattern: a permissive pattern would let these through.
+        if _formula_like(user_id):
+            return (
+                f"{where}: {_show(user_id)} is a formula, not a value (never evaluated, never "
+                "sent); put the user ID itself in the cell"
+            )
+        if user_id in _ERROR_VALUES:
+            return (
+                f"{where}: {_show(user_id)} is a spreadsheet error value, not a user ID (a "
+                "formula that failed before its values were pasted?)"
+            )
+        if _DATE_LIKE.match(user_id):
+            # A date cell's text would pass most ID patterns; the ID it replaced is gone.
+            return (
+                f"{where}: {_show(user_id)} looks like a date or time: a spreadsheet may have "
+                f"taken the ID for a date; {_FIX_NUMBER}"
             )
         why = check_user_id(user_id, self.pattern)
         if why is None:
@@ -257,11 +363,26 @@ class _RowChecker:
                 f"turned the ID into a number and its digits are lost; {_FIX_NUMBER}"
             )
         if note is CellNote.NUMBER:
-            return f"{where}: {_show(user_id)} was stored as a number and {why}; {_FIX_NUMBER}"
+            hint = ""
+            if _DIGITS.match(user_id):
+                padded = _lost_zeros(user_id, self.pattern)
+                hint = (
+                    f"; it was probably {padded} with its leading zeros lost"
+                    if padded
+                    else "; leading zeros may have been lost"
+                )
+            return (
+                f"{where}: {_show(user_id)} was stored as a number and {why}{hint}; {_FIX_NUMBER}"
+            )
         if _DECIMAL_INTEGER.match(user_id):
             return (
                 f"{where}: {_show(user_id)} looks like a number written with a decimal part "
                 f"(the ID was a number somewhere on the way) and {why}; {_FIX_NUMBER}"
+            )
+        if _DIGITS.match(user_id) and (padded := _lost_zeros(user_id, self.pattern)):
+            return (
+                f"{where}: {_show(user_id)} {why}; it was probably {padded} with its leading "
+                f"zeros lost (a spreadsheet that opened the file?); {_FIX_NUMBER}"
             )
         return f"{where}: {_show(user_id)} {why}"
 
@@ -276,7 +397,9 @@ class _RowChecker:
         # A formula cell is refused even when it is empty (never calculated), rather than
         # quietly falling back on the job's defaults.
         row_status: str | None = None
-        if notes and columns.status is not None and notes.get(columns.status) is CellNote.FORMULA:
+        if (
+            notes and columns.status is not None and notes.get(columns.status) is CellNote.FORMULA
+        ) or _formula_like(status_text):
             problems.append(f"{self.status_label}: a formula, not a value")
         elif status_text:
             if status_text in self.statuses:
@@ -291,7 +414,9 @@ class _RowChecker:
                     f"(use {_ALLOWED_STATUSES})"
                 )
         action: Action | None = None
-        if notes and columns.action is not None and notes.get(columns.action) is CellNote.FORMULA:
+        if (
+            notes and columns.action is not None and notes.get(columns.action) is CellNote.FORMULA
+        ) or _formula_like(action_text):
             problems.append(f"{self.action_label}: a formula, not a value")
         elif action_text:
             if action_text in self.actions:

@@ -448,3 +448,126 @@ def test_a_too_long_reason_still_shows_the_rows_instruction() -> None:
         Action.DEACTIVATE,
         "inactive",
     )
+
+
+# --- mangled IDs: what probably happened to them -------------------------------------------------
+
+
+def test_an_excel_rounded_number_is_caught_even_though_it_matches_the_pattern() -> None:
+    # 123456789012345 shown as 1.23457E+14, saved as CSV, opened again and saved as XLSX.
+    message = invalid(row(4, "123457000000000", "deactivate", notes={0: CellNote.NUMBER}))
+    assert message.startswith("row 4, column 'User ID': 123457000000000 was stored as a number")
+    assert "1.23457E+14" in message and "digits are lost" in message
+
+
+@pytest.mark.parametrize("user_id", ["100000000001", "12345678901", "120000"])
+def test_numbers_that_kept_their_digits_are_fine(user_id: str) -> None:
+    item = one(row(4, user_id, "deactivate", notes={0: CellNote.NUMBER}))
+    assert (item.outcome, item.user_id) == (None, user_id)
+
+
+def test_round_numbers_typed_as_text_are_not_second_guessed() -> None:
+    assert one(row(4, "500000000000", "deactivate")).outcome is None
+
+
+def test_a_number_that_lost_its_leading_zeros_says_which_id_it_probably_was() -> None:
+    items = check(
+        row(4, "1234567", "deactivate", notes={0: CellNote.NUMBER}), id_pattern=r"^\d{8}$"
+    )
+    assert items[0].outcome is Outcome.INVALID
+    assert "was stored as a number" in items[0].message
+    assert "probably 01234567 with its leading zeros lost" in items[0].message
+
+
+def test_a_number_failing_the_pattern_warns_about_leading_zeros() -> None:
+    (item,) = check(
+        row(4, "123456", "deactivate", notes={0: CellNote.NUMBER}), id_pattern=r"^[A-Z]\d+$"
+    )
+    assert item.message.startswith("row 4, column 'User ID': '123456' was stored as a number")
+    assert "leading zeros may have been lost" in item.message
+    decimal = invalid(row(4, "1234.5", "deactivate", notes={0: CellNote.NUMBER}))
+    assert "leading zeros" not in decimal
+
+
+def test_digits_in_a_csv_that_lost_their_zeros() -> None:
+    (item,) = check(row(4, "42", "deactivate"), id_pattern=r"^[0-9]{6}$")
+    assert item.outcome is Outcome.INVALID
+    assert "probably 000042 with its leading zeros lost" in item.message
+
+
+def test_an_id_not_matching_a_custom_pattern_quotes_the_pattern() -> None:
+    (item,) = check(row(4, "abc", "deactivate"), id_pattern=r"^[0-9]{6}$")
+    assert item.message == (
+        "row 4, column 'User ID': 'abc' does not match the user ID pattern ^[0-9]{6}$"
+    )
+
+
+@pytest.mark.parametrize("text", ["=A1", '=HYPERLINK("http://x","u1")', "=1+1"])
+def test_formula_text_in_the_id_column_is_flagged_never_sent(text: str) -> None:
+    (item,) = check(row(4, text, "deactivate"), id_pattern=r"^.+$")
+    assert item.outcome is Outcome.INVALID
+    assert "is a formula, not a value" in item.message
+
+
+@pytest.mark.parametrize("column", [1, 2])
+def test_formula_text_in_the_action_or_status_column_is_flagged(column: int) -> None:
+    cells = ["u1", "", "", "", ""]
+    cells[column] = '=IF(A1,"inactive","active")'
+    (item,) = check(SourceRow(4, tuple(cells)))
+    assert item.outcome is Outcome.INVALID
+    assert "a formula, not a value" in item.message
+
+
+@pytest.mark.parametrize("value", ["#N/A", "#REF!", "#DIV/0!"])
+def test_spreadsheet_error_values_say_so(value: str) -> None:
+    assert "spreadsheet error value" in invalid(row(4, value, "deactivate"))
+
+
+@pytest.mark.parametrize("value", ["2024-03-01", "2024-03-01T10:00:00", "10:30:00"])
+def test_an_id_turned_into_a_date_is_caught(value: str) -> None:
+    assert "looks like a date or time" in invalid(row(4, value, "deactivate"))
+
+
+def test_lossy_numbers_say_digits_are_lost_whatever_the_pattern() -> None:
+    (item,) = check(
+        row(4, "1234567890123456", "deactivate", notes={0: CellNote.LOSSY_NUMBER}),
+        id_pattern=r"^\d+$",
+    )
+    assert item.outcome is Outcome.INVALID and "more than 15 digits" in item.message
+
+
+def test_column_names_in_messages_cannot_drive_the_terminal() -> None:
+    with pytest.raises(InputError) as caught:
+        resolve_columns(("Name", "Status\x1b[2J\x1b]0;pwned\x07"), "f.csv")
+    message = str(caught.value)
+    assert "\x1b" not in message and "\x07" not in message
+    assert "'Status\\x1b[2J" in message
+
+
+def test_a_missing_id_column_among_thousands_is_a_short_message() -> None:
+    names = [f"col {i} " + "z" * 500 for i in range(5000)]
+    with pytest.raises(InputError) as caught:
+        resolve_columns(names, "wide.csv")
+    message = str(caught.value)
+    assert len(message) < 1500
+    assert "and 4980 more (5000 columns)" in message
+
+
+@given(
+    user_id=st.text(max_size=40),
+    note=st.sampled_from([None, CellNote.NUMBER, CellNote.LOSSY_NUMBER, CellNote.FORMULA]),
+    pattern=st.sampled_from([DEFAULT_ID_PATTERN, r"^\d{8}$", r"^.+$", r"^[a-z]+-\d+$"]),
+)
+def test_every_id_is_either_safe_and_matching_or_invalid_with_a_reason(
+    user_id: str, note: CellNote | None, pattern: str
+) -> None:
+    notes = {0: note} if note else {}
+    (item,) = check(row(2, user_id, "deactivate", notes=notes), id_pattern=pattern)
+    if item.outcome is None:
+        assert check_user_id(user_id, re.compile(pattern)) is None
+        assert note in (None, CellNote.NUMBER)
+        assert not user_id.startswith("=")
+    else:
+        assert item.outcome is Outcome.INVALID
+        assert item.message.startswith("row 2")
+        assert "\x1b" not in item.message
