@@ -148,6 +148,23 @@ class Credentials:
             return {"Authorization": "NONE", "X-Api-Key": self.api_key}
         return {"Authorization": f"Bearer {self.jwt}", "X-Api-Key": "NONE"}
 
+    def redact(self, text: str) -> str:
+        """``text`` with the secret, and each secret part of it, replaced by ``[redacted]``.
+
+        A server that echoes the credential in its error text must not put it in a report.
+        """
+        secret = self.api_key if self.api_key is not None else self.jwt
+        assert secret is not None
+        parts = [secret]
+        if self.api_key is not None and (match := _KEY_PREFIX.match(secret)):
+            parts.append(match.group(2))  # the part after pcx_<id>_
+        if self.jwt is not None:
+            parts += self.jwt.split(".")[1:]  # payload and signature; the header is generic
+        for part in parts:
+            if len(part) >= 8 and part in text:
+                text = text.replace(part, "[redacted]")
+        return text
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Credentials | None:
         """``PCX_API_KEY``, else ``PCX_JWT``, else ``None``. Empty values count as unset.
@@ -343,7 +360,9 @@ def _clean(text: str) -> str:
     return text
 
 
-def _read_answer(response: httpx.Response) -> tuple[str, dict[str, Any] | None]:
+def _read_answer(
+    response: httpx.Response, redact: Callable[[str], str]
+) -> tuple[str, dict[str, Any] | None]:
     """The API's message and JSON body; a non-JSON body gives its first words instead."""
     body: dict[str, Any] | None = None
     try:
@@ -354,12 +373,16 @@ def _read_answer(response: httpx.Response) -> tuple[str, dict[str, Any] | None]:
         body = parsed
         message = parsed.get("message")
         error = parsed.get("error")
-        parts = [str(message)] if isinstance(message, str | int | float) and message != "" else []
+        parts = (
+            [redact(str(message))]
+            if isinstance(message, str | int | float) and message != ""
+            else []
+        )
         if isinstance(error, str | int | float) and error != "" and str(error) != str(message):
-            parts.append(f"({error})")
+            parts.append(f"({redact(str(error))})")
         if parts:
             return _clean(" ".join(parts)), body
-    text = _clean(response.text) if response.content else ""
+    text = _clean(redact(response.text)) if response.content else ""
     if parsed is not None or not text:
         text = f"HTTP {response.status_code} {response.reason_phrase}".strip()
     return text, body
@@ -620,6 +643,7 @@ class PcxClient:
         status = response.status_code
         request_id = response.headers.get("x-amzn-RequestId")
         if request_id:
+            request_id = self.credentials.redact(request_id)
             tally.request_id = request_id
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         if retry_after is not None:
@@ -631,7 +655,7 @@ class PcxClient:
             self._limiter.on_success()
         if status in AMBIGUOUS_STATUSES:
             tally.ambiguous = True
-        message, body = _read_answer(response)
+        message, body = _read_answer(response, self.credentials.redact)
         return _Try(status, message, request_id, body, retry_after, status in RETRY_STATUSES)
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
