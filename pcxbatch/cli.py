@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sys
 import time
@@ -42,13 +43,13 @@ from pcxbatch.config import Job, job_from_dict, load_job
 from pcxbatch.errors import PcxbatchError, UnusableError
 from pcxbatch.model import Outcome, RowDefaults, RowResult
 from pcxbatch.plan import load_plan
-from pcxbatch.read import read_table
 from pcxbatch.runner import (
     Plan,
     RunResult,
     RunUI,
     apply_plan,
     preview_job,
+    read_input,
     resume_run,
     retry_failed,
     run_job,
@@ -83,7 +84,10 @@ def main() -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="pcxbatch")
-def cli() -> None:
+@click.option(
+    "--debug", is_flag=True, help="Log every retry and HTTP exchange to stderr (never credentials)."
+)
+def cli(debug: bool) -> None:
     """Apply bulk user status changes to the PCX Users API from a CSV or Excel file.
 
     \b
@@ -91,7 +95,15 @@ def cli() -> None:
       pcxbatch run jobs/sanctions-deactivate.yaml --sandbox
     Check a file without sending anything:
       pcxbatch validate cases.xlsx --action set_status
+    Preview against the API, then apply exactly what was reviewed:
+      pcxbatch preview JOB.yaml --plan-out plan.json && pcxbatch apply plan.json
     """
+    if debug:
+        logging.basicConfig(
+            level=logging.DEBUG,
+            stream=sys.stderr,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
 
 
 def _job_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -117,6 +129,9 @@ def _job_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--reason", help="Reason sent with rows that have no reason of their own."),
         click.option("--updated-by", help="Who is recorded as making deactivations (updated_by)."),
         click.option("--id-pattern", help="Regular expression a user ID must match."),
+        click.option(
+            "--max-bytes", type=int, help="Refuse input files larger than this (default 200 MB)."
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -399,7 +414,7 @@ def validate(target: Path, show: int, **flags: Any) -> None:
     file cannot be used at all.
     """
     job = load_job(target, _overrides(flags))
-    table = read_table(job.input, sheet=job.sheet)
+    table = read_input(job)
     columns = resolve_columns(table.columns, str(job.input))
     defaults = RowDefaults(job.action, job.status, job.reason, job.updated_by)
     counts: Counter[str] = Counter()

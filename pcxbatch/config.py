@@ -75,6 +75,7 @@ class Job:
     max_attempts: int = 8
     id_pattern: str = DEFAULT_ID_PATTERN
     max_rows: int | None = None
+    max_bytes: int | None = None  # None: read's default limit
     dry_run: bool = False
     yes: bool = False
     #: Plain http to a host that is not loopback: only when asked for by this loud name.
@@ -108,6 +109,7 @@ _KEYS = {
     "max_attempts",
     "id_pattern",
     "max_rows",
+    "max_bytes",
     "dry_run",
     "yes",
     "allow_insecure_http",
@@ -282,6 +284,7 @@ def _check(data: Mapping[str, Any], source: str, problems: list[str]) -> Job:
         ("concurrency", int, 1, 512),
         ("max_attempts", int, 1, 100),
         ("max_rows", int, 1, 100_000_000),
+        ("max_bytes", int, 1, 10**12),
         ("list_page_size", int, 1, 10_000),
         ("max_plan_age_hours", float, 0.01, 24 * 365),
     ):

@@ -140,7 +140,7 @@ def run_job(
     run folder left) or :class:`~pcxbatch.errors.LockedError`. ``transport`` replaces the HTTP
     transport (tests).
     """
-    job.report_dir.mkdir(parents=True, exist_ok=True)
+    _make_report_dir(job)
     with _lock(job):
         unfinished = None if fresh or job.dry_run else find_unfinished(job)
         if unfinished is not None:
@@ -149,7 +149,7 @@ def run_job(
             ui.resuming(unfinished, journal.counts()[Outcome.NOT_ATTEMPTED.value])
             return _run(job, journal, unfinished, credentials, ui, transport, retry)
         # An unreadable file or a missing column stops here: nothing sent, no run folder.
-        table = read_table(job.input, sheet=job.sheet)
+        table = read_input(job)
         resolve_columns(table.columns, str(job.input))
         run_dir = _new_run_dir(job)
         try:
@@ -184,7 +184,7 @@ def resume_run(
     if meta.get("state") == STATE_PREPARING:
         raise UnusableError(f"{run_dir}: this run stopped while reading its input; start it again")
     job = job_from_dict(meta["job_settings"], overrides)
-    job.report_dir.mkdir(parents=True, exist_ok=True)
+    _make_report_dir(job)
     with _lock(job):
         _check_resumable(journal, job, run_dir)
         return _run(job, journal, run_dir, credentials, ui, transport, retry)
@@ -203,7 +203,7 @@ def retry_failed(
     old = _open_journal(old_run_dir)
     meta = old.meta()
     job = job_from_dict(meta["job_settings"], overrides)
-    job.report_dir.mkdir(parents=True, exist_ok=True)
+    _make_report_dir(job)
     with _lock(job):
         run_dir = _new_run_dir(job)
         journal = Journal(run_dir / JOURNAL_NAME)
@@ -250,9 +250,9 @@ def preview_job(
     ``REPORT_DIR/<run-id>/preview.csv`` (and ``preview.xlsx`` for spreadsheet input) with the
     counts at the top, and the plan file (``plan.json`` there, or ``plan_out``).
     """
-    job.report_dir.mkdir(parents=True, exist_ok=True)
+    _make_report_dir(job)
     with _lock(job), contextlib.ExitStack() as stack:
-        table = read_table(job.input, sheet=job.sheet)
+        table = read_input(job)
         resolve_columns(table.columns, str(job.input))
         base_url, credentials, target = _target(job, credentials, stack)
         assert credentials is not None
@@ -417,7 +417,7 @@ def apply_plan(
         raise UnusableError(
             f"{body['input']['file']} has changed since it was previewed; preview it again"
         )
-    job.report_dir.mkdir(parents=True, exist_ok=True)
+    _make_report_dir(job)
     with _lock(job):
         run_dir = _new_run_dir(job, suffix="apply")
         journal = Journal(run_dir / JOURNAL_NAME)
@@ -762,6 +762,13 @@ async def _wait_draining(task: asyncio.Task[None], stop: asyncio.Event) -> None:
         stop_wait.cancel()
 
 
+def read_input(job: Job) -> Table:
+    """The job's input table, under the job's size limit (``read``'s default when unset)."""
+    if job.max_bytes is None:
+        return read_table(job.input, sheet=job.sheet)
+    return read_table(job.input, sheet=job.sheet, max_bytes=job.max_bytes)
+
+
 def _checked(table: Table, job: Job) -> Iterator[tuple[Item, tuple[str, ...]]]:
     """Check every row of ``table``, pairing each item with its row's input cells."""
     columns = resolve_columns(table.columns, str(job.input))
@@ -776,6 +783,17 @@ def _checked(table: Table, job: Job) -> Iterator[tuple[Item, tuple[str, ...]]]:
     # validate yields exactly one item per row, in order, so the queue stays aligned.
     for item in check_rows(tap(), columns, defaults, id_pattern=job.id_pattern):
         yield item, cells.popleft()
+
+
+def _make_report_dir(job: Job) -> None:
+    """Create the job's report folder (owner-only) if it is missing; a folder that cannot be
+    used is the job's problem to fix (exit 2), not a traceback."""
+    try:
+        job.report_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UnusableError(
+            f"{job.report_dir}: cannot be used as the report folder: {exc.strerror or exc}"
+        ) from None
 
 
 def _new_run_dir(job: Job, suffix: str = "") -> Path:
