@@ -161,6 +161,13 @@ def test_no_command_leaks_a_credential_and_run_files_are_owner_only(
         "json",
         env=env_jwt,
     )
+    ran["debug logging, JWT"] = run(
+        "--debug", "run", world["csv"], *common(world, good), "--fresh", env=env_jwt
+    )
+    ran["preview, debug logging"] = run(
+        "--debug", "preview", world["csv"], "--base-url", good.base_url, "--report-dir",
+        reports, env=env_key,
+    )  # fmt: skip
     ran["run, wrong key"] = run(
         "run", world["csv"], *common(world, good), "--fresh", env={"PCX_API_KEY": WRONG_KEY}
     )
@@ -196,6 +203,9 @@ def test_no_command_leaks_a_credential_and_run_files_are_owner_only(
     assert ran["dry run"].code == 1
     assert ran["run, API key"].code == 1, ran["run, API key"].stderr
     assert ran["run, JWT, json logs"].code == 1, ran["run, JWT, json logs"].stderr
+    assert ran["debug logging, JWT"].code == 1
+    assert "DEBUG" in ran["debug logging, JWT"].stderr
+    assert ran["preview, debug logging"].code == 1, ran["preview, debug logging"].stderr
     assert ran["run, wrong key"].code == 3
     assert ran["resume"].code == 1, ran["resume"].stderr
     assert ran["server errors"].code == 1, ran["server errors"].stderr
