@@ -76,6 +76,10 @@ class Job:
     id_pattern: str = DEFAULT_ID_PATTERN
     max_rows: int | None = None
     max_bytes: int | None = None  # None: read's default limit
+    #: Stop the run (resumable) when more than this share of the last ``failure_window``
+    #: answered rows failed: a broken key or a wrong file must not burn through a list.
+    max_failure_rate: float = 0.5
+    failure_window: int = 50
     dry_run: bool = False
     yes: bool = False
     #: Plain http to a host that is not loopback: only when asked for by this loud name.
@@ -110,6 +114,8 @@ _KEYS = {
     "id_pattern",
     "max_rows",
     "max_bytes",
+    "max_failure_rate",
+    "failure_window",
     "dry_run",
     "yes",
     "allow_insecure_http",
@@ -285,6 +291,8 @@ def _check(data: Mapping[str, Any], source: str, problems: list[str]) -> Job:
         ("max_attempts", int, 1, 100),
         ("max_rows", int, 1, 100_000_000),
         ("max_bytes", int, 1, 10**12),
+        ("max_failure_rate", float, 0.0, 1.0),
+        ("failure_window", int, 1, 100_000),
         ("list_page_size", int, 1, 10_000),
         ("max_plan_age_hours", float, 0.01, 24 * 365),
     ):

@@ -732,7 +732,7 @@ async def _send_all(
             concurrency=job.concurrency,
             stop=stop,
             on_result=ui.result,
-            guard=FailureGuard(),
+            guard=FailureGuard(job.max_failure_rate, job.failure_window),
         )
     )
     try:
