@@ -53,6 +53,7 @@ from pcxbatch.runner import (
     resume_run,
     retry_failed,
     run_job,
+    stored_job,
 )
 from pcxbatch.validate import check_rows, resolve_columns
 
@@ -231,15 +232,14 @@ def run(
             raise click.UsageError("--retry-failed takes the run folder; give no TARGET with it")
         _send(
             lambda creds, ui: retry_failed(retry_dir, creds, ui, overrides),
-            overrides,
             log_format,
-            stored=_stored_job(retry_dir, overrides),
+            stored=stored_job(retry_dir, overrides),
         )
         return
     if target is None:
         raise click.UsageError("give a job file (JOB.yaml) or an input file (FILE.csv/.xlsx)")
     job = load_job(target, overrides)
-    _send(lambda creds, ui: run_job(job, creds, ui, fresh=fresh), overrides, log_format, stored=job)
+    _send(lambda creds, ui: run_job(job, creds, ui, fresh=fresh), log_format, stored=job)
 
 
 @cli.command()
@@ -254,9 +254,8 @@ def resume(run_dir: Path, log_format: str, **flags: Any) -> None:
     overrides = _overrides(flags)
     _send(
         lambda creds, ui: resume_run(run_dir, creds, ui, overrides),
-        overrides,
         log_format,
-        stored=_stored_job(run_dir, overrides),
+        stored=stored_job(run_dir, overrides),
     )
 
 
@@ -348,7 +347,6 @@ def apply(plan_file: Path, log_format: str, **flags: Any) -> None:
     stored = job_from_dict(body["job"], overrides)
     _send(
         lambda creds, ui: apply_plan(plan_file, creds, ui, overrides),
-        overrides,
         log_format,
         stored=stored,
     )
@@ -356,12 +354,11 @@ def apply(plan_file: Path, log_format: str, **flags: Any) -> None:
 
 def _send(
     start: Callable[[Credentials | None, RunUI], RunResult],
-    overrides: dict[str, Any],
     log_format: str,
     *,
     stored: Job,
 ) -> None:
-    """Shared by run/resume: credentials, the confirmation rule, the UI, the final summary."""
+    """Shared by run/resume/apply: credentials, the confirmation rule, the UI, the summary."""
     job = stored
     # The built-in sandbox brings its own key; a real credential is never sent to it.
     credentials = None if job.sandbox is not None else _credentials(job)
@@ -385,20 +382,6 @@ def _send(
     ui.finished(result)
     _print_result(result)
     sys.exit(result.exit_code)
-
-
-def _stored_job(run_dir: Path, overrides: dict[str, Any]) -> Job:
-    """The job a run folder was made with (for the confirmation rule and credentials)."""
-    from pcxbatch.journal import JOURNAL_NAME, Journal
-
-    path = run_dir / JOURNAL_NAME
-    if not path.is_file():
-        raise UnusableError(f"{run_dir}: not a pcxbatch run folder (no {JOURNAL_NAME})")
-    journal = Journal(path)
-    try:
-        return job_from_dict(journal.meta()["job_settings"], overrides)
-    finally:
-        journal.close()
 
 
 @cli.command()

@@ -674,6 +674,15 @@ def _check_max_rows(job: Job, journal: Journal) -> None:
         )
 
 
+def stored_job(run_dir: Path, overrides: Mapping[str, Any] | None = None) -> Job:
+    """The job a run folder was made with, with flag overrides (for resume and retries)."""
+    journal = _open_journal(run_dir)
+    try:
+        return job_from_dict(journal.meta()["job_settings"], overrides)
+    finally:
+        journal.close()
+
+
 def _open_journal(run_dir: Path) -> Journal:
     path = run_dir / JOURNAL_NAME
     if not path.is_file():
