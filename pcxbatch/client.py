@@ -34,9 +34,9 @@ import logging
 import math
 import random
 import re
-import ssl
 import time
 import urllib.parse
+import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -471,34 +471,35 @@ class PcxClient:
         )
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
-        headers = {
-            **credentials.headers(),
-            "User-Agent": USER_AGENT,
-            "Accept": "application/json",
-        }
+        self._headers = httpx.Headers(
+            {
+                **credentials.headers(),
+                "User-Agent": USER_AGENT,
+                "Accept": "application/json",
+            }
+        )
+        self._timeout = TIMEOUT.as_dict()
+        # Requests go straight to httpx transports rather than through httpx.AsyncClient, whose
+        # layers (URL merging, cookie jar, auth and redirect flows, hooks) cost a third of a
+        # request's CPU and give pcxbatch nothing: redirects are never followed, no cookies.
         # httpcore's pool scans all its connections on every request (encode/httpx#3215): one
         # pool of 32 connections costs more CPU than the requests themselves and caps a run
         # at a few hundred calls/s. Several small pools, each request sent through the least
-        # busy one, keep that scan short. An in-process transport has no pool: one client.
+        # busy one, keep that scan short. An in-process transport has no pool: used as given.
+        self._transports: list[httpx.AsyncBaseTransport]
         if transport is None:
             pools = math.ceil(max_connections / CONNECTIONS_PER_POOL)
             per_pool = math.ceil(max_connections / pools)
-            verify: ssl.SSLContext | bool = httpx.create_ssl_context(verify=True)
+            limits = httpx.Limits(max_connections=per_pool, max_keepalive_connections=per_pool)
+            verify = httpx.create_ssl_context(verify=True)  # certificates are always checked
+            proxy = _environment_proxy(httpx.URL(self.base_url))
+            self._transports = [
+                httpx.AsyncHTTPTransport(verify=verify, limits=limits, proxy=proxy)
+                for _ in range(pools)
+            ]
         else:
-            pools, per_pool, verify = 1, max_connections, True
-        self._pools = [
-            httpx.AsyncClient(
-                base_url=self.base_url,
-                headers=headers,
-                timeout=TIMEOUT,
-                limits=httpx.Limits(max_connections=per_pool, max_keepalive_connections=per_pool),
-                transport=transport,
-                follow_redirects=False,  # never carry the credential somewhere else
-                verify=verify,  # always a verifying context: certificates are checked
-            )
-            for _ in range(pools)
-        ]
-        self._busy = [0] * pools
+            self._transports = [transport]
+        self._busy = [0] * len(self._transports)
 
     async def __aenter__(self) -> PcxClient:
         return self
@@ -513,7 +514,7 @@ class PcxClient:
 
     async def aclose(self) -> None:
         """Close the connection pools."""
-        await asyncio.gather(*(pool.aclose() for pool in self._pools))
+        await asyncio.gather(*(t.aclose() for t in self._transports))
 
     def __repr__(self) -> str:
         return f"PcxClient({self.base_url!r}, {self.credentials.describe()})"
@@ -598,15 +599,29 @@ class PcxClient:
         params: dict[str, str | int] | None = None,
     ) -> CallResult:
         tally = _Tally()
-        retrying = tenacity.AsyncRetrying(
-            stop=tenacity.stop_after_attempt(self._retry.max_attempts),
-            wait=self._wait,
-            retry=tenacity.retry_if_result(lambda t: isinstance(t, _Try) and t.retryable),
-            sleep=self._sleep,
-            before_sleep=_log_retry(method, path),
-            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
-        )
-        last: _Try = await retrying(self._attempt, tally, method, path, json, params)
+        # Most calls are answered at the first attempt; only a call that needs a retry pays for
+        # tenacity's machinery (5 % of a request's CPU at full speed: bench/RESULTS.md).
+        last = await self._attempt(tally, method, path, json, params)
+        if last.retryable and self._retry.max_attempts > 1:
+            replay = [last]
+
+            async def attempt() -> _Try:
+                # tenacity's attempt 1 is the answer already had; the policy is unchanged.
+                if replay:
+                    return replay.pop()
+                return await self._attempt(tally, method, path, json, params)
+
+            retrying = tenacity.AsyncRetrying(
+                stop=tenacity.stop_after_attempt(self._retry.max_attempts),
+                wait=self._wait,
+                retry=tenacity.retry_if_result(lambda t: isinstance(t, _Try) and t.retryable),
+                sleep=self._sleep,
+                before_sleep=_log_retry(method, path),
+                retry_error_callback=lambda state: (
+                    state.outcome.result() if state.outcome else None
+                ),
+            )
+            last = await retrying(attempt)
         if last.status in (401, 403):
             raise AuthError(last.status, last.message, last.request_id or tally.request_id)
         return CallResult(
@@ -629,10 +644,22 @@ class PcxClient:
     ) -> _Try:
         await self._limiter.acquire()
         tally.attempts += 1
+        request = httpx.Request(
+            method,
+            f"{self.base_url}/{path}",
+            params=params,
+            json=json,
+            headers=self._headers,
+            extensions={"timeout": self._timeout},
+        )
         pool = self._busy.index(min(self._busy))
         self._busy[pool] += 1
         try:
-            response = await self._pools[pool].request(method, path, json=json, params=params)
+            response = await self._transports[pool].handle_async_request(request)
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
         except httpx.RequestError as exc:
             if not isinstance(exc, _NOTHING_SENT):
                 tally.ambiguous = True
@@ -694,6 +721,15 @@ def _replace_message(result: CallResult, message: str) -> CallResult:
         throttled=result.throttled,
         body=result.body,
     )
+
+
+def _environment_proxy(url: httpx.URL) -> str | None:
+    """The proxy the environment names for ``url`` (``HTTPS_PROXY``, ``ALL_PROXY``, ``NO_PROXY``),
+    as ``httpx.AsyncClient`` picks it by default; ``None`` for a direct connection."""
+    proxies = urllib.request.getproxies()
+    if not proxies or urllib.request.proxy_bypass(url.host):
+        return None
+    return proxies.get(url.scheme) or proxies.get("all")
 
 
 def _check_base_url(base_url: str, *, plain_http_ok: bool) -> str:

@@ -194,17 +194,23 @@ class _Committer:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            self.flush()
-            if self._closed:
+            # Read before the flush: whatever queues up while it runs (close() included) wakes
+            # this loop again, so the last results are never left behind.
+            closed = self._closed
+            await self.flush()
+            if closed:
                 return
 
-    def flush(self) -> None:
+    async def flush(self) -> None:
         intents, self._intents = self._intents, []
         waiters, self._waiters = self._waiters, []
         results, self._results = self._results, []
         released, self._released = self._released, []
         try:
-            self._journal.commit(intents, results, released)
+            # The commit and its fsync run in a worker thread: the event loop goes on sending
+            # and receiving meanwhile (a slow disk no longer stalls every request), and what
+            # arrives in the meantime shares the next commit.
+            await asyncio.to_thread(self._journal.commit, intents, results, released)
         except BaseException as exc:
             for waiter in waiters:
                 if not waiter.done():

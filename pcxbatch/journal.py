@@ -65,7 +65,8 @@ class PendingRow:
 
 
 class Journal:
-    """One run's SQLite journal. Not thread-safe: use it from the thread that opened it."""
+    """One run's SQLite journal. Use it from the thread that opened it; only :meth:`commit` may
+    run in another thread (one call at a time: it writes through a connection of its own)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -77,6 +78,7 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        self._writer: sqlite3.Connection | None = None
 
     # -- set-up -----------------------------------------------------------------------------
 
@@ -177,13 +179,14 @@ class Journal:
         """
         if not intents and not results and not released:
             return
-        with self._tx():
+        db = self._commit_connection()
+        with _Transaction(db):
             if released:
-                self._db.executemany(
+                db.executemany(
                     "UPDATE rows SET sent = 0 WHERE row = ?", [(row,) for row in released]
                 )
             if results:
-                self._db.executemany(
+                db.executemany(
                     "UPDATE rows SET outcome = ?, http_status = ?, attempts = attempts + ?,"
                     " throttled = throttled + ?, message = ?, request_id = ?, uncertain = ?"
                     " WHERE row = ?",
@@ -202,9 +205,21 @@ class Journal:
                     ],
                 )
             if intents:
-                self._db.executemany(
+                db.executemany(
                     "UPDATE rows SET sent = 1 WHERE row = ?", [(row,) for row in intents]
                 )
+
+    def _commit_connection(self) -> sqlite3.Connection:
+        """The connection :meth:`commit` writes through, opened on first use.
+
+        A connection of its own, usable from another thread, so that ``execute`` can run the
+        commit (and its fsync) in a worker thread while the event loop goes on; WAL lets it
+        write while this journal's main connection reads. Callers never commit concurrently.
+        """
+        if self._writer is None:
+            self._writer = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._writer.execute("PRAGMA synchronous=FULL")
+        return self._writer
 
     def import_rows(self, source: Journal, outcomes: Sequence[Outcome]) -> int:
         """Copy ``source``'s rows that ended with one of ``outcomes``, as pending rows.
@@ -286,6 +301,8 @@ class Journal:
 
     def close(self) -> None:
         """Close the database (everything committed is already durable)."""
+        if self._writer is not None:
+            self._writer.close()
         self._db.close()
 
     def _tx(self) -> _Transaction:
