@@ -3,7 +3,7 @@
 #
 # Usage: bench/sandbox_load.sh [DURATION] [CONNECTIONS]     (defaults: 10s, 32)
 # Needs wrk (Debian: apt-get update && apt-get install -y wrk). Only ever targets 127.0.0.1.
-# Starts `python -m pcxbatch.sandbox` with 150,000 seeded users, cycles wrk through their IDs (each
+# Starts `pcxbatch sandbox` with 150,000 seeded users, cycles wrk through their IDs (each
 # request is a real deactivation: a 409 only for the ~6% seeded inactive or once the IDs wrap round)
 # and prints wrk's report, then stops the sandbox.
 set -euo pipefail
@@ -41,7 +41,7 @@ end
 LUA
 
 cd "$HERE"
-"$PY" -m pcxbatch.sandbox --port "$PORT" --users "$USERS" --api-key "$KEY" >"$WORK/sandbox.log" 2>&1 &
+"$PY" -m pcxbatch sandbox --port "$PORT" --users "$USERS" --api-key "$KEY" >"$WORK/sandbox.log" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 600); do
     grep -q "listening" "$WORK/sandbox.log" 2>/dev/null && break

@@ -1,11 +1,11 @@
 """The PCX sandbox as its own process, writing what it saw to a file when it stops (bench only).
 
-In: the flags of ``python -m pcxbatch.sandbox`` (the ones the benchmark needs) plus ``--log-out
+In: the flags of ``pcxbatch sandbox`` (the ones the benchmark needs) plus ``--log-out
 FILE``. Out: the same startup lines on stdout, then serving until SIGINT; on the way out, FILE
 gets one JSON object: ``{"time": [...], "status": [...]}``, the arrival time (epoch seconds)
 and answer status of every request, in arrival order.
 
-Why a wrapper and not ``python -m pcxbatch.sandbox``: the request log lives inside the sandbox
+Why a wrapper and not ``pcxbatch sandbox``: the request log lives inside the sandbox
 process, and the benchmark wants the server's own view (when requests arrived, how many were
 answered 429), not only the client's. It serves the same ``Sandbox`` through the same ``serve``
 (uvicorn, uvloop, access log off, ``gc.freeze``); it only reads the log once serving is over.

@@ -9,8 +9,8 @@ Usage (from the repository root; about 6.5 minutes on the 2-core machine)::
                                                      # changed pcxbatch before applying it
 
 What it does: for each item it starts the PCX sandbox as its own process
-(``bench/sandbox_logged.py``: ``pcxbatch.sandbox`` served by uvicorn exactly as ``python -m
-pcxbatch.sandbox`` serves it, which also writes the arrival time and status of every request
+(``bench/sandbox_logged.py``: ``pcxbatch.sandbox`` served by uvicorn exactly as ``pcxbatch
+sandbox`` serves it, which also writes the arrival time and status of every request
 when it stops), generates the input CSV from ``seed_users(n, 0)`` (active users, to
 deactivate), runs the real CLI (``pcxbatch run FILE.csv --base-url ... --yes --rate ...
 --concurrency ... --log-format json``, key in ``PCX_API_KEY``) and reads three sources:

@@ -194,7 +194,7 @@ def test_startup_lines_never_echo_a_key_the_user_gave() -> None:
 def test_serve_announces_serves_and_stops_on_ctrl_c() -> None:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pcxbatch.sandbox", "--port", "0", "--users", "5"],
+        [sys.executable, "-m", "pcxbatch", "sandbox", "--port", "0", "--users", "5"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
