@@ -593,7 +593,7 @@ def _finish(
         **{k: meta[k] for k in ("plan", "plan_hash", "previewed_by", "applied_by") if k in meta},
         "pcxbatch_version": __version__,
     }
-    if meta.get("kind") == KIND_APPLY and counts[Outcome.APPLIED.value]:
+    if counts[Outcome.APPLIED.value]:
         files.extend(_write_undo(job, journal, run_dir))
     files.append(write_summary(run_dir, summary))
     return RunResult(run_dir, counts, exit_code, stopped, files, problems)
@@ -603,15 +603,24 @@ UNDO_HEADERS = ("user_id", "status", "reason", "updated_by", "undo_note", "chang
 
 
 def _write_undo(job: Job, journal: Journal, run_dir: Path) -> list[Path]:
-    """``undo.csv``: a file ``pcxbatch run`` takes to put every changed user back."""
+    """``undo.csv``: a file ``pcxbatch run`` takes to put every changed user back.
+
+    Only an apply knows each user's status before the change (its preview read it). A plain
+    run lists its changed users with the status left empty and says why, so that whoever must
+    undo it knows whom, and can fill the column in from their own records.
+    """
     reason = f"Undo of pcxbatch run {run_dir.name}"
     updated_by = job.updated_by or "pcxbatch-undo"
+    unknown = (
+        "the status before this run is unknown: a plain run does not read it first (pcxbatch"
+        " preview + apply does); fill in the status to restore"
+    )
 
     def rows() -> Iterator[list[str | int | None]]:
         for line in journal.lines():
-            if line.outcome is not Outcome.APPLIED or not line.seen_status:
+            if line.outcome is not Outcome.APPLIED:
                 continue
-            status, why = undo_status(line.seen_status)
+            status, why = undo_status(line.seen_status) if line.seen_status else ("", unknown)
             yield [line.user_id, status, reason, updated_by, why, line.row]
 
     return write_table(run_dir, "undo", UNDO_HEADERS, rows(), xlsx=False)

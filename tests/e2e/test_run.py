@@ -139,3 +139,14 @@ def test_unusable_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert ran.code == 2
     assert "in.csv" in ran.stderr and "Traceback" not in ran.stderr
     assert not list((tmp_path / "out").glob("*/results.csv"))
+
+
+def test_a_plain_run_lists_its_changes_for_undo_without_guessing(tmp_path: Path) -> None:
+    ran = pcxbatch(
+        "run", REPO / "jobs" / "sanctions-deactivate.yaml", "--sandbox", "--report-dir", tmp_path
+    )
+    with (ran.run_dir / "undo.csv").open(encoding="utf-8-sig", newline="") as f:
+        undo = list(csv.DictReader(f))
+    applied = [r["user_id"] for r in ran.results() if r["outcome"] == "applied"]
+    assert [r["user_id"] for r in undo] == applied
+    assert all(r["status"] == "" and "unknown" in r["undo_note"] for r in undo)
