@@ -171,7 +171,9 @@ def test_state_can_be_read_from_another_thread_while_serving() -> None:
         done.set()
         thread.join()
         assert not errors
-        assert seen == sorted(seen) and seen[-1] == 60
+        # The reader may not run again after the last request: only its order is checked.
+        assert seen == sorted(seen) and seen[-1] <= 60
+        assert len(running.sandbox.requests) == 60
         assert all(running.sandbox.status_of(uid) == "inactive" for uid in active)
         assert len(running.sandbox.requests) == 60
 
