@@ -304,7 +304,19 @@ def preview(target: Path, sandbox: bool, plan_out: Path | None, **flags: Any) ->
             "no API credential: a preview reads the users' status from the API; set"
             " PCX_API_KEY (or PCX_JWT), or name a credentials_file in the job"
         )
-    result = preview_job(job, credentials, plan_out=plan_out)
+    last = [time.monotonic()]
+
+    def on_page(pages: int, listed: int, found: int) -> None:
+        # Listing a big tenant takes a while: say how far it got, at most every 5 seconds.
+        if time.monotonic() - last[0] >= 5:
+            last[0] = time.monotonic()
+            stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            err.print(
+                f"{stamp} listed {listed} users in {pages} page(s); found {found} of the file's",
+                markup=False,
+            )
+
+    result = preview_job(job, credentials, plan_out=plan_out, on_page=on_page)
     out.print(f"preview of {job.input} against {result.target}", markup=False)
     table = RichTable(show_header=True, header_style="bold", box=None)
     table.add_column("rows")

@@ -18,7 +18,7 @@ import hashlib
 import json
 import os
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -70,22 +70,28 @@ async def read_states(
     *,
     org_id: str | None = None,
     page_size: int = DEFAULT_PAGE_SIZE,
+    on_page: Callable[[int, int, int], None] | None = None,
 ) -> tuple[dict[str, str], int]:
     """Current status of each user in ``wanted`` that exists; also how many pages were read.
 
     PCX has no single-user read, so this pages ``GET /users/list`` (filtered by ``org_id`` when
     the job names one) until every wanted user was seen or the list ends. A user never seen
-    does not exist (within the filter).
+    does not exist (within the filter). ``on_page(pages, users listed, wanted found)`` is
+    called after each page, for progress.
     """
+    listed = 0
     found: dict[str, str] = {}
     key: str | None = None
     pages = 0
     while True:
         users, key = await client.list_users(org_id=org_id, limit=page_size, last_evaluated_key=key)
         pages += 1
+        listed += len(users)
         for user in users:
             if user.user_id in wanted:
                 found[user.user_id] = user.status
+        if on_page is not None:
+            on_page(pages, listed, len(found))
         if key is None or len(found) == len(wanted):
             return found, pages
 

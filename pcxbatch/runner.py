@@ -19,7 +19,7 @@ import os
 import shutil
 import signal
 from collections import Counter, deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -243,6 +243,7 @@ def preview_job(
     *,
     plan_out: Path | None = None,
     transport: Any = None,
+    on_page: Callable[[int, int, int], None] | None = None,
 ) -> PreviewResult:
     """Read the users' current status and classify every row; write the preview and plan.
 
@@ -262,7 +263,7 @@ def preview_job(
         _start_journal(journal, job, sheet=table.sheet, columns=table.columns, kind=KIND_PREVIEW)
         journal.add_items(_checked(table, job))
         found, pages = asyncio.run(
-            _read_states(job, base_url, credentials, journal.pending_user_ids(), transport)
+            _read_states(job, base_url, credentials, journal.pending_user_ids(), transport, on_page)
         )
         journal.set_seen(found)
         journal.set_meta(state=STATE_FINISHED, target=target)
@@ -363,7 +364,12 @@ def _preview_preamble(
 
 
 async def _read_states(
-    job: Job, base_url: str, credentials: Credentials, wanted: set[str], transport: Any
+    job: Job,
+    base_url: str,
+    credentials: Credentials,
+    wanted: set[str],
+    transport: Any,
+    on_page: Callable[[int, int, int], None] | None,
 ) -> tuple[dict[str, str], int]:
     if not wanted:
         return {}, 0
@@ -378,7 +384,9 @@ async def _read_states(
         allow_insecure_http=job.allow_insecure_http,
     )
     try:
-        return await read_states(client, wanted, org_id=job.org_id, page_size=job.list_page_size)
+        return await read_states(
+            client, wanted, org_id=job.org_id, page_size=job.list_page_size, on_page=on_page
+        )
     finally:
         await client.aclose()
 

@@ -65,8 +65,12 @@ def test_read_states_pages_until_every_wanted_user_is_seen() -> None:
 
 def test_read_states_reads_everything_to_know_a_user_is_missing() -> None:
     pages = Pages([User(f"u{i}", "active") for i in range(25)], page=10)
-    found, read = asyncio.run(read_states(pages, {"u1", "nobody"}, page_size=10))
+    progress: list[tuple[int, int, int]] = []
+    found, read = asyncio.run(
+        read_states(pages, {"u1", "nobody"}, page_size=10, on_page=lambda *p: progress.append(p))
+    )
     assert found == {"u1": "active"} and read == 3
+    assert progress == [(1, 10, 1), (2, 20, 1), (3, 25, 1)]  # pages, users listed, found
 
 
 def sealed(tmp_path: Path, **extra: object) -> Path:
