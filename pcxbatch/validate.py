@@ -35,8 +35,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from pcxbatch.errors import InputError
 from pcxbatch.model import (
@@ -126,6 +127,7 @@ _LIST_COLUMNS = 20
 _COLUMN_SHOWN = 40
 
 _CACHE_LIMIT = 10_000
+_W = TypeVar("_W")
 _FIX_NUMBER = "format the column as text in the source file and export it again"
 # Instruction codes for duplicate detection: one small int per user ID keeps 1M rows cheap.
 _UNUSABLE = 7
@@ -257,6 +259,24 @@ def _short(name: str, limit: int = _COLUMN_SHOWN) -> str:
     """A column name fit for a one-line message: printable and at most ``limit`` characters."""
     name = _printable(name)
     return name if len(name) <= limit else name[: limit - 3] + "..."
+
+
+def _is_formula(notes: dict[int, CellNote], column: int | None, text: str) -> bool:
+    """True when the cell is a formula (``read`` said so) or its text is formula-like."""
+    if column is not None and notes and notes.get(column) is CellNote.FORMULA:
+        return True
+    return _formula_like(text)
+
+
+def _cached_word(text: str, cache: dict[str, _W | None], words: Mapping[str, _W]) -> _W | None:
+    """``words`` looked up by ``text`` normalised; the raw spelling is remembered (up to
+    ``_CACHE_LIMIT`` of them), since the same few spellings repeat on every row."""
+    if text in cache:
+        return cache[text]
+    found = words.get(_normalise(text))
+    if len(cache) < _CACHE_LIMIT:
+        cache[text] = found
+    return found
 
 
 def _formula_like(text: str) -> bool:
@@ -397,34 +417,20 @@ class _RowChecker:
         # A formula cell is refused even when it is empty (never calculated), rather than
         # quietly falling back on the job's defaults.
         row_status: str | None = None
-        if (
-            notes and columns.status is not None and notes.get(columns.status) is CellNote.FORMULA
-        ) or _formula_like(status_text):
+        if _is_formula(notes, columns.status, status_text):
             problems.append(f"{self.status_label}: a formula, not a value")
         elif status_text:
-            if status_text in self.statuses:
-                row_status = self.statuses[status_text]
-            else:
-                row_status = _STATUS_WORDS.get(_normalise(status_text))
-                if len(self.statuses) < _CACHE_LIMIT:
-                    self.statuses[status_text] = row_status
+            row_status = _cached_word(status_text, self.statuses, _STATUS_WORDS)
             if row_status is None:
                 problems.append(
                     f"{self.status_label}: unknown status {_show(status_text)} "
                     f"(use {_ALLOWED_STATUSES})"
                 )
         action: Action | None = None
-        if (
-            notes and columns.action is not None and notes.get(columns.action) is CellNote.FORMULA
-        ) or _formula_like(action_text):
+        if _is_formula(notes, columns.action, action_text):
             problems.append(f"{self.action_label}: a formula, not a value")
         elif action_text:
-            if action_text in self.actions:
-                action = self.actions[action_text]
-            else:
-                action = _ACTION_WORDS.get(_normalise(action_text))
-                if len(self.actions) < _CACHE_LIMIT:
-                    self.actions[action_text] = action
+            action = _cached_word(action_text, self.actions, _ACTION_WORDS)
             if action is None:
                 problems.append(
                     f"{self.action_label}: unknown action {_show(action_text)} "
