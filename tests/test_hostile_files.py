@@ -3,9 +3,7 @@ writing a report never follows a planted link or keeps an earlier file's looser 
 
 from __future__ import annotations
 
-import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,15 +11,6 @@ import pytest
 from pcxbatch.journal import JOURNAL_NAME, Journal
 from pcxbatch.model import Outcome, ReportLine
 from pcxbatch.report import write_results, write_summary
-
-
-@pytest.fixture
-def open_umask() -> Iterator[None]:
-    old = os.umask(0)
-    try:
-        yield
-    finally:
-        os.umask(old)
 
 
 def mode(path: Path) -> int:

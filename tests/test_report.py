@@ -421,15 +421,6 @@ def test_a_failure_keeps_an_earlier_complete_report(tmp_path: Path) -> None:
     assert after == before
 
 
-@pytest.fixture
-def open_umask() -> Iterator[None]:
-    old = os.umask(0)
-    try:
-        yield
-    finally:
-        os.umask(old)
-
-
 def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 

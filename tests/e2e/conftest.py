@@ -44,9 +44,14 @@ class Ran:
 
 
 def pcxbatch(
-    *args: str | Path, env: dict[str, str] | None = None, cwd: Path = REPO, timeout: float = 120
+    *args: str | Path,
+    env: dict[str, str] | None = None,
+    cwd: Path = REPO,
+    timeout: float = 120,
+    umask: int | None = None,
 ) -> Ran:
-    """Run the installed console script with a clean environment plus ``env``."""
+    """Run the installed console script with a clean environment plus ``env`` (and ``umask``,
+    when given, so every file mode it leaves is the one it asked for)."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("PCX_")}
     base.update(env or {})
     proc = subprocess.run(
@@ -57,6 +62,7 @@ def pcxbatch(
         cwd=cwd,
         timeout=timeout,
         stdin=subprocess.DEVNULL,
+        preexec_fn=None if umask is None else lambda: os.umask(umask),
     )
     return Ran(proc.returncode, proc.stdout, proc.stderr)
 

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
 import socket
 import stat
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ import pytest
 
 from pcxbatch.sandbox.users import seed_users
 
-from .conftest import PCXBATCH, REPO, Ran
+from .conftest import Ran, pcxbatch
 from .test_run import write_csv
 
 KEY_PREFIX = "pcx_leaktest_"
@@ -55,21 +53,9 @@ NEEDLES = {
 
 
 def run(*args: str | Path, env: dict[str, str] | None = None) -> Ran:
-    """The installed ``pcxbatch``, as in conftest, but with umask 0: every file mode it leaves
-    is the one it asked for."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("PCX_")}
-    base.update(env or {})
-    proc = subprocess.run(
-        [str(PCXBATCH), *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=base,
-        cwd=REPO,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-        preexec_fn=lambda: os.umask(0),
-    )
-    return Ran(proc.returncode, proc.stdout, proc.stderr)
+    """The installed ``pcxbatch`` with umask 0: every file mode it leaves is the one it asked
+    for."""
+    return pcxbatch(*args, env=env, umask=0)
 
 
 def leaks(text: str | bytes, where: str) -> list[str]:
