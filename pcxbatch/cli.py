@@ -41,13 +41,14 @@ from pcxbatch import __version__
 from pcxbatch.client import Credentials
 from pcxbatch.config import Job, job_from_dict, load_job
 from pcxbatch.errors import PcxbatchError, UnusableError
-from pcxbatch.model import Outcome, RowDefaults, RowResult
+from pcxbatch.model import Outcome, RowResult
 from pcxbatch.plan import load_plan
 from pcxbatch.runner import (
     Plan,
     RunResult,
     RunUI,
     apply_plan,
+    check_table,
     preview_job,
     read_input,
     resume_run,
@@ -55,7 +56,6 @@ from pcxbatch.runner import (
     run_job,
     stored_job,
 )
-from pcxbatch.validate import check_rows, resolve_columns
 
 #: Outcomes in the order a person reads them.
 OUTCOME_ORDER = [o.value for o in Outcome]
@@ -410,11 +410,9 @@ def validate(target: Path, show: int, **flags: Any) -> None:
     """
     job = load_job(target, _overrides(flags))
     table = read_input(job)
-    columns = resolve_columns(table.columns, str(job.input))
-    defaults = RowDefaults(job.action, job.status, job.reason, job.updated_by)
     counts: Counter[str] = Counter()
     problems: list[tuple[int, str, str]] = []
-    for item in check_rows(table.rows, columns, defaults, id_pattern=job.id_pattern):
+    for item in check_table(table, job):
         if item.outcome is None:
             counts[f"ready: {item.action.value if item.action else '?'}"] += 1
         else:

@@ -20,7 +20,7 @@ import shutil
 import signal
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -795,10 +795,15 @@ def read_input(job: Job) -> Table:
     return read_table(job.input, sheet=job.sheet, max_bytes=job.max_bytes)
 
 
-def _checked(table: Table, job: Job) -> Iterator[tuple[Item, tuple[str, ...]]]:
-    """Check every row of ``table``, pairing each item with its row's input cells."""
+def check_table(table: Table, job: Job) -> Iterator[Item]:
+    """Every row of ``table`` checked under the job's defaults and ID pattern, in order."""
     columns = resolve_columns(table.columns, str(job.input))
     defaults = RowDefaults(job.action, job.status, job.reason, job.updated_by)
+    return check_rows(table.rows, columns, defaults, id_pattern=job.id_pattern)
+
+
+def _checked(table: Table, job: Job) -> Iterator[tuple[Item, tuple[str, ...]]]:
+    """Check every row of ``table``, pairing each item with its row's input cells."""
     cells: deque[tuple[str, ...]] = deque()
 
     def tap() -> Iterator[SourceRow]:
@@ -807,7 +812,7 @@ def _checked(table: Table, job: Job) -> Iterator[tuple[Item, tuple[str, ...]]]:
             yield source
 
     # validate yields exactly one item per row, in order, so the queue stays aligned.
-    for item in check_rows(tap(), columns, defaults, id_pattern=job.id_pattern):
+    for item in check_table(replace(table, rows=tap()), job):
         yield item, cells.popleft()
 
 
