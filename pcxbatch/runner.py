@@ -255,7 +255,8 @@ def preview_job(
     with _lock(job), contextlib.ExitStack() as stack:
         table = read_input(job)
         resolve_columns(table.columns, str(job.input))
-        base_url, credentials, target = _target(job, credentials, stack)
+        # A preview reads from the API even for a job marked dry_run: it never writes.
+        base_url, credentials, target = _target(replace(job, dry_run=False), credentials, stack)
         assert credentials is not None
         run_dir = _new_run_dir(job, suffix="preview")
         journal = Journal(run_dir / JOURNAL_NAME)
