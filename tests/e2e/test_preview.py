@@ -10,7 +10,7 @@ from typing import Any
 
 from pcxbatch.sandbox.users import seed_users
 
-from .conftest import pcxbatch
+from .conftest import REPO, pcxbatch
 from .test_run import write_csv
 
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
@@ -178,3 +178,14 @@ def test_drift_between_preview_and_apply_is_reported(tmp_path: Path, sandbox_fac
     row = next(r for r in applied.results() if r["user_id"] == drifted)
     assert row["outcome"] == "unchanged"
     assert "changed since the preview" in row["message"] and "was active" in row["message"]
+
+
+def test_a_job_marked_dry_run_can_still_be_previewed(tmp_path: Path) -> None:
+    job = tmp_path / "dry.yaml"
+    job.write_text(
+        f"input: {REPO / 'sample_inputs' / 'sanctions_hits.csv'}\naction: deactivate\n"
+        f"updated_by: x\ndry_run: true\nreport_dir: {tmp_path}\n"
+    )
+    ran = pcxbatch("preview", job, "--sandbox")
+    assert ran.code == 1, ran.stderr
+    assert "24 user(s) go from active to inactive" in ran.stdout
