@@ -15,18 +15,32 @@ for what stops the whole run, and each maps to one exit code in ``cli``::
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Every exit code pcxbatch returns, for every command; the only place they are defined."""
+
+    OK = 0  # every row applied, unchanged or planned, or nothing to do
+    FILE_PROBLEMS = 1  # finished; only the file's own problems (invalid, duplicate, not_found)
+    UNUSABLE = 2  # the job, the input or the environment cannot be used; nothing was sent
+    STOPPED = 3  # stopped (interrupt, guard, API unreachable, credential refused); resumable
+    LOCKED = 4  # another run of the same job holds the lock
+    FAILED_ROWS = 5  # finished; some rows failed or unconfirmed at the API (wins over 1)
+    DECLINED = 6  # declined at the confirmation prompt; nothing sent, nothing to resume
+    INTERNAL = 70  # internal error (--debug shows the traceback)
 
 
 class PcxbatchError(Exception):
     """Base of every error pcxbatch raises on purpose. ``str()`` is a message for a person."""
 
-    exit_code = 2
+    exit_code: ExitCode = ExitCode.UNUSABLE
 
 
 class UnusableError(PcxbatchError):
     """The job or the input cannot be used at all; nothing was sent."""
 
-    exit_code = 2
+    exit_code = ExitCode.UNUSABLE
 
 
 class ConfigError(UnusableError):
@@ -46,13 +60,13 @@ class InputError(UnusableError):
 class LockedError(PcxbatchError):
     """Another run of the same job is in progress."""
 
-    exit_code = 4
+    exit_code = ExitCode.LOCKED
 
 
 class StoppedError(PcxbatchError):
     """The run stopped before every row was tried; ``pcxbatch resume`` can finish it."""
 
-    exit_code = 3
+    exit_code = ExitCode.STOPPED
 
 
 class AuthError(StoppedError):

@@ -94,16 +94,14 @@ class Journal:
         """Everything stored with :meth:`set_meta`."""
         return {k: json.loads(v) for k, v in self._db.execute("SELECT key, value FROM meta")}
 
-    def add_items(
-        self, items: Iterable[tuple[Item, Sequence[str]]], *, planned: bool = False
-    ) -> None:
-        """Record every checked row with the input's own cells, in batches.
+    def add_items(self, items: Iterable[Item], *, planned: bool = False) -> None:
+        """Record every checked row with the input's own cells (``Item.values``), in batches.
 
         Rows that ``validate`` already decided (invalid, duplicate) keep that outcome; the rest
         are left pending, or marked ``planned`` for a dry run.
         """
         batch: list[tuple[Any, ...]] = []
-        for item, values in items:
+        for item in items:
             outcome = item.outcome or (Outcome.PLANNED if planned else None)
             batch.append(
                 (
@@ -113,7 +111,7 @@ class Journal:
                     item.target_status,
                     item.reason,
                     item.updated_by,
-                    json.dumps(list(values), ensure_ascii=False),
+                    json.dumps(list(item.values), ensure_ascii=False),
                     outcome.value if outcome else None,
                     item.message,
                 )

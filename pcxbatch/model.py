@@ -40,6 +40,16 @@ class Outcome(StrEnum):
     PLANNED = "planned"
 
 
+class Verdict(StrEnum):
+    """A row's class in a preview: what applying the plan would do to it."""
+
+    WILL_CHANGE = "will_change"
+    UNCHANGED = "unchanged"
+    NOT_FOUND = "not_found"
+    INVALID = "invalid"
+    DUPLICATE = "duplicate"
+
+
 class CellNote(StrEnum):
     """What ``read`` noticed about a cell's original form, for ``validate`` to judge."""
 
@@ -91,6 +101,8 @@ class Item:
     updated_by: str | None
     outcome: Outcome | None = None
     message: str = ""
+    #: The input's own cells for this row, one per input column, in the input's column order.
+    values: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,3 +142,36 @@ class ReportLine:
     seen_status: str = ""  # the user's status when previewed, "" when not read
     reason: str = ""  # what is sent with the row (kept for plans and undo files)
     updated_by: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRow:
+    """One row of a preview and of the plan file: what applying the plan does to it.
+
+    ``seen_status`` is the user's status when previewed (``None``: not found, or not read for an
+    ``invalid``/``duplicate`` row). ``values`` are the input's own cells, as in
+    :class:`ReportLine`.
+    """
+
+    row: int
+    user_id: str
+    action: str
+    target_status: str
+    reason: str
+    updated_by: str
+    seen_status: str | None
+    verdict: Verdict
+    message: str
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class UndoRow:
+    """One line of ``undo.csv``: how to put one changed user back (``status`` empty: unknown)."""
+
+    user_id: str
+    status: str
+    reason: str
+    updated_by: str
+    note: str
+    changed_in_row: int

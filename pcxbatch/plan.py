@@ -20,26 +20,15 @@ import os
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
 from pcxbatch.errors import UnusableError
-from pcxbatch.model import DEACTIVATED_STATUS, SETTABLE_STATUSES, Action
+from pcxbatch.model import DEACTIVATED_STATUS, SETTABLE_STATUSES, Action, Verdict
 
 PLAN_FORMAT = 1
 #: How many users one ``GET /users/list`` page asks for. PCX documents no maximum.
 DEFAULT_PAGE_SIZE = 500
-
-
-class Verdict(StrEnum):
-    """A row's class in a preview."""
-
-    WILL_CHANGE = "will_change"
-    UNCHANGED = "unchanged"
-    NOT_FOUND = "not_found"
-    INVALID = "invalid"
-    DUPLICATE = "duplicate"
 
 
 class UserLike(Protocol):

@@ -18,7 +18,7 @@ import fcntl
 import os
 import shutil
 import signal
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -32,9 +32,8 @@ from pcxbatch.errors import InputError, LockedError, StoppedError, UnusableError
 from pcxbatch.execute import FailureGuard, execute
 from pcxbatch.journal import JOURNAL_NAME, Journal
 from pcxbatch.limiter import Limiter
-from pcxbatch.model import Action, Item, Outcome, ReportLine, RowDefaults, RowResult, SourceRow
+from pcxbatch.model import Action, Item, Outcome, ReportLine, RowDefaults, RowResult, Verdict
 from pcxbatch.plan import (
-    Verdict,
     check_age,
     check_second_person,
     load_plan,
@@ -155,7 +154,7 @@ def run_job(
         try:
             journal = Journal(run_dir / JOURNAL_NAME)
             _start_journal(journal, job, sheet=table.sheet, columns=table.columns)
-            journal.add_items(_checked(table, job), planned=job.dry_run)
+            journal.add_items(check_table(table, job), planned=job.dry_run)
             _check_max_rows(job, journal)
         except (UnusableError, KeyboardInterrupt):
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -262,7 +261,7 @@ def preview_job(
         journal = Journal(run_dir / JOURNAL_NAME)
         stack.callback(journal.close)
         _start_journal(journal, job, sheet=table.sheet, columns=table.columns, kind=KIND_PREVIEW)
-        journal.add_items(_checked(table, job))
+        journal.add_items(check_table(table, job))
         found, pages = asyncio.run(
             _read_states(job, base_url, credentials, journal.pending_user_ids(), transport, on_page)
         )
@@ -451,7 +450,7 @@ def apply_plan(
         return _run(job, journal, run_dir, credentials, ui, transport, retry)
 
 
-def _plan_items(body: Mapping[str, Any]) -> Iterator[tuple[Item, tuple[str, ...]]]:
+def _plan_items(body: Mapping[str, Any]) -> Iterator[Item]:
     """The journal's rows for an apply: only ``will_change`` rows are left to send."""
     when = body["previewed_at"]
     for row, user_id, action, target, reason, updated_by, seen, kind, message, values in body[
@@ -476,8 +475,9 @@ def _plan_items(body: Mapping[str, Any]) -> Iterator[tuple[Item, tuple[str, ...]
             updated_by=updated_by or None,
             outcome=outcome,
             message=message,
+            values=tuple(values),
         )
-        yield item, tuple(values)
+        yield item
 
 
 def find_unfinished(job: Job) -> Path | None:
@@ -801,20 +801,6 @@ def check_table(table: Table, job: Job) -> Iterator[Item]:
     columns = resolve_columns(table.columns, str(job.input))
     defaults = RowDefaults(job.action, job.status, job.reason, job.updated_by)
     return check_rows(table.rows, columns, defaults, id_pattern=job.id_pattern)
-
-
-def _checked(table: Table, job: Job) -> Iterator[tuple[Item, tuple[str, ...]]]:
-    """Check every row of ``table``, pairing each item with its row's input cells."""
-    cells: deque[tuple[str, ...]] = deque()
-
-    def tap() -> Iterator[SourceRow]:
-        for source in table.rows:
-            cells.append(source.values)
-            yield source
-
-    # validate yields exactly one item per row, in order, so the queue stays aligned.
-    for item in check_table(replace(table, rows=tap()), job):
-        yield item, cells.popleft()
 
 
 def _make_report_dir(job: Job) -> None:

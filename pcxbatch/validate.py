@@ -489,7 +489,9 @@ class _RowChecker:
                         f"{where} cannot be set by a status change; "
                         "use the action deactivate instead"
                     )
-        item = Item(row.row, values[columns.user_id], action, target, reason, updated_by)
+        item = Item(
+            row.row, values[columns.user_id], action, target, reason, updated_by, values=values
+        )
         return item, problems
 
     def _decide_action(
@@ -588,4 +590,5 @@ def _replace(item: Item, outcome: Outcome, message: str) -> Item:
         updated_by=item.updated_by,
         outcome=outcome,
         message=message,
+        values=item.values,
     )

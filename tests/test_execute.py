@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -60,7 +60,7 @@ class ScriptedClient:
 
 def make_journal(tmp_path: Path, items: list[Item]) -> Journal:
     journal = Journal(tmp_path / "journal.sqlite")
-    journal.add_items((item, (item.user_id,)) for item in items)
+    journal.add_items(replace(item, values=(item.user_id,)) for item in items)
     return journal
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from pcxbatch.errors import UnusableError
+from pcxbatch.model import Verdict
 from pcxbatch.plan import (
-    Verdict,
     check_age,
     check_second_person,
     load_plan,

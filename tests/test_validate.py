@@ -170,6 +170,7 @@ def test_a_deactivation_row() -> None:
         target_status="inactive",
         reason="fraud",
         updated_by="alice",
+        values=("u1", "deactivate", "", "fraud", "alice"),  # the row carries its own cells
     )
 
 
@@ -220,7 +221,15 @@ def test_job_defaults_fill_empty_cells() -> None:
         action=Action.DEACTIVATE, reason="annual review", updated_by="ops@example.com"
     )
     item = one(row(9, "u1"), defaults=defaults)
-    assert item == Item(9, "u1", Action.DEACTIVATE, "inactive", "annual review", "ops@example.com")
+    assert item == Item(
+        9,
+        "u1",
+        Action.DEACTIVATE,
+        "inactive",
+        "annual review",
+        "ops@example.com",
+        values=("u1", "", "", "", ""),
+    )
 
 
 def test_row_cells_win_over_job_defaults() -> None:
