@@ -498,9 +498,9 @@ def test_formulas_are_found_even_when_the_sheet_part_cannot_be_located(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # An unusual package layout falls back to a slower second pass; the result is the same.
-    import pcxbatch.read as read_module
+    from pcxbatch.read import ooxml
 
-    monkeypatch.setattr(read_module, "_sheet_part", lambda path, title: None)
+    monkeypatch.setattr(ooxml, "sheet_part", lambda path, title: None)
     path = workbook(tmp_path, {"S": [["user_id", "status"], ["u1", "=1+1"], ["u2", "x"]]})
     assert list(read_table(path).rows) == [
         SourceRow(2, ("u1", ""), {1: CellNote.FORMULA}),

@@ -50,21 +50,29 @@ import csv
 import datetime as dt
 import hashlib
 import io
-import posixpath
 import re
 import warnings
-import zipfile
-from collections.abc import Generator, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
-from xml.parsers import expat
 
 import openpyxl
 import pandas as pd
 
 from pcxbatch.errors import InputError
 from pcxbatch.model import CellNote, SourceRow
+from pcxbatch.read import ooxml
+from pcxbatch.read.common import (
+    BLOCK,
+    OLE_MAGIC,
+    SAVE_AS,
+    ZIP_MAGIC,
+    Table,
+    damaged_workbook,
+    os_reason,
+    unique_names,
+    why,
+)
 
 __all__ = [
     "MAX_INPUT_BYTES",
@@ -97,34 +105,17 @@ _OTHER_FORMATS = {
     ".ods": "an OpenDocument spreadsheet (.ods)",
     ".numbers": "an Apple Numbers file (.numbers)",
 }
-_SAVE_AS = "open it and save it as .xlsx or .csv"
-# Third-party error texts can be long or span lines; a message is one line for a person.
-_MAX_REASON = 200
 
 # Big enough that pandas' per-chunk overhead vanishes, small enough to keep memory flat.
 _CSV_CHUNK_ROWS = 50_000
-_BLOCK = 1 << 20
 _SNIFF_CHARS = 64 * 1024
 _SPARE_CELLS = 8
 _SNIFF_RECORDS = 50
 _SEPARATORS = (",", ";", "\t")
 
-_ZIP_MAGIC = b"PK\x03\x04"
-_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
-# Office writes an encrypted workbook as an OLE file holding a stream of this (UTF-16) name.
-_ENCRYPTED_STREAM = "EncryptedPackage".encode("utf-16-le")
 
 _BAD_LINE = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 _OPEN_QUOTE = re.compile(r"EOF inside string starting at row (\d+)")
-# A formula element, with or without a namespace prefix; text cannot contain a raw "<".
-_FORMULA_TAG = re.compile(rb"<(?:[A-Za-z_][\w.\-]*:)?f[\s/>]")
-_WHITESPACE_RUN = re.compile(r"\s+")
-# A merged range in a sheet part: <mergeCell ref="B2:B5"/> (its only attribute).
-_MERGE_REF = re.compile(
-    rb"<(?:[A-Za-z_][\w.\-]*:)?mergeCell\s[^>]*?\bref\s*=\s*[\"']([A-Za-z]{1,3}[0-9]{1,7}"
-    rb"(?::[A-Za-z]{1,3}[0-9]{1,7})?)[\"']"
-)
-_CELL_RANGE = re.compile(r"([A-Z]{1,3})([0-9]+)(?::([A-Z]{1,3})([0-9]+))?")
 _SEPARATOR_HINT = re.compile(r'"?sep=([^\r\n"])"?[^\S\r\n]*\r?\n', re.IGNORECASE)
 
 # The last row of an Excel sheet.
@@ -134,24 +125,6 @@ _EXACT_DIGITS_LIMIT = 10**15
 
 # openpyxl warns about styles, data validation and the like: nothing a user can act on.
 warnings.filterwarnings("ignore", category=UserWarning, module=r"openpyxl(\..*)?")
-
-
-@dataclass(frozen=True)
-class Table:
-    """An opened input: header names and a one-shot, lazy iterator over its data rows.
-
-    ``sheet`` is the sheet's name for workbooks and ``None`` for text files; ``header_row`` is the
-    spreadsheet row number of the header. ``encoding`` and ``separator`` say how a text file was
-    read (``None`` for workbooks). Iterating ``rows`` may raise ``InputError``.
-    """
-
-    path: Path
-    sheet: str | None
-    columns: tuple[str, ...]
-    header_row: int
-    rows: Iterator[SourceRow]
-    encoding: str | None = None
-    separator: str | None = None
 
 
 def read_table(
@@ -170,7 +143,8 @@ def read_table(
         if sheet not in (None, 0):
             raise InputError(f"{path}: is a text file with no sheets; remove the sheet setting")
         return _read_text(path)
-    return _read_workbook(path, sheet, max_bytes)
+    _check_unpacked(path, ooxml.package_size(path), max_bytes)
+    return _read_workbook(path, sheet)
 
 
 def file_sha256(path: Path) -> str:
@@ -178,10 +152,10 @@ def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     try:
         with open(path, "rb") as handle:
-            while block := handle.read(_BLOCK):
+            while block := handle.read(BLOCK):
                 digest.update(block)
     except OSError as exc:
-        raise InputError(f"{path}: cannot be read: {_os_reason(exc)}") from exc
+        raise InputError(f"{path}: cannot be read: {os_reason(exc)}") from exc
     return digest.hexdigest()
 
 
@@ -199,9 +173,9 @@ def _check_file(path: Path, max_bytes: int | None) -> str:
             raise InputError(f"{path}: is a folder, not a file")
         size = path.stat().st_size
     except OSError as exc:
-        raise InputError(f"{path}: cannot be read: {_os_reason(exc)}") from exc
+        raise InputError(f"{path}: cannot be read: {os_reason(exc)}") from exc
     if suffix in _OTHER_FORMATS:
-        raise InputError(f"{path}: is {_OTHER_FORMATS[suffix]}, which is not supported; {_SAVE_AS}")
+        raise InputError(f"{path}: is {_OTHER_FORMATS[suffix]}, which is not supported; {SAVE_AS}")
     if suffix not in _TEXT_EXTENSIONS and suffix not in _WORKBOOK_EXTENSIONS:
         shown = f"'{suffix}' files are" if suffix else "files without an extension are"
         raise InputError(
@@ -217,6 +191,18 @@ def _check_file(path: Path, max_bytes: int | None) -> str:
     return suffix
 
 
+def _check_unpacked(path: Path, unpacked: int, max_bytes: int | None) -> None:
+    """Refuse a workbook whose parts unpack to more than :data:`UNPACKED_PER_BYTE` times
+    ``max_bytes``: a zip bomb would exhaust the machine long before its rows were read."""
+    if max_bytes is not None and unpacked > max_bytes * UNPACKED_PER_BYTE:
+        raise InputError(
+            f"{path}: unpacks to {_size(unpacked)}, more than the "
+            f"{_size(max_bytes * UNPACKED_PER_BYTE)} a workbook may hold "
+            f"({UNPACKED_PER_BYTE} times the {_size(max_bytes)} size limit); "
+            f"{SIZE_LIMIT_HINT}"
+        )
+
+
 def _size(count: int) -> str:
     """A byte count as a person reads it: ``3,008 bytes``, ``1.5 MB``, ``2.1 GB``."""
     if count < 1000 * 1000:
@@ -224,31 +210,6 @@ def _size(count: int) -> str:
     if count < 1000 * 1000 * 1000:
         return f"{count / 1e6:,.1f} MB"
     return f"{count / 1e9:,.1f} GB"
-
-
-def _os_reason(exc: OSError) -> str:
-    return exc.strerror or str(exc)
-
-
-def _why(exc: BaseException) -> str:
-    """An exception's text on one line and cut short, for the end of an ``InputError``."""
-    text = _WHITESPACE_RUN.sub(" ", str(exc)).strip() or type(exc).__name__
-    return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 3] + "..."
-
-
-def _unique_names(raw: Sequence[str]) -> tuple[str, ...]:
-    """Header names made unique and stable: empty -> ``column N``, repeats -> ``name (2)``."""
-    names: list[str] = []
-    taken: set[str] = set()
-    for position, text in enumerate(raw, start=1):
-        base = _WHITESPACE_RUN.sub(" ", text).strip() or f"column {position}"
-        name, count = base, 1
-        while name.casefold() in taken:
-            count += 1
-            name = f"{base} ({count})"
-        taken.add(name.casefold())
-        names.append(name)
-    return tuple(names)
 
 
 # --- text files --------------------------------------------------------------------------------
@@ -272,10 +233,10 @@ def _read_text(path: Path) -> Table:
     except Exception as exc:
         # OSError, UnicodeError and csv.Error are the expected ones; anything else from parsing
         # a hostile file is still the file's problem, never a traceback.
-        raise InputError(f"{path}: cannot be read as text: {_why(exc)}") from exc
+        raise InputError(f"{path}: cannot be read as text: {why(exc)}") from exc
     if header is None:
         raise InputError(f"{path}: has no header row (every line is blank)")
-    columns = _unique_names([cell.strip() for cell in header])
+    columns = unique_names([cell.strip() for cell in header])
     rows = _text_rows(path, encoding, separator, len(columns), header_index, hidden)
     return Table(path, None, columns, header_index + 1 - hidden, rows, encoding, separator)
 
@@ -291,15 +252,15 @@ def _detect_encoding(path: Path) -> str:
                 return "utf-32"
             if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
                 return "utf-16"
-            if head.startswith(_ZIP_MAGIC):
+            if head.startswith(ZIP_MAGIC):
                 raise InputError(
                     f"{path}: is a zip file (an Excel .xlsx workbook?), not text; "
                     "give it the right extension (.xlsx) or export it as CSV"
                 )
-            if head.startswith(_OLE_MAGIC):
+            if head.startswith(OLE_MAGIC):
                 raise InputError(
                     f"{path}: is an Office binary file (an old .xls workbook or a "
-                    f"password-protected one), not text; {_SAVE_AS}"
+                    f"password-protected one), not text; {SAVE_AS}"
                 )
             handle.seek(0)
             utf8_ok = _decodes(handle, "utf-8")
@@ -314,7 +275,7 @@ def _detect_encoding(path: Path) -> str:
             if _decodes(handle, "cp1252"):
                 return "cp1252"
     except OSError as exc:
-        raise InputError(f"{path}: cannot be read: {_os_reason(exc)}") from exc
+        raise InputError(f"{path}: cannot be read: {os_reason(exc)}") from exc
     raise InputError(
         f"{path}: is neither UTF-8 nor Windows-1252 text; save it as 'CSV UTF-8' and try again"
     )
@@ -324,7 +285,7 @@ def _decodes(handle: io.BufferedReader, encoding: str) -> bool | None:
     """Whether the rest of ``handle`` decodes in ``encoding``; ``None`` when it holds NUL bytes."""
     decoder = codecs.getincrementaldecoder(encoding)()
     try:
-        while block := handle.read(_BLOCK):
+        while block := handle.read(BLOCK):
             if b"\x00" in block:
                 return None
             decoder.decode(block)
@@ -409,7 +370,7 @@ def _text_rows(
     except pd.errors.ParserError as exc:
         raise InputError(_parser_problem(path, str(exc), separator, hidden)) from exc
     except Exception as exc:  # OSError, UnicodeError, ValueError, or anything pandas meets
-        raise InputError(f"{path}: cannot be read as text: {_why(exc)}") from exc
+        raise InputError(f"{path}: cannot be read as text: {why(exc)}") from exc
 
 
 def _check_spare_cells(
@@ -440,14 +401,13 @@ def _parser_problem(path: Path, message: str, separator: str, hidden: int) -> st
     if match := _OPEN_QUOTE.search(message):
         row = int(match.group(1)) + 1 - hidden
         return f'{path}: row {row} opens a double quote (") that is never closed'
-    return f"{path}: cannot be read as CSV: {_why(ValueError(message))}"
+    return f"{path}: cannot be read as CSV: {why(ValueError(message))}"
 
 
 # --- workbooks ---------------------------------------------------------------------------------
 
 
-def _read_workbook(path: Path, sheet: str | int | None, max_bytes: int | None) -> Table:
-    _check_workbook_bytes(path, max_bytes)
+def _read_workbook(path: Path, sheet: str | int | None) -> Table:
     book = _open_workbook(path, data_only=True)
     books: list[Any] = [book]
     try:
@@ -457,8 +417,8 @@ def _read_workbook(path: Path, sheet: str | int | None, max_bytes: int | None) -
         sheet_obj = book[title]
         if not hasattr(sheet_obj, "iter_rows"):
             raise InputError(f"{path}: sheet '{title}' is a chart, not a table")
-        part = _sheet_part(path, title)
-        formulas, merged = _scan_sheet(path, part)
+        part = ooxml.sheet_part(path, title)
+        formulas, merged = ooxml.scan_sheet(path, part)
         raw = _workbook_rows(
             path, title, books, sheet_obj, _formula_cells(path, title, books, part, formulas)
         )
@@ -474,9 +434,7 @@ def _read_workbook(path: Path, sheet: str | int | None, max_bytes: int | None) -
     except Exception as exc:
         for opened in books:
             opened.close()
-        raise InputError(
-            f"{path}: is damaged and cannot be opened as a workbook: {_why(exc)}"
-        ) from exc
+        raise damaged_workbook(path, exc) from exc
     except BaseException:
         for opened in books:
             opened.close()
@@ -486,7 +444,7 @@ def _read_workbook(path: Path, sheet: str | int | None, max_bytes: int | None) -
     width = len(header_cells)
     while not header_cells[width - 1]:
         width -= 1
-    inside = [ref for ref in merged if _merge_in_table(ref, header_number, width)]
+    inside = ooxml.merges_in_table(merged, header_number, width)
     if inside:
         raw.close()  # closes the workbooks
         shown = ", ".join(inside[:3]) + (f" and {len(inside) - 3} more" if len(inside) > 3 else "")
@@ -495,82 +453,8 @@ def _read_workbook(path: Path, sheet: str | int | None, max_bytes: int | None) -
             "value belongs to its first cell only, so the rows beside it would be read as empty. "
             "Unmerge them (Home > Merge & Center) and fill in every row"
         )
-    columns = _unique_names(header_cells[:width])
+    columns = unique_names(header_cells[:width])
     return Table(path, title, columns, header_number, _workbook_data(raw, width))
-
-
-def _check_workbook_bytes(path: Path, max_bytes: int | None) -> None:
-    """Recognise files that only pretend to be .xlsx, to say what they really are, and refuse
-    a workbook that would unpack to far more than ``max_bytes``."""
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(8)
-            if head.startswith(_OLE_MAGIC):
-                if _contains(handle, _ENCRYPTED_STREAM):
-                    raise InputError(
-                        f"{path}: the workbook is password-protected; open it in Excel, "
-                        "remove the password (File > Info > Protect Workbook) and save it again"
-                    )
-                raise InputError(
-                    f"{path}: is an old-format Excel workbook (.xls) with an .xlsx name; {_SAVE_AS}"
-                )
-            if not head.startswith(_ZIP_MAGIC):
-                raise InputError(
-                    f"{path}: is not an Excel workbook (an .xlsx file is a zip archive); "
-                    "if it is CSV text, give it a .csv extension"
-                )
-        with zipfile.ZipFile(path) as archive:
-            infos = archive.infolist()
-            members = {info.filename for info in infos}
-            if "mimetype" in members and archive.read("mimetype").startswith(
-                b"application/vnd.oasis.opendocument"
-            ):
-                raise InputError(
-                    f"{path}: is an OpenDocument spreadsheet (.ods) with an .xlsx name; {_SAVE_AS}"
-                )
-            if any(name.startswith("Index/") and name.endswith(".iwa") for name in members):
-                raise InputError(
-                    f"{path}: is an Apple Numbers file (.numbers) with an .xlsx name; "
-                    "in Numbers, use File > Export To > Excel (or CSV)"
-                )
-            if "[Content_Types].xml" not in members:
-                raise InputError(f"{path}: is a zip archive but not an Excel workbook")
-            if not any(name.startswith("xl/") for name in members):
-                kind = (
-                    "a Word document"
-                    if "word/document.xml" in members
-                    else "a PowerPoint presentation"
-                    if "ppt/presentation.xml" in members
-                    else "an Office file"
-                )
-                raise InputError(f"{path}: is {kind}, not an Excel workbook")
-            if "xl/workbook.bin" in members:
-                raise InputError(
-                    f"{path}: is a binary Excel workbook (.xlsb) with an .xlsx name; {_SAVE_AS}"
-                )
-            unpacked = sum(info.file_size for info in infos)
-            if max_bytes is not None and unpacked > max_bytes * UNPACKED_PER_BYTE:
-                raise InputError(
-                    f"{path}: unpacks to {_size(unpacked)}, more than the "
-                    f"{_size(max_bytes * UNPACKED_PER_BYTE)} a workbook may hold "
-                    f"({UNPACKED_PER_BYTE} times the {_size(max_bytes)} size limit); "
-                    f"{SIZE_LIMIT_HINT}"
-                )
-    except InputError:
-        raise
-    except Exception as exc:  # zipfile, zlib and the OS meet damaged files in many ways
-        raise InputError(
-            f"{path}: is damaged and cannot be opened as a workbook: {_why(exc)}"
-        ) from exc
-
-
-def _contains(handle: io.BufferedReader, needle: bytes) -> bool:
-    tail = b""
-    while block := handle.read(_BLOCK):
-        if needle in tail + block:
-            return True
-        tail = block[-len(needle) :]
-    return False
 
 
 def _open_workbook(path: Path, *, data_only: bool) -> Any:
@@ -581,9 +465,7 @@ def _open_workbook(path: Path, *, data_only: bool) -> Any:
     except Exception as exc:
         # Any exception here comes from parsing a damaged file, which is the user's file to fix,
         # never a reason to show a traceback.
-        raise InputError(
-            f"{path}: is damaged and cannot be opened as a workbook: {_why(exc)}"
-        ) from exc
+        raise damaged_workbook(path, exc) from exc
 
 
 def _pick_sheet(
@@ -630,9 +512,9 @@ def _formula_cells(
     """(row, column) of every formula cell of the sheet, both from 1, in sheet order.
 
     openpyxl gives either a formula or its cached value, never both. Rather than read the whole
-    sheet a second time through openpyxl (twice the time), a quick scan (:func:`_scan_sheet`)
-    finds whether it has formulas at all (most sheets have none), and a lean XML pass locates
-    them.
+    sheet a second time through openpyxl (twice the time), a quick scan (``ooxml.scan_sheet``)
+    finds whether it has formulas at all (most sheets have none), and a lean XML pass
+    (``ooxml.formula_cells``) locates them.
     """
     if part is None:  # an unusual package layout: let openpyxl find the formulas, slowly
         formula_book = _open_workbook(path, data_only=False)
@@ -640,151 +522,7 @@ def _formula_cells(
         return _formula_cells_by_openpyxl(formula_book[title])
     if not formulas:
         return iter(())
-    return _formula_cells_by_expat(path, part)
-
-
-def _sheet_part(path: Path, title: str) -> str | None:
-    """The zip member holding sheet ``title``, found as the OOXML package says; ``None`` if not."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            book_part = _relationship_targets(archive, "_rels/.rels", "", by="Type").get(
-                "officeDocument"
-            )
-            if book_part is None:
-                return None
-            folder, name = posixpath.split(book_part)
-            targets = _relationship_targets(
-                archive, posixpath.join(folder, "_rels", name + ".rels"), folder, by="Id"
-            )
-            for tag, attributes in _xml_elements(archive.read(book_part)):
-                if _local(tag) != "sheet" or attributes.get("name") != title:
-                    continue
-                for key, value in attributes.items():
-                    if _local(key) == "id" and "}" in key:
-                        return targets.get(value)
-    except Exception:  # a damaged package: openpyxl's slower way still finds the formulas
-        return None
-    return None
-
-
-def _relationship_targets(
-    archive: zipfile.ZipFile, rels_part: str, folder: str, *, by: str
-) -> dict[str, str]:
-    """Targets of a .rels part keyed by Id, or by the last word of their Type."""
-    targets: dict[str, str] = {}
-    for tag, attributes in _xml_elements(archive.read(rels_part)):
-        target = attributes.get("Target", "")
-        if _local(tag) != "Relationship" or attributes.get("TargetMode") == "External":
-            continue
-        if not target:
-            continue
-        if target.startswith("/"):
-            member = target.lstrip("/")
-        else:
-            member = posixpath.normpath(posixpath.join(folder, target))
-        key = attributes.get(by, "")
-        targets[key.rsplit("/", 1)[-1] if by == "Type" else key] = member
-    return targets
-
-
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
-
-
-def _xml_parser() -> expat.XMLParserType:
-    """An expat parser that names elements ``{namespace}local`` and refuses any DTD: OOXML parts
-    never have one, and refusing it rules out entity-expansion attacks."""
-    parser = expat.ParserCreate(namespace_separator="}")
-
-    def no_dtd(*_: object) -> None:
-        raise expat.ExpatError("a document type declaration is not allowed here")
-
-    parser.StartDoctypeDeclHandler = no_dtd
-    parser.EntityDeclHandler = no_dtd
-    return parser
-
-
-def _xml_elements(data: bytes) -> list[tuple[str, dict[str, str]]]:
-    """Every start tag of a small XML document, in order, with its attributes."""
-    elements: list[tuple[str, dict[str, str]]] = []
-    parser = _xml_parser()
-    parser.StartElementHandler = lambda tag, attributes: elements.append((tag, attributes))
-    parser.Parse(data, True)
-    return elements
-
-
-def _scan_sheet(path: Path, part: str | None) -> tuple[bool, list[str]]:
-    """One quick pass over the sheet's XML: whether it has formulas, and its merged ranges
-    (``"B2:B5"``). Merges are listed after the cells, so the pass reads the whole part."""
-    if part is None:
-        return True, []  # cannot tell; openpyxl finds the formulas (merges stay unknown)
-    formulas = False
-    merged: dict[str, None] = {}  # ordered and unique: a match in the overlap is found twice
-    try:
-        with zipfile.ZipFile(path) as archive, archive.open(part) as source:
-            tail = b""
-            while block := source.read(_BLOCK):
-                text = tail + block
-                formulas = formulas or bool(_FORMULA_TAG.search(text))
-                if b"mergeCell" in text:  # a plain search first: most blocks have none
-                    for match in _MERGE_REF.finditer(text):
-                        merged[match.group(1).decode("ascii").upper()] = None
-                tail = block[-256:]
-    except Exception:
-        return True, list(merged)  # cannot tell; the full pass will find out (or the damage)
-    return formulas, list(merged)
-
-
-def _merge_in_table(ref: str, header_row: int, width: int) -> bool:
-    """Whether merged range ``ref`` covers a data row in one of the table's columns."""
-    match = _CELL_RANGE.fullmatch(ref)
-    if match is None:
-        return True  # a range we cannot read: assume the worst
-    first_col = min(_column_number(match.group(1)), _column_number(match.group(3) or "ZZZ"))
-    last_row = max(int(match.group(2)), int(match.group(4) or 0))
-    return last_row > header_row and first_col <= width
-
-
-def _column_number(letters: str) -> int:
-    number = 0
-    for char in letters:
-        number = number * 26 + ord(char) - 64
-    return number
-
-
-def _formula_cells_by_expat(path: Path, part: str) -> Iterator[tuple[int, int]]:
-    found: list[tuple[int, int]] = []
-    row = column = 0
-
-    def start(name: str, attributes: dict[str, str]) -> None:
-        nonlocal row, column
-        local = name[name.rfind("}") + 1 :]
-        if local == "c":
-            reference = attributes.get("r")
-            if reference:
-                column = 0
-                for char in reference:
-                    if char.isdigit():
-                        break
-                    column = column * 26 + ord(char.upper()) - 64
-            else:
-                column += 1
-        elif local == "f":
-            found.append((row, column))
-        elif local == "row":
-            number = attributes.get("r")
-            row = int(number) if number else row + 1
-            column = 0
-
-    parser = _xml_parser()
-    parser.StartElementHandler = start
-    with zipfile.ZipFile(path) as archive, archive.open(part) as source:
-        while block := source.read(_BLOCK):
-            parser.Parse(block, False)
-            yield from found
-            found.clear()
-        parser.Parse(b"", True)
-        yield from found
+    return ooxml.formula_cells(path, part)
 
 
 def _formula_cells_by_openpyxl(formula_sheet: Any) -> Iterator[tuple[int, int]]:
@@ -840,9 +578,7 @@ def _workbook_rows(
     except Exception as exc:
         # As in _open_workbook: a parsing failure means a damaged file, not a bug to show.
         where = f"sheet '{title}' near row {number + 1}"
-        raise InputError(
-            f"{path}: {where} cannot be read (damaged workbook?): {_why(exc)}"
-        ) from exc
+        raise InputError(f"{path}: {where} cannot be read (damaged workbook?): {why(exc)}") from exc
     finally:
         close = getattr(formula_cells, "close", None)
         if close is not None:
