@@ -6,6 +6,8 @@ import csv
 import datetime as dt
 import hashlib
 import io
+import subprocess
+import sys
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -523,3 +525,14 @@ def test_formulas_on_a_later_sheet_and_far_down(tmp_path: Path) -> None:
         SourceRow(2, ("u1", "active"), {}),
         SourceRow(4001, ("u2", "active"), {1: CellNote.FORMULA}),
     ]
+
+
+def test_importing_read_loads_neither_pandas_nor_openpyxl() -> None:
+    # Every command imports the reader; only one that reads a file should pay for pandas and
+    # openpyxl, so that `pcxbatch --help` answers at once. A fresh interpreter shows what the
+    # import alone loads (this one has both loaded already).
+    probe = "import sys, pcxbatch.read; print(sorted({'pandas', 'openpyxl'} & set(sys.modules)))"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]"
