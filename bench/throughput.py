@@ -563,7 +563,7 @@ _GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("pcxbatch limiter", ("pcxbatch/limiter.py",)),
     ("pcxbatch execute", ("pcxbatch/execute.py",)),
     ("pcxbatch report", ("pcxbatch/report.py",)),
-    ("pcxbatch read/validate", ("pcxbatch/read.py", "pcxbatch/validate.py", "/pandas/")),
+    ("pcxbatch read/validate", ("pcxbatch/read/", "pcxbatch/validate.py", "/pandas/")),
     ("pcxbatch cli, runner", ("pcxbatch/cli.py", "pcxbatch/runner.py", "/rich/", "/click/")),
     ("sockets (send/recv)", ("_socket.socket", "selector_events.py", "selectors.py")),
     ("start-up (imports)", ("<frozen importlib", "marshal", "builtins.exec", "compile")),

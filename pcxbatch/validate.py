@@ -100,7 +100,7 @@ _ACTION_WORDS: dict[str, Action] = {
 _ALLOWED_STATUSES = ", ".join(SETTABLE_STATUSES) + f" or {DEACTIVATED_STATUS} (to deactivate)"
 _ALLOWED_ACTIONS = f"{Action.DEACTIVATE.value} or {Action.SET_STATUS.value}"
 
-# read.py names a repeated header "Name (2)"; such a column still counts for its field, so that
+# read names a repeated header "Name (2)"; such a column still counts for its field, so that
 # two "User ID" columns are reported as ambiguous instead of one being silently ignored.
 _REPEAT_SUFFIX = re.compile(r"\s\(\d+\)$")
 _FORBIDDEN_ASCII = re.compile(r"[/%\s\x00-\x1f\x7f]|\.\.")
