@@ -74,89 +74,110 @@ def classify(row: PendingRow, answer: CallResultLike) -> RowResult:
     earlier attempt of ours may have gone through (a 504, a dropped connection, or a previous run
     that sent it without recording the answer): then that attempt made the change (``applied``).
     """
-    status = answer.http_status
     ambiguous = answer.ambiguous or row.resent
-    earlier = (
-        "a previous run sent it without recording the answer"
-        if row.resent and not answer.ambiguous
-        else "an earlier attempt got no clear answer"
+    status = answer.http_status
+    if status is not None and 200 <= status < 300:
+        outcome, message = Outcome.APPLIED, _done(row) + _was(row)
+    elif status == 409 and row.action is Action.DEACTIVATE:
+        outcome, message = _deactivate_conflict(row, answer, ambiguous)
+    elif status == 409:
+        outcome, message = _set_status_conflict(row, answer, ambiguous)
+    else:
+        outcome, message = Outcome.FAILED, _failure(row, answer, ambiguous)
+    return RowResult(
+        row=row.row,
+        outcome=outcome,
+        http_status=status,
+        attempts=answer.attempts,
+        message=message,
+        request_id=answer.request_id,
+        throttled=answer.throttled,
+        uncertain=ambiguous and outcome is Outcome.FAILED,
     )
 
-    def result(outcome: Outcome, message: str) -> RowResult:
-        return RowResult(
-            row=row.row,
-            outcome=outcome,
-            http_status=status,
-            attempts=answer.attempts,
-            message=message,
-            request_id=answer.request_id,
-            throttled=answer.throttled,
-            uncertain=ambiguous and outcome is Outcome.FAILED,
-        )
 
+def _done(row: PendingRow) -> str:
+    """What a 2xx did to the row's user."""
+    if row.action is Action.DEACTIVATE:
+        return "deactivated"
+    return f"status set to {row.target_status}"
+
+
+def _was(row: PendingRow) -> str:
+    """`` (was <status>)`` when the preview saw the user's status, else nothing."""
+    return f" (was {row.seen_status})" if row.seen_status else ""
+
+
+def _earlier(row: PendingRow, answer: CallResultLike) -> str:
+    """Which earlier attempt may have made the change, for a row whose outcome is ambiguous."""
+    if row.resent and not answer.ambiguous:
+        return "a previous run sent it without recording the answer"
+    return "an earlier attempt got no clear answer"
+
+
+def _deactivate_conflict(
+    row: PendingRow, answer: CallResultLike, ambiguous: bool
+) -> tuple[Outcome, str]:
+    """A 409 to a deactivation: the user is already inactive."""
     api_message = answer.message.strip()
     seen = row.seen_status
-    was = f" (was {seen})" if seen else ""
-    if status is not None and 200 <= status < 300:
-        done = (
-            "deactivated"
-            if row.action is Action.DEACTIVATE
-            else f"status set to {row.target_status}"
+    if ambiguous:
+        return (
+            Outcome.APPLIED,
+            f"deactivated{_was(row)}: {_earlier(row, answer)} and the API now says the user is"
+            " already inactive",
         )
-        return result(Outcome.APPLIED, done + was)
-    if status == 409:
-        if row.action is Action.DEACTIVATE:
-            if ambiguous:
-                return result(
-                    Outcome.APPLIED,
-                    f"deactivated{was}: {earlier} and the API now says the user is already"
-                    " inactive",
-                )
-            if seen and seen != DEACTIVATED_STATUS:
-                return result(
-                    Outcome.UNCHANGED,
-                    f"changed since the preview: the user was {seen} then, and is already"
-                    f" inactive now (409: {api_message})",
-                )
-            return result(Outcome.UNCHANGED, f"already inactive (409: {api_message})")
-        if ambiguous:
-            return result(
-                Outcome.APPLIED,
-                f"status set to {row.target_status}: {earlier} and the API now answers 409"
-                f" ({api_message})",
-            )
-        # PCX does not say whether a 409 here means "already has this status" or "transition
-        # refused"; reporting it as unchanged could hide a refused change, so it is failed.
-        now = f"; the user was {seen} at the preview" if seen else ""
-        return result(
-            Outcome.FAILED,
-            f"the API refused the change (409 conflict: {api_message}){now}; check the"
-            " user's current status",
+    if seen and seen != DEACTIVATED_STATUS:
+        return (
+            Outcome.UNCHANGED,
+            f"changed since the preview: the user was {seen} then, and is already"
+            f" inactive now (409: {api_message})",
         )
+    return Outcome.UNCHANGED, f"already inactive (409: {api_message})"
+
+
+def _set_status_conflict(
+    row: PendingRow, answer: CallResultLike, ambiguous: bool
+) -> tuple[Outcome, str]:
+    """A 409 to a status change."""
+    api_message = answer.message.strip()
+    if ambiguous:
+        return (
+            Outcome.APPLIED,
+            f"status set to {row.target_status}: {_earlier(row, answer)} and the API now answers"
+            f" 409 ({api_message})",
+        )
+    # PCX does not say whether a 409 here means "already has this status" or "transition
+    # refused"; reporting it as unchanged could hide a refused change, so it is failed.
+    seen = row.seen_status
+    now = f"; the user was {seen} at the preview" if seen else ""
+    return (
+        Outcome.FAILED,
+        f"the API refused the change (409 conflict: {api_message}){now}; check the"
+        " user's current status",
+    )
+
+
+def _failure(row: PendingRow, answer: CallResultLike, ambiguous: bool) -> str:
+    """The message for any other final answer (no answer at all, or a non-2xx other than 409)."""
+    status = answer.http_status
+    api_message = answer.message.strip()
     maybe = (
-        f"; the change may have been applied ({earlier}): check before sending again"
+        f"; the change may have been applied ({_earlier(row, answer)}): check before sending again"
         if ambiguous
         else ""
     )
     if status is None:
-        return result(
-            Outcome.FAILED,
-            f"no answer from the API after {answer.attempts} attempt(s): {api_message}{maybe}",
-        )
+        return f"no answer from the API after {answer.attempts} attempt(s): {api_message}{maybe}"
     if status == 404:
+        seen = row.seen_status
         drift = f"; changed since the preview, when the user existed ({seen})" if seen else ""
-        return result(Outcome.FAILED, f"user not found (404: {api_message}){drift}{maybe}")
+        return f"user not found (404: {api_message}){drift}{maybe}"
     if status == 400:
-        return result(Outcome.FAILED, f"the API rejected the request (400: {api_message}){maybe}")
+        return f"the API rejected the request (400: {api_message}){maybe}"
     if status == 429:
-        return result(
-            Outcome.FAILED,
-            f"still throttled after {answer.attempts} attempt(s) (429: {api_message}){maybe}",
-        )
-    return result(
-        Outcome.FAILED,
-        f"HTTP {status} after {answer.attempts} attempt(s): {api_message}{maybe}",
-    )
+        return f"still throttled after {answer.attempts} attempt(s) (429: {api_message}){maybe}"
+    return f"HTTP {status} after {answer.attempts} attempt(s): {api_message}{maybe}"
 
 
 class _Committer:
@@ -239,65 +260,107 @@ async def execute(
     Returns when every pending row has an outcome, or when ``stop`` was set (the rows not yet
     sent stay pending). ``on_result`` is called with each row's result as it is recorded.
     """
-    queue: asyncio.Queue[PendingRow | None] = asyncio.Queue(maxsize=concurrency)
     committer = _Committer(journal)
     commit_task = asyncio.create_task(committer.run())
-    auth_errors: list[AuthError] = []
-    recent: deque[bool] = deque(maxlen=guard.window if guard else 1)
-    tripped: list[str] = []
-
-    async def produce() -> None:
-        after = 0
-        while not stop.is_set():
-            batch = journal.pending(after, limit=max(100, 4 * concurrency))
-            if not batch:
-                break
-            for row in batch:
-                if stop.is_set():
-                    break
-                await queue.put(row)
-            after = batch[-1].row
-        for _ in range(concurrency):
-            await queue.put(None)
-
-    async def work() -> None:
-        while (row := await queue.get()) is not None:
-            if stop.is_set():
-                continue  # left pending: not_attempted, and a resume sends it
-            await committer.intent(row.row)
-            try:
-                answer = await _send(client, row)
-            except AuthError as exc:
-                committer.release(row.row)
-                auth_errors.append(exc)
-                stop.set()
-                continue
-            result = classify(row, answer)
-            committer.result(result)
-            on_result(result)
-            if guard:
-                recent.append(result.outcome is Outcome.FAILED)
-                if len(recent) == guard.window and sum(recent) / guard.window > guard.threshold:
-                    if not tripped:
-                        tripped.append(
-                            f"{sum(recent)} of the last {guard.window} rows failed (more than"
-                            f" {guard.threshold:.0%}); the run was stopped to protect the rest"
-                            " of the file"
-                        )
-                    stop.set()
-
-    workers = [asyncio.create_task(work()) for _ in range(concurrency)]
+    sending = _Sending(journal, client, committer, concurrency, stop, on_result, guard)
+    workers = [asyncio.create_task(sending.work()) for _ in range(concurrency)]
     try:
-        await asyncio.gather(produce(), *workers)
+        await asyncio.gather(sending.produce(), *workers)
     finally:
         for task in workers:
             task.cancel()
         committer.close()
         await commit_task
-    if auth_errors:
-        raise auth_errors[0]
-    if tripped:
-        raise StoppedError(tripped[0])
+    if sending.auth_errors:
+        raise sending.auth_errors[0]
+    if sending.tripwire and sending.tripwire.reason:
+        raise StoppedError(sending.tripwire.reason)
+
+
+class _Tripwire:
+    """The failure guard at work: remembers the last ``window`` outcomes and why it tripped."""
+
+    def __init__(self, guard: FailureGuard) -> None:
+        self.guard = guard
+        self.recent: deque[bool] = deque(maxlen=guard.window)
+        self.reason: str | None = None  # set the first time it trips
+
+    def trips(self, failed: bool) -> bool:
+        """Record one answered row; True when the run must stop."""
+        guard, recent = self.guard, self.recent
+        recent.append(failed)
+        if len(recent) == guard.window and sum(recent) / guard.window > guard.threshold:
+            if self.reason is None:
+                self.reason = (
+                    f"{sum(recent)} of the last {guard.window} rows failed (more than"
+                    f" {guard.threshold:.0%}); the run was stopped to protect the rest"
+                    " of the file"
+                )
+            return True
+        return False
+
+
+class _Sending:
+    """One :func:`execute` call: a producer feeding ``concurrency`` workers through a queue."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        client: Sender,
+        committer: _Committer,
+        concurrency: int,
+        stop: asyncio.Event,
+        on_result: Callable[[RowResult], None],
+        guard: FailureGuard | None,
+    ) -> None:
+        self.journal = journal
+        self.client = client
+        self.committer = committer
+        self.concurrency = concurrency
+        self.stop = stop
+        self.on_result = on_result
+        self.queue: asyncio.Queue[PendingRow | None] = asyncio.Queue(maxsize=concurrency)
+        self.auth_errors: list[AuthError] = []
+        self.tripwire = _Tripwire(guard) if guard else None
+
+    async def produce(self) -> None:
+        """Queue the pending rows in order until none is left or ``stop`` is set; then one
+        ``None`` per worker."""
+        after = 0
+        while not self.stop.is_set():
+            batch = self.journal.pending(after, limit=max(100, 4 * self.concurrency))
+            if not batch:
+                break
+            for row in batch:
+                if self.stop.is_set():
+                    break
+                await self.queue.put(row)
+            after = batch[-1].row
+        for _ in range(self.concurrency):
+            await self.queue.put(None)
+
+    async def work(self) -> None:
+        """Send queued rows one at a time until the producer's ``None``."""
+        while (row := await self.queue.get()) is not None:
+            if self.stop.is_set():
+                continue  # left pending: not_attempted, and a resume sends it
+            await self._send_one(row)
+
+    async def _send_one(self, row: PendingRow) -> None:
+        """Intent committed, request sent, outcome queued for the next commit."""
+        await self.committer.intent(row.row)
+        try:
+            answer = await _send(self.client, row)
+        except AuthError as exc:
+            self.committer.release(row.row)
+            self.auth_errors.append(exc)
+            self.stop.set()
+            return
+        result = classify(row, answer)
+        self.committer.result(result)
+        self.on_result(result)
+        if self.tripwire and self.tripwire.trips(result.outcome is Outcome.FAILED):
+            self.stop.set()
 
 
 async def _send(client: Sender, row: PendingRow) -> CallResultLike:

@@ -24,7 +24,7 @@ class Action(StrEnum):
 SETTABLE_STATUSES: tuple[str, ...] = ("active", "pending_verification", "rejected", "not_verified")
 
 #: The status a user is assumed to end in after ``/deactivate``. PCX does not document it;
-#: ``inactive`` is the only value of the ``/users/list`` enum that fits (CONTRACT.md).
+#: ``inactive`` is the only value of the ``/users/list`` enum that fits (pcxbatch/CONTRACT.md).
 DEACTIVATED_STATUS = "inactive"
 
 

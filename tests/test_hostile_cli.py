@@ -106,7 +106,7 @@ def test_the_nastiest_files_end_in_one_clear_error_and_no_request(
     tmp_path: Path, server: RunningSandbox
 ) -> None:
     ids = [u["user_id"] for u in seed_users(40, 9)][:5]
-    commands = []
+    commands: list[tuple[str, str, str, Callable[..., Ran]]] = []
     for name, make, said in NASTY:
         path = tmp_path / name
         make(path, ids)

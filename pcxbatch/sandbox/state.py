@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl, unquote
 
@@ -81,6 +81,21 @@ class _Plan:
     fault: str | None = None  # "fail", "ghost", "drop"
     fail_status: int = 502
     drop_after_apply: bool = False
+
+
+@dataclass(slots=True)
+class _Exchange:
+    """One request on its way through the sandbox, and what the request log will say of it."""
+
+    request: Incoming
+    arrival: float
+    request_id: str
+    route: str
+    user_id: str | None
+    body: JSON | None
+    caller: _Caller | None = None
+    plan: _Plan = field(default_factory=_Plan)
+    applied: bool = False
 
 
 def _error(status: int, message: str) -> Answer:
@@ -198,65 +213,78 @@ class Sandbox:
         request_id = str(uuid.uuid4())
         route, user_id = self._route(request)
         body = self._json_body(request) if route in ("deactivate", "activate") else None
-        caller: _Caller | None = None
-        plan = _Plan()
-        applied = False
+        exchange = _Exchange(request, arrival, request_id, route, user_id, body)
+        refusal = self._admit(exchange)
+        answer = refusal if refusal is not None else await self._integrate(exchange)
+        return self._done(exchange, answer)
 
-        def done(answer: Answer | None) -> Answer | None:
-            record = RequestRecord(
-                time=arrival,
-                method=request.method,
-                path=request.raw_path,
-                user_id=user_id,
-                body=body,
-                status=None if answer is None else answer.status,
-                applied=applied,
-                query=request.query,
-                caller=caller.name if caller else None,
-                request_id=request_id,
-                fault=plan.fault,
-                response=None if answer is None else answer.body,
-            )
-            with self._lock:
-                self._requests.append(record)
-            if answer is None:
-                return None
-            headers = (("x-amzn-RequestId", request_id), *answer.headers)
-            return Answer(answer.status, answer.body, headers)
-
-        if route in ("not_found", "wrong_method"):
-            if route == "not_found":
-                return done(_error(404, "Not Found"))
-            return done(_error(405, "Method Not Allowed"))
-        refusal, caller = self._authenticate(request.headers)
+    def _admit(self, exchange: _Exchange) -> Answer | None:
+        """The gateway: route, authorizer (401, then 403 on role) and throttle (429). Returns the
+        refusal, or ``None`` to let the request through."""
+        if exchange.route == "not_found":
+            return _error(404, "Not Found")
+        if exchange.route == "wrong_method":
+            return _error(405, "Method Not Allowed")
+        refusal, exchange.caller = self._authenticate(exchange.request.headers)
         if refusal is not None:
-            return done(refusal)
-        assert caller is not None
-        changes = route in ("deactivate", "activate")
-        if changes and not caller.may_change:
-            return done(_error(403, "Forbidden: this credential may not change user statuses"))
-        throttled = self._throttle(caller)
-        if throttled is not None:
-            return done(throttled)
-        plan = self._plan(faulty=changes or self.config.faults_on_list)
+            return refusal
+        assert exchange.caller is not None
+        if exchange.route in ("deactivate", "activate") and not exchange.caller.may_change:
+            return _error(403, "Forbidden: this credential may not change user statuses")
+        return self._throttle(exchange.caller)
+
+    async def _integrate(self, exchange: _Exchange) -> Answer | None:
+        """The integration behind the gateway: latency, faults, then the handler."""
+        changes = exchange.route in ("deactivate", "activate")
+        plan = exchange.plan = self._plan(faulty=changes or self.config.faults_on_list)
         if plan.delay > 0:
             await self._sleep(plan.delay)
-
         if plan.fault == "fail":
-            return done(Answer(plan.fail_status, dict(_GATEWAY_BODIES[plan.fail_status])))
+            return Answer(plan.fail_status, dict(_GATEWAY_BODIES[plan.fail_status]))
         if plan.fault == "drop" and not plan.drop_after_apply:
-            return done(None)
-        if request.body_too_large:
-            answer = _error(413, "Request body too large")
-        elif route == "list":
-            answer = self._list(request.query)
-        else:
-            answer, applied = self._change(route, user_id or "", body)
+            return None
+        answer = self._handler(exchange)
         if plan.fault == "drop":
-            return done(None)
+            return None
         if plan.fault == "ghost":
-            return done(Answer(504, dict(_GATEWAY_BODIES[504])))
-        return done(answer)
+            return Answer(504, dict(_GATEWAY_BODIES[504]))
+        return answer
+
+    def _handler(self, exchange: _Exchange) -> Answer:
+        """The Lambda: 413 for an oversized body, else list users or change one."""
+        request = exchange.request
+        if request.body_too_large:
+            return _error(413, "Request body too large")
+        if exchange.route == "list":
+            return self._list(request.query)
+        answer, exchange.applied = self._change(
+            exchange.route, exchange.user_id or "", exchange.body
+        )
+        return answer
+
+    def _done(self, exchange: _Exchange, answer: Answer | None) -> Answer | None:
+        """Log the request; stamp the answer (``None``: drop the connection) with its ID."""
+        request = exchange.request
+        record = RequestRecord(
+            time=exchange.arrival,
+            method=request.method,
+            path=request.raw_path,
+            user_id=exchange.user_id,
+            body=exchange.body,
+            status=None if answer is None else answer.status,
+            applied=exchange.applied,
+            query=request.query,
+            caller=exchange.caller.name if exchange.caller else None,
+            request_id=exchange.request_id,
+            fault=exchange.plan.fault,
+            response=None if answer is None else answer.body,
+        )
+        with self._lock:
+            self._requests.append(record)
+        if answer is None:
+            return None
+        headers = (("x-amzn-RequestId", exchange.request_id), *answer.headers)
+        return Answer(answer.status, answer.body, headers)
 
     def _route(self, request: Incoming) -> tuple[str, str | None]:
         path = request.raw_path
@@ -354,23 +382,9 @@ class Sandbox:
         reason = body.get("reason")
         if reason is not None and not isinstance(reason, str):
             return _error(400, "reason must be a string"), False
-        if action == "deactivate":
-            updated_by = body.get("updated_by")
-            if not isinstance(updated_by, str) or not updated_by.strip():
-                return _error(400, "updated_by is required"), False
-            target = DEACTIVATED_STATUS
-        else:
-            wanted = body.get("status")
-            if wanted is None:
-                return _error(400, "status is required"), False
-            if wanted == DEACTIVATED_STATUS:
-                message = (
-                    "status 'inactive' cannot be set here: use PUT /users/{user_id}/deactivate"
-                )
-                return _error(400, message), False
-            if not isinstance(wanted, str) or wanted not in SETTABLE_STATUSES:
-                return _error(400, f"status must be one of: {', '.join(SETTABLE_STATUSES)}"), False
-            target = wanted
+        target = _target(action, body)
+        if isinstance(target, Answer):
+            return target, False
         now = iso(datetime.fromtimestamp(self._wall_clock(), UTC))
         with self._lock:
             user = self._users.get(user_id)
@@ -380,6 +394,12 @@ class Sandbox:
             if not unchanged:
                 user = {**user, "status": target, "updated_at": now}
                 self._users[user_id] = user
+        return self._changed(action, target, user, unchanged, reason)
+
+    def _changed(
+        self, action: str, target: str, user: JSON, unchanged: bool, reason: str | None
+    ) -> tuple[Answer, bool]:
+        """The answer to a change the user's state now reflects (409 for a no-op, if so set)."""
         if action == "deactivate":
             if unchanged and self.config.deactivate_inactive == 409:
                 return _error(409, "User is already inactive"), False
@@ -401,30 +421,30 @@ class Sandbox:
         status = params.get("status")
         if status is not None and status not in STATUSES:
             return _error(400, f"status must be one of: {', '.join(STATUSES)}")
-        after = -1
-        key = params.get("last_evaluated_key", "")
-        if key and key != "null":
-            last = _decode_key(key)
-            if last is None or last not in self._position:
-                return _error(400, "Invalid last_evaluated_key")
-            after = self._position[last]
-        org_id, role, kind = params.get("org_id"), params.get("role"), params.get("type")
+        after = self._after(params.get("last_evaluated_key", ""))
+        if after is None:
+            return _error(400, "Invalid last_evaluated_key")
+        return self._page(params, limit, after)
+
+    def _after(self, key: str) -> int | None:
+        """The list position a ``last_evaluated_key`` ends at: -1 for none, ``None`` if invalid."""
+        if not key or key == "null":
+            return -1
+        last = _decode_key(key)
+        if last is None or last not in self._position:
+            return None
+        return self._position[last]
+
+    def _page(self, params: Mapping[str, str], limit: int, after: int) -> Answer:
+        """Up to ``limit`` users past position ``after`` that pass the filters in ``params``."""
+        status, org_id = params.get("status"), params.get("org_id")
+        role, kind = params.get("role"), params.get("type")
         page: list[JSON] = []
         total = 0
         more = False
         with self._lock:
             for uid, user in self._users.items():
-                if status is not None and user["status"] != status:
-                    continue
-                if role is not None and user["role"] != role:
-                    continue
-                if kind is not None and user["type"] != kind:
-                    continue
-                if (
-                    org_id is not None
-                    and user["org_id"] != org_id
-                    and org_id not in user["org_ids"]
-                ):
+                if not _matches(user, status, role, kind, org_id):
                     continue
                 total += 1
                 if self._position[uid] <= after:
@@ -437,3 +457,35 @@ class Sandbox:
         return Answer(
             200, {"users": page, "count": len(page), "total": total, "last_evaluated_key": last_key}
         )
+
+
+def _target(action: str, body: JSON) -> str | Answer:
+    """The status a change asks for, or the 400 that refuses its body."""
+    if action == "deactivate":
+        updated_by = body.get("updated_by")
+        if not isinstance(updated_by, str) or not updated_by.strip():
+            return _error(400, "updated_by is required")
+        return DEACTIVATED_STATUS
+    wanted = body.get("status")
+    if wanted is None:
+        return _error(400, "status is required")
+    if wanted == DEACTIVATED_STATUS:
+        return _error(
+            400, "status 'inactive' cannot be set here: use PUT /users/{user_id}/deactivate"
+        )
+    if not isinstance(wanted, str) or wanted not in SETTABLE_STATUSES:
+        return _error(400, f"status must be one of: {', '.join(SETTABLE_STATUSES)}")
+    return wanted
+
+
+def _matches(
+    user: JSON, status: str | None, role: str | None, kind: str | None, org_id: str | None
+) -> bool:
+    """Whether ``user`` passes the list filters that were given."""
+    if status is not None and user["status"] != status:
+        return False
+    if role is not None and user["role"] != role:
+        return False
+    if kind is not None and user["type"] != kind:
+        return False
+    return org_id is None or user["org_id"] == org_id or org_id in user["org_ids"]

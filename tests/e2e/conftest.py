@@ -40,7 +40,9 @@ class Ran:
             return list(csv.DictReader(f))
 
     def summary(self) -> dict[str, Any]:
-        return json.loads((self.run_dir / "summary.json").read_text(encoding="utf-8"))
+        text = (self.run_dir / "summary.json").read_text(encoding="utf-8")
+        summary: dict[str, Any] = json.loads(text)
+        return summary
 
 
 def pcxbatch(

@@ -122,7 +122,7 @@ def write_job(world: dict[str, Any], name: str, server_url: str, **extra: Any) -
         "yes: true",
         *(f"{k}: {v}" for k, v in extra.items()),
     ]
-    path = world["tmp"] / f"{name}.yaml"
+    path: Path = world["tmp"] / f"{name}.yaml"
     path.write_text("\n".join(lines) + "\n")
     return path
 
