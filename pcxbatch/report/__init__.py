@@ -48,7 +48,7 @@ from typing import IO, Any
 
 import xlsxwriter
 
-from .model import ReportLine
+from ..model import ReportLine
 
 __all__ = [
     "RESULT_COLUMNS",
