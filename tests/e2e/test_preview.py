@@ -189,3 +189,22 @@ def test_a_job_marked_dry_run_can_still_be_previewed(tmp_path: Path) -> None:
     ran = pcxbatch("preview", job, "--sandbox")
     assert ran.code == 1, ran.stderr
     assert "24 user(s) go from active to inactive" in ran.stdout
+
+
+def test_a_formula_in_the_input_comes_out_neutralised_in_preview_csv(tmp_path: Path) -> None:
+    hostile = '=HYPERLINK("http://evil","x")'
+    with (REPO / "sample_inputs" / "sanctions_hits.csv").open(encoding="utf-8-sig") as f:
+        sample = list(csv.reader(f))
+    header = [*sample[0], "@Note"]
+    rows = [[*sample[1], hostile], [*sample[2], "+1+1"], ["-not-an-id", "plain"]]
+    path = write_csv(tmp_path / "hits.csv", header, rows)
+    job = tmp_path / "hostile.yaml"
+    job.write_text(f"input: {path}\naction: deactivate\nupdated_by: x\nreport_dir: {tmp_path}\n")
+
+    ran = pcxbatch("preview", job, "--sandbox")
+    assert ran.code == 1, ran.stderr  # the last row's user ID is unusable
+    with (ran.run_dir / "preview.csv").open(encoding="utf-8-sig", newline="") as f:
+        cells = [cell for line in csv.reader(f) for cell in line]
+    assert "'" + hostile in cells and "'+1+1" in cells and "'@Note" in cells
+    assert "'-not-an-id" in cells
+    assert not [c for c in cells if c.startswith(("=", "+", "-", "@", "\t", "\r"))]
