@@ -1,6 +1,7 @@
 """The PCX Users API over HTTP: the only module that knows httpx and tenacity.
 
-In: a base URL, a :class:`Credentials`, the run's shared :class:`~pcxbatch.limiter.Limiter`,
+In: a base URL, a :class:`~pcxbatch.credentials.Credentials`, the run's shared
+:class:`~pcxbatch.limiter.Limiter`,
 a :class:`RetryPolicy`. Out: one :class:`CallResult` per status change (never an exception for
 an answer the API gave, except 401/403, which raise :class:`~pcxbatch.errors.AuthError`), and
 :class:`UserState` pages from ``GET /users/list``.
@@ -21,9 +22,8 @@ What every call does (CONTRACT.md):
   have), or a connection that failed after the request was sent. A connect error is not
   ambiguous: nothing was sent.
 
-Secrets never leave :class:`Credentials` except as request headers: its ``repr``/``str`` show a
-non-secret description, and no message built here contains a header or a response's user
-object (personal data).
+Secrets never leave ``Credentials`` except as request headers, and no message built here
+contains a header or a response's user object (personal data).
 """
 
 from __future__ import annotations
@@ -37,24 +37,23 @@ import re
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import httpx
 import tenacity
 
-from pcxbatch.errors import AuthError, ConfigError, StoppedError
+from pcxbatch.credentials import Credentials
+from pcxbatch.errors import AuthError, StoppedError
 from pcxbatch.limiter import Limiter
 from pcxbatch.model import SETTABLE_STATUSES
 from pcxbatch.validate import DEFAULT_ID_PATTERN, check_user_id, compile_id_pattern
 
 __all__ = [
     "CallResult",
-    "Credentials",
     "ListUsersError",
     "PcxClient",
     "RetryPolicy",
@@ -63,9 +62,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-API_KEY_ENV = "PCX_API_KEY"
-JWT_ENV = "PCX_JWT"
 
 #: Statuses worth another attempt: throttling and the gateway's integration failures.
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
@@ -98,151 +94,6 @@ def _version() -> str:
 
 
 USER_AGENT = f"pcxbatch/{_version()}"
-
-
-# --- credentials -----------------------------------------------------------------------------
-
-_KEY_PREFIX = re.compile(r"^(pcx_[A-Za-z0-9-]{1,40}_)(.+)$")
-_JWT_SHAPE = re.compile(r"^eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*$")
-# Header values: visible ASCII only (no spaces inside, no CR/LF that could inject headers).
-_TOKEN_CHARS = re.compile(r"^[\x21-\x7e]+$")
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """One API credential: exactly one of ``api_key`` and ``jwt`` is set.
-
-    ``repr()``/``str()`` never contain the secret; use :meth:`describe` to name it to a person.
-    """
-
-    api_key: str | None = field(default=None, repr=False)
-    jwt: str | None = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        if (self.api_key is None) == (self.jwt is None):
-            raise ValueError("Credentials need exactly one of api_key and jwt")
-        value = self.api_key if self.api_key is not None else self.jwt
-        assert value is not None
-        if not _TOKEN_CHARS.match(value):
-            # Do not echo the value: it is a secret even when malformed.
-            raise ValueError("the credential is empty or holds spaces or non-ASCII characters")
-
-    def describe(self) -> str:
-        """A safe name for the credential: the key's non-secret prefix, or just ``JWT …``."""
-        if self.api_key is not None:
-            match = _KEY_PREFIX.match(self.api_key)
-            if match:
-                return f"API key {match.group(1)}…"
-            return "API key (not in the pcx_<id>_<secret> form)"
-        return "JWT …"
-
-    def __repr__(self) -> str:
-        return f"Credentials({self.describe()})"
-
-    def __str__(self) -> str:
-        return self.describe()
-
-    def headers(self) -> dict[str, str]:
-        """Both auth headers, the unused one set to the literal ``NONE`` (CONTRACT.md)."""
-        if self.api_key is not None:
-            return {"Authorization": "NONE", "X-Api-Key": self.api_key}
-        return {"Authorization": f"Bearer {self.jwt}", "X-Api-Key": "NONE"}
-
-    def redact(self, text: str) -> str:
-        """``text`` with the secret, and each secret part of it, replaced by ``[redacted]``.
-
-        A server that echoes the credential in its error text must not put it in a report.
-        """
-        secret = self.api_key if self.api_key is not None else self.jwt
-        assert secret is not None
-        parts = [secret]
-        if self.api_key is not None and (match := _KEY_PREFIX.match(secret)):
-            parts.append(match.group(2))  # the part after pcx_<id>_
-        if self.jwt is not None:
-            parts += self.jwt.split(".")[1:]  # payload and signature; the header is generic
-        for part in parts:
-            if len(part) >= 8 and part in text:
-                text = text.replace(part, "[redacted]")
-        return text
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> Credentials | None:
-        """``PCX_API_KEY``, else ``PCX_JWT``, else ``None``. Empty values count as unset.
-
-        Raises :class:`ConfigError` (naming the variable, never its value) for a malformed one.
-        """
-        for name in (API_KEY_ENV, JWT_ENV):
-            value = environ.get(name, "").strip()
-            if value:
-                return cls._build(name, value, source=f"environment variable {name}")
-        return None
-
-    @classmethod
-    def from_file(cls, path: Path) -> Credentials:
-        """Read a credential file: the API key (or a JWT) alone, or ``PCX_API_KEY=...`` /
-        ``PCX_JWT=...`` lines (``export``, quotes, blank lines and ``#`` comments allowed;
-        other variables are ignored; ``PCX_API_KEY`` wins over ``PCX_JWT``).
-
-        Raises :class:`ConfigError` with a clear message that never quotes the file's contents.
-        """
-        source = str(path)
-        try:
-            text = path.read_text(encoding="utf-8-sig")
-        except FileNotFoundError:
-            raise ConfigError(source, ["credentials file not found"]) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
-            raise ConfigError(source, [f"cannot read the credentials file: {reason}"]) from None
-        found: dict[str, str] = {}
-        bare: list[int] = []
-        bare_value = ""
-        for number, raw in enumerate(text.splitlines(), start=1):
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            if line.startswith("export "):
-                line = line[len("export ") :].strip()
-            name, sep, value = line.partition("=")
-            if sep and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name.strip()):
-                value = value.strip()
-                if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-                    value = value[1:-1].strip()
-                if name.strip() in (API_KEY_ENV, JWT_ENV) and value:
-                    found.setdefault(name.strip(), value)
-                continue
-            bare.append(number)
-            bare_value = line
-        for name in (API_KEY_ENV, JWT_ENV):
-            if name in found:
-                return cls._build(name, found[name], source=f"{source}: {name}")
-        if len(bare) == 1:
-            kind = JWT_ENV if _JWT_SHAPE.match(bare_value) else API_KEY_ENV
-            return cls._build(kind, bare_value, source=source)
-        if bare:
-            lines = ", ".join(str(n) for n in bare[:5])
-            raise ConfigError(
-                source,
-                [
-                    f"credentials file has {len(bare)} candidate lines ({lines}); expected one "
-                    f"key, or {API_KEY_ENV}=... / {JWT_ENV}=... lines"
-                ],
-            )
-        raise ConfigError(
-            source,
-            [
-                f"credentials file holds no credential; expected the key, or a "
-                f"{API_KEY_ENV}=... or {JWT_ENV}=... line"
-            ],
-        )
-
-    @classmethod
-    def _build(cls, kind: str, value: str, *, source: str) -> Credentials:
-        if kind == JWT_ENV and value.lower().startswith("bearer "):
-            value = value[len("bearer ") :].strip()  # pasted with its scheme
-        try:
-            return cls(api_key=value) if kind == API_KEY_ENV else cls(jwt=value)
-        except ValueError as exc:
-            raise ConfigError(source, [str(exc)]) from None
 
 
 # --- results ---------------------------------------------------------------------------------

@@ -20,12 +20,12 @@ import pytest
 
 from pcxbatch.client import (
     CallResult,
-    Credentials,
     ListUsersError,
     PcxClient,
     RetryPolicy,
     UserState,
 )
+from pcxbatch.credentials import Credentials
 from pcxbatch.errors import AuthError, ConfigError
 from pcxbatch.limiter import Limiter
 
