@@ -50,6 +50,7 @@ from pcxbatch.credentials import Credentials
 from pcxbatch.errors import AuthError, StoppedError
 from pcxbatch.limiter import Limiter
 from pcxbatch.model import SETTABLE_STATUSES
+from pcxbatch.rules import check_base_url
 from pcxbatch.validate import DEFAULT_ID_PATTERN, check_user_id, compile_id_pattern
 
 __all__ = [
@@ -275,7 +276,6 @@ def _describe_error(exc: httpx.RequestError) -> str:
 
 # --- the client ------------------------------------------------------------------------------
 
-_LOOPBACK = {"localhost", "127.0.0.1", "::1", "[::1]"}
 # Path-safety is checked here as well as by ``validate``: a permissive custom ID pattern must
 # never let a user ID change which endpoint a request reaches.
 _UNSAFE_IN_PATH = re.compile(r"[\s\x00-\x1f\x7f/\\%?#]|\.\.")
@@ -289,9 +289,10 @@ class PcxClient:
     ``validate.DEFAULT_ID_PATTERN``. ``max_connections`` should match the run's concurrency:
     one pooled, kept-alive connection per worker.
 
-    ``base_url`` must be ``https://``; plain ``http://`` is accepted only for a loopback host
-    (the local sandbox), with an injected ``transport`` (in-process, nothing on the wire), or
-    when the user asked for it by name (``allow_insecure_http``).
+    ``base_url`` is checked by ``rules.check_base_url``, the rule job files are checked by:
+    ``https://``; plain ``http://`` only for a loopback host (the local sandbox) or when the user
+    asked for it by name (``allow_insecure_http``), and here also with an injected ``transport``
+    (in-process, nothing on the wire). A refused URL raises ``ValueError``.
     TLS certificates are always verified.
     """
 
@@ -310,8 +311,8 @@ class PcxClient:
     ) -> None:
         if retry.max_attempts < 1:
             raise ValueError("RetryPolicy.max_attempts must be at least 1")
-        self.base_url = _check_base_url(
-            base_url, plain_http_ok=allow_insecure_http or transport is not None
+        self.base_url = check_base_url(
+            base_url, allow_insecure_http=allow_insecure_http or transport is not None
         )
         self.credentials = credentials
         self._limiter = limiter
@@ -581,19 +582,3 @@ def _environment_proxy(url: httpx.URL) -> str | None:
     if not proxies or urllib.request.proxy_bypass(url.host):
         return None
     return proxies.get(url.scheme) or proxies.get("all")
-
-
-def _check_base_url(base_url: str, *, plain_http_ok: bool) -> str:
-    try:
-        url = httpx.URL(base_url.strip())
-    except httpx.InvalidURL:
-        raise ValueError(f"not a URL: {base_url!r}") from None
-    if url.scheme not in ("https", "http") or not url.host:
-        raise ValueError(f"the API base URL must be https://host/...: {base_url!r}")
-    if url.scheme == "http" and url.host not in _LOOPBACK and not plain_http_ok:
-        raise ValueError(
-            f"refusing plain http for {url.host}: the credential would travel unencrypted"
-        )
-    if url.username or url.password or url.query or url.fragment:
-        raise ValueError("the API base URL must not hold credentials, a query or a fragment")
-    return str(url).rstrip("/")

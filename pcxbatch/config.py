@@ -11,7 +11,6 @@ names (``credentials_file``), so a job file can be shared and committed safely.
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import os
 import re
@@ -19,15 +18,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import yaml
 
 from pcxbatch.errors import ConfigError
 from pcxbatch.model import SETTABLE_STATUSES, Action
+from pcxbatch.rules import DEFAULT_BASE_URL, check_base_url
 from pcxbatch.validate import DEFAULT_ID_PATTERN, compile_id_pattern
 
-DEFAULT_BASE_URL = "https://prod-api.pcxpay.com/v1"
 JOB_SUFFIXES = (".yaml", ".yml")
 
 #: Spellings accepted for ``action`` in a job or on the command line.
@@ -272,15 +270,10 @@ def _check(data: Mapping[str, Any], source: str, problems: list[str]) -> Job:
         values["allow_insecure_http"] = insecure
     base_url = text("base_url")
     if base_url is not None:
-        parsed = urlsplit(base_url)
-        if parsed.scheme not in ("https", "http") or not parsed.hostname:
-            problems.append("base_url: must be an https URL, e.g. " + DEFAULT_BASE_URL)
-        elif parsed.scheme == "http" and not is_loopback(parsed.hostname) and not insecure:
-            problems.append(
-                "base_url: plain http would send the credential unencrypted; use https (or,"
-                " if you really mean it, allow_insecure_http: true / --allow-insecure-http)"
-            )
-        values["base_url"] = base_url.rstrip("/")
+        try:
+            values["base_url"] = check_base_url(base_url, allow_insecure_http=bool(insecure))
+        except ValueError as exc:
+            problems.append(f"base_url: {exc}")
     for key in ("credentials_file", "report_dir"):
         if data.get(key) is not None:
             values[key] = Path(data[key])
@@ -316,16 +309,6 @@ def _check(data: Mapping[str, Any], source: str, problems: list[str]) -> Job:
     if problems:
         raise ConfigError(source, problems)
     return Job(source=source, raw=dict(data), **values)
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _check_sandbox(value: Any, problems: list[str]) -> dict[str, Any]:
