@@ -8,9 +8,10 @@ an answer the API gave, except 401/403, which raise :class:`~pcxbatch.errors.Aut
 
 What every call does (CONTRACT.md):
 
-- Checks the user ID (``pcxbatch.validate.check_user_id`` plus a path-safety check here) and
-  percent-encodes it before it goes into the URL path. A refused ID raises ``ValueError``:
-  ``validate`` should have turned it into an ``invalid`` row long before.
+- Checks the user ID with ``pcxbatch.rules.check_user_id`` (the job's pattern and the
+  path-safety rule, the one ``validate`` applies) and percent-encodes it before it goes into the
+  URL path. A refused ID raises ``ValueError``: ``validate`` should have turned it into an
+  ``invalid`` row long before.
 - Sends both ``Authorization`` and ``X-Api-Key`` (the unused one is the literal ``NONE``).
 - Each attempt first takes a slot from the limiter; a 429 tells the limiter ``on_throttled``,
   any other answer ``on_success``.
@@ -50,8 +51,7 @@ from pcxbatch.credentials import Credentials
 from pcxbatch.errors import AuthError, StoppedError
 from pcxbatch.limiter import Limiter
 from pcxbatch.model import SETTABLE_STATUSES
-from pcxbatch.rules import check_base_url
-from pcxbatch.validate import DEFAULT_ID_PATTERN, check_user_id, compile_id_pattern
+from pcxbatch.rules import DEFAULT_ID_PATTERN, check_base_url, check_user_id, compile_id_pattern
 
 __all__ = [
     "CallResult",
@@ -276,17 +276,13 @@ def _describe_error(exc: httpx.RequestError) -> str:
 
 # --- the client ------------------------------------------------------------------------------
 
-# Path-safety is checked here as well as by ``validate``: a permissive custom ID pattern must
-# never let a user ID change which endpoint a request reaches.
-_UNSAFE_IN_PATH = re.compile(r"[\s\x00-\x1f\x7f/\\%?#]|\.\.")
-
 
 class PcxClient:
     """Calls the PCX Users API for one run. Use as ``async with PcxClient(...) as api:``.
 
     ``transport`` replaces the network (tests: ``httpx.MockTransport``/``ASGITransport``);
     ``sleep`` replaces ``asyncio.sleep`` between retries; ``id_pattern`` overrides
-    ``validate.DEFAULT_ID_PATTERN``. ``max_connections`` should match the run's concurrency:
+    ``rules.DEFAULT_ID_PATTERN``. ``max_connections`` should match the run's concurrency:
     one pooled, kept-alive connection per worker.
 
     ``base_url`` is checked by ``rules.check_base_url``, the rule job files are checked by:
@@ -431,9 +427,8 @@ class PcxClient:
     # --- machinery ---------------------------------------------------------------------------
 
     def _path_id(self, user_id: str) -> str:
+        # check_user_id applies the path-safety rule whatever the job's pattern allows.
         problem = check_user_id(user_id, self._id_pattern)
-        if problem is None and (not user_id or _UNSAFE_IN_PATH.search(user_id)):
-            problem = "not safe in a URL path"
         if problem is not None:
             # A programming error: validate() turns such IDs into invalid rows before this.
             raise ValueError(f"refusing user ID {user_id!r}: it {problem}")

@@ -23,8 +23,7 @@ import yaml
 
 from pcxbatch.errors import ConfigError
 from pcxbatch.model import SETTABLE_STATUSES, Action
-from pcxbatch.rules import DEFAULT_BASE_URL, check_base_url
-from pcxbatch.validate import DEFAULT_ID_PATTERN, compile_id_pattern
+from pcxbatch.rules import DEFAULT_BASE_URL, DEFAULT_ID_PATTERN, check_base_url, compile_id_pattern
 
 JOB_SUFFIXES = (".yaml", ".yml")
 

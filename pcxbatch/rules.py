@@ -172,13 +172,19 @@ def read_status(text: str) -> str | None:
 DEFAULT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$"
 
 # A user ID becomes one URL path segment. Whatever a job's pattern allows, these could change
-# which endpoint a request reaches: separators (``/``, and ``\`` that some servers read as
-# one), escapes (``%``), the starts of a query or fragment (``?``, ``#``), whitespace and
-# control characters, and dot segments (``.`` and ``..`` are removed or resolved by URL
-# normalisation: ``users/../deactivate`` is ``/deactivate``). ``..`` is refused anywhere, not
-# only as the whole ID, as the contract asks. The fast path covers the usual ASCII ID.
+# which endpoint a request reaches, and are refused:
+# - separators and escapes that survive our percent-encoding in a gateway that decodes it
+#   (``/``, ``%``), whitespace, control and invisible characters, and dot segments (``.`` and
+#   ``..`` are removed or resolved by URL normalisation: ``users/../deactivate`` is
+#   ``/deactivate``; ``..`` is refused anywhere in the ID, as the contract asks);
+# - characters that our percent-encoding makes harmless but a server or proxy in the way may
+#   misread: ``\`` (a separator to some), ``?`` and ``#`` (a query, a fragment), and
+#   compatibility forms that NFKC turns into any of the above (fullwidth U+FF0E, U+FF0F).
+# A message names the first kind before a pattern mismatch and the second after it, so an
+# ordinary typo (``a#b``) is told as "does not match the user ID pattern".
+# _UNSAFE_ASCII is the fast path for the usual ASCII ID: it matches either kind.
 _UNSAFE_ASCII = re.compile(r"[\s\x00-\x1f\x7f/\\%?#]|\.\.|\A\.\Z")
-_UNSAFE_CHARS = {"/": "'/'", "\\": "a backslash", "%": "'%'", "?": "'?'", "#": "'#'"}
+_MISREAD = {"\\": "a backslash", "?": "'?'", "#": "'#'"}
 _INVISIBLE = frozenset({"Cf", "Zl", "Zp", "Co", "Cs", "Cn"})
 
 
@@ -205,44 +211,39 @@ def check_user_id(user_id: str, pattern: re.Pattern[str]) -> str | None:
         if pattern.fullmatch(user_id):
             return None
         return f"does not match the user ID pattern {pattern.pattern}"
-    problem = _path_problem(user_id)
-    if problem is not None:
-        return problem
-    if pattern.fullmatch(user_id):
-        return None
-    return f"does not match the user ID pattern {pattern.pattern}"
+    problem = _breaks_path(user_id)
+    if problem is None and not pattern.fullmatch(user_id):
+        problem = f"does not match the user ID pattern {pattern.pattern}"
+    return problem or _misread_in_path(user_id)
 
 
-def _path_problem(user_id: str) -> str | None:
-    """Why ``user_id`` is not safe in a URL path, character by character (the slow path)."""
+def _breaks_path(user_id: str) -> str | None:
+    """The first kind of ``_UNSAFE_ASCII``'s comment, character by character."""
     for char in user_id:
-        problem = _char_problem(char)
-        if problem is not None:
-            return problem
+        if char in "/%":
+            return f"contains {char!r}"
+        if char.isspace():
+            return f"contains whitespace ({_codepoint(char)})"
+        category = unicodedata.category(char)
+        if category == "Cc":
+            return f"contains a control character ({_codepoint(char)})"
+        if category in _INVISIBLE:
+            return f"contains an invisible or unassigned character ({_codepoint(char)})"
     if ".." in user_id:
         return "contains '..'"
     if user_id == ".":
         return "is '.', which a URL path reads as 'this folder'"
-    # Compatibility forms (the fullwidth full stop U+FF0E, solidus U+FF0F, ...) read as their
-    # ASCII twins wherever the ID is normalised on its way: refuse what that form would be.
-    folded = unicodedata.normalize("NFKC", user_id)
-    if folded != user_id and (problem := _path_problem(folded)) is not None:
-        return f"{problem} once its characters are normalised (NFKC)"
     return None
 
 
-def _char_problem(char: str) -> str | None:
-    if char in _UNSAFE_CHARS:
-        return f"contains {_UNSAFE_CHARS[char]}"
-    if char.isascii() and char.isalnum():
-        return None
-    if char.isspace():
-        return f"contains whitespace ({_codepoint(char)})"
-    category = unicodedata.category(char)
-    if category == "Cc":
-        return f"contains a control character ({_codepoint(char)})"
-    if category in _INVISIBLE:
-        return f"contains an invisible or unassigned character ({_codepoint(char)})"
+def _misread_in_path(user_id: str) -> str | None:
+    """The second kind of ``_UNSAFE_ASCII``'s comment."""
+    for char, name in _MISREAD.items():
+        if char in user_id:
+            return f"contains {name}"
+    folded = unicodedata.normalize("NFKC", user_id)
+    if folded != user_id and (problem := _breaks_path(folded) or _misread_in_path(folded)):
+        return f"{problem} once its characters are normalised (NFKC)"
     return None
 
 

@@ -34,7 +34,6 @@ no cell can put terminal escape sequences into what is printed.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -50,20 +49,16 @@ from pcxbatch.model import (
     RowDefaults,
     SourceRow,
 )
+from pcxbatch.rules import DEFAULT_ID_PATTERN, check_user_id, compile_id_pattern
 
 __all__ = [
-    "DEFAULT_ID_PATTERN",
     "MAX_REASON_LENGTH",
     "MAX_UPDATED_BY_LENGTH",
     "Columns",
     "check_rows",
-    "check_user_id",
-    "compile_id_pattern",
     "resolve_columns",
 ]
 
-#: What a PCX user ID looks like unless the job says otherwise (matched against the whole ID).
-DEFAULT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$"
 MAX_REASON_LENGTH = 1000
 MAX_UPDATED_BY_LENGTH = 256
 
@@ -103,7 +98,6 @@ _ALLOWED_ACTIONS = f"{Action.DEACTIVATE.value} or {Action.SET_STATUS.value}"
 # read.py names a repeated header "Name (2)"; such a column still counts for its field, so that
 # two "User ID" columns are reported as ambiguous instead of one being silently ignored.
 _REPEAT_SUFFIX = re.compile(r"\s\(\d+\)$")
-_FORBIDDEN_ASCII = re.compile(r"[/%\s\x00-\x1f\x7f]|\.\.")
 # How Excel shows a big number in a General cell, e.g. 1.23457E+14 (or 1,23457E+14).
 _SCIENTIFIC = re.compile(r"^[+-]?\d+(?:[.,]\d*)?[eE][+-]\d+$")
 _DECIMAL_INTEGER = re.compile(r"^\d+[.,]0+$")
@@ -194,52 +188,6 @@ def resolve_columns(columns: Sequence[str], source: str) -> Columns:
         updated_by=found.get("updated_by"),
         names=tuple(columns),
     )
-
-
-def compile_id_pattern(pattern: str) -> re.Pattern[str]:
-    """Compile a user-ID pattern (matched against the whole ID); ``ValueError`` if it is bad."""
-    try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise ValueError(
-            f"the user ID pattern {pattern!r} is not a valid regular expression: {exc}"
-        ) from exc
-
-
-def check_user_id(user_id: str, pattern: re.Pattern[str]) -> str | None:
-    """``None`` when ``user_id`` is safe to put in a URL path and matches ``pattern``; otherwise
-    why not, as words that follow the ID in a sentence ("contains '/'").
-
-    ``/``, ``..``, ``%``, whitespace and control or invisible characters are refused whatever
-    the pattern says, so even a permissive pattern cannot let a path change through.
-    """
-    if not user_id:
-        return "is empty"
-    if user_id.isascii() and not _FORBIDDEN_ASCII.search(user_id):
-        if pattern.fullmatch(user_id):
-            return None
-        return f"does not match the user ID pattern {pattern.pattern}"
-    for char in user_id:
-        if char == "/":
-            return "contains '/'"
-        if char == "%":
-            return "contains '%'"
-        if char.isspace():
-            return f"contains whitespace ({_codepoint(char)})"
-        category = unicodedata.category(char)
-        if category == "Cc":
-            return f"contains a control character ({_codepoint(char)})"
-        if category in ("Cf", "Zl", "Zp", "Co", "Cs", "Cn"):
-            return f"contains an invisible or unassigned character ({_codepoint(char)})"
-    if ".." in user_id:
-        return "contains '..'"
-    if pattern.fullmatch(user_id):
-        return None
-    return f"does not match the user ID pattern {pattern.pattern}"
-
-
-def _codepoint(char: str) -> str:
-    return f"U+{ord(char):04X}"
 
 
 def _show(text: str) -> str:

@@ -7,17 +7,21 @@ A job that ``load_job`` accepts must not fail later in the client (once a traceb
 from __future__ import annotations
 
 import asyncio
+import re
+import urllib.parse
 from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pcxbatch.client import PcxClient
 from pcxbatch.config import load_job
 from pcxbatch.credentials import Credentials
 from pcxbatch.errors import ConfigError
 from pcxbatch.limiter import Limiter
-from pcxbatch.rules import check_base_url, is_loopback
+from pcxbatch.rules import DEFAULT_ID_PATTERN, check_base_url, check_user_id, is_loopback
 
 PORT = 18433
 
@@ -137,3 +141,89 @@ def test_an_injected_transport_still_allows_plain_http() -> None:
 )
 def test_is_loopback(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
+
+
+# --- user IDs in a URL path ----------------------------------------------------------------------
+
+ANYTHING = re.compile(r"(?s).*")
+DEFAULT = re.compile(DEFAULT_ID_PATTERN)
+
+
+@pytest.mark.parametrize(
+    ("user_id", "why"),
+    [
+        (".", "is '.', which a URL path reads as 'this folder'"),
+        ("..", "contains '..'"),
+        ("...", "contains '..'"),
+        ("%2e%2e", "contains '%'"),
+        ("%2F", "contains '%'"),
+        ("a/b", "contains '/'"),
+        ("a\\b", "contains a backslash"),
+        ("a?b", "contains '?'"),
+        ("a#b", "contains '#'"),
+        (" u-1", "contains whitespace (U+0020)"),
+        ("a\tb", "contains whitespace (U+0009)"),
+        ("a\nb", "contains whitespace (U+000A)"),
+        ("a\u3000b", "contains whitespace (U+3000)"),
+        ("a\x00b", "contains a control character (U+0000)"),
+        ("a\x7fb", "contains a control character (U+007F)"),
+        ("a\u200bb", "contains an invisible or unassigned character (U+200B)"),
+        ("\uff0e\uff0e", "contains '..' once its characters are normalised (NFKC)"),
+        ("a\uff0fb", "contains '/' once its characters are normalised (NFKC)"),
+    ],
+)
+def test_path_breaking_ids_are_refused_whatever_the_pattern(user_id: str, why: str) -> None:
+    assert check_user_id(user_id, ANYTHING) == why
+    assert check_user_id(user_id, DEFAULT) is not None
+
+
+def test_a_pattern_mismatch_is_named_before_a_character_only_some_servers_misread() -> None:
+    # A typo in an ordinary ID reads as such; the permissive pattern still refuses it.
+    assert (
+        check_user_id("a#b", DEFAULT) == f"does not match the user ID pattern {DEFAULT_ID_PATTERN}"
+    )
+    assert check_user_id("a#b", ANYTHING) == "contains '#'"
+
+
+@pytest.mark.parametrize("user_id", ["u-1", "a.b", ".hidden", "a:b@c+d", "ü123", "ﬁle", "x" * 300])
+def test_a_permissive_pattern_still_lets_harmless_ids_through(user_id: str) -> None:
+    assert check_user_id(user_id, ANYTHING) is None
+
+
+def path_of(user_id: str) -> list[str]:
+    """The path segments of the request the client sends for ``user_id`` (through httpx)."""
+    seen: list[httpx.Request] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"message": "ok"})
+
+    async def go() -> None:
+        async with PcxClient(
+            "https://api.example.com/v1",
+            Credentials(api_key="pcx_abc_secret"),
+            limiter=Limiter(1_000_000),
+            transport=httpx.MockTransport(server),
+            id_pattern=r"(?s).*",
+        ) as client:
+            await client.deactivate(user_id, updated_by="ops", reason=None)
+
+    asyncio.run(go())
+    (request,) = seen
+    return request.url.raw_path.decode("ascii").split("/")
+
+
+@pytest.mark.parametrize("user_id", [".", "..", "...", "./.", "%2e", "%2e%2e", ".%2e", "\uff0e"])
+def test_a_dot_only_id_never_reaches_another_endpoint(user_id: str) -> None:
+    with pytest.raises(ValueError, match="refusing user ID"):
+        path_of(user_id)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from("./%\\?#a-_ \uff0e\uff0f"), min_size=1, max_size=5))
+def test_an_id_the_client_accepts_is_exactly_one_path_segment(user_id: str) -> None:
+    if check_user_id(user_id, ANYTHING) is not None:
+        return  # refused before any request: see the tests above
+    segments = path_of(user_id)
+    assert segments[:3] == ["", "v1", "users"] and segments[4:] == ["deactivate"]
+    assert urllib.parse.unquote(segments[3]) == user_id

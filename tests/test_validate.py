@@ -10,14 +10,8 @@ from hypothesis import strategies as st
 
 from pcxbatch.errors import InputError
 from pcxbatch.model import Action, CellNote, Item, Outcome, RowDefaults, SourceRow
-from pcxbatch.validate import (
-    DEFAULT_ID_PATTERN,
-    Columns,
-    check_rows,
-    check_user_id,
-    compile_id_pattern,
-    resolve_columns,
-)
+from pcxbatch.rules import DEFAULT_ID_PATTERN, check_user_id, compile_id_pattern
+from pcxbatch.validate import Columns, check_rows, resolve_columns
 
 HEADER = ("User ID", "Action", "Status", "Reason", "Updated By")
 COLUMNS = resolve_columns(HEADER, "users.csv")
