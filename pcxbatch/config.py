@@ -22,19 +22,17 @@ from typing import Any
 import yaml
 
 from pcxbatch.errors import ConfigError
-from pcxbatch.model import SETTABLE_STATUSES, Action
-from pcxbatch.rules import DEFAULT_BASE_URL, DEFAULT_ID_PATTERN, check_base_url, compile_id_pattern
+from pcxbatch.model import DEACTIVATED_STATUS, SETTABLE_STATUSES, Action
+from pcxbatch.rules import (
+    DEFAULT_BASE_URL,
+    DEFAULT_ID_PATTERN,
+    check_base_url,
+    compile_id_pattern,
+    read_action,
+    read_status,
+)
 
 JOB_SUFFIXES = (".yaml", ".yml")
-
-#: Spellings accepted for ``action`` in a job or on the command line.
-ACTION_ALIASES: dict[str, Action] = {
-    "deactivate": Action.DEACTIVATE,
-    "deactivation": Action.DEACTIVATE,
-    "set_status": Action.SET_STATUS,
-    "status_change": Action.SET_STATUS,
-    "activate": Action.SET_STATUS,
-}
 
 #: Settings of the built-in sandbox a job may carry under ``sandbox:``.
 SANDBOX_KEYS: dict[str, type] = {
@@ -241,20 +239,20 @@ def _check(data: Mapping[str, Any], source: str, problems: list[str]) -> Job:
             values["sheet"] = sheet
     action = text("action")
     if action is not None:
-        key = action.lower().replace("-", "_").replace(" ", "_")
-        if key not in ACTION_ALIASES:
+        named = read_action(action)
+        if named is None:
             problems.append("action: must be one of deactivate, set_status")
         else:
-            values["action"] = ACTION_ALIASES[key]
+            values["action"] = named
     status = text("status")
     if status is not None:
-        normal = status.lower().replace("-", "_").replace(" ", "_")
-        if normal in ("inactive", "deactivated"):
+        normal = read_status(status)
+        if normal == DEACTIVATED_STATUS:
             values.setdefault("action", Action.DEACTIVATE)
             if values.get("action") is not Action.DEACTIVATE:
                 problems.append("status: 'inactive' is only reached with action deactivate")
-        elif normal not in SETTABLE_STATUSES:
-            allowed = ", ".join((*SETTABLE_STATUSES, "inactive"))
+        elif normal is None:
+            allowed = ", ".join((*SETTABLE_STATUSES, DEACTIVATED_STATUS))
             problems.append(f"status: {status!r} is not one of {allowed}")
         else:
             values["status"] = normal

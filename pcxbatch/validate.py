@@ -34,7 +34,7 @@ no cell can put terminal escape sequences into what is printed.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -49,7 +49,14 @@ from pcxbatch.model import (
     RowDefaults,
     SourceRow,
 )
-from pcxbatch.rules import DEFAULT_ID_PATTERN, check_user_id, compile_id_pattern
+from pcxbatch.rules import (
+    DEFAULT_ID_PATTERN,
+    check_user_id,
+    compile_id_pattern,
+    read_action,
+    read_status,
+    word_key,
+)
 
 __all__ = [
     "MAX_REASON_LENGTH",
@@ -62,7 +69,8 @@ __all__ = [
 MAX_REASON_LENGTH = 1000
 MAX_UPDATED_BY_LENGTH = 256
 
-# Header aliases, compared after _normalise (case, spaces, "_", "-" and "." ignored).
+# Header aliases, compared after rules.word_key (case, spaces, "_", "-" and "." ignored), the
+# comparison action and status words get.
 _FIELD_ALIASES: dict[str, tuple[str, ...]] = {
     "user_id": ("user_id", "userid", "user", "id", "uid", "pcx_user_id"),
     "action": ("action",),
@@ -76,21 +84,6 @@ _FIELD_LABELS = {
     "status": "status",
     "reason": "reason",
     "updated_by": "updated_by",
-}
-_NORMALISE = str.maketrans("", "", " _-.\t")
-_STATUS_WORDS: dict[str, str] = {
-    **{status.translate(_NORMALISE): status for status in SETTABLE_STATUSES},
-    "inactive": DEACTIVATED_STATUS,
-    "deactivated": DEACTIVATED_STATUS,
-    "deactivate": DEACTIVATED_STATUS,
-}
-_ACTION_WORDS: dict[str, Action] = {
-    "deactivate": Action.DEACTIVATE,
-    "deactivation": Action.DEACTIVATE,
-    "setstatus": Action.SET_STATUS,
-    "statuschange": Action.SET_STATUS,
-    "changestatus": Action.SET_STATUS,
-    "activate": Action.SET_STATUS,
 }
 _ALLOWED_STATUSES = ", ".join(SETTABLE_STATUSES) + f" or {DEACTIVATED_STATUS} (to deactivate)"
 _ALLOWED_ACTIONS = f"{Action.DEACTIVATE.value} or {Action.SET_STATUS.value}"
@@ -146,12 +139,8 @@ class Columns:
     names: tuple[str, ...]
 
 
-def _normalise(text: str) -> str:
-    return text.casefold().translate(_NORMALISE)
-
-
 _ALIAS_TO_FIELD: dict[str, str] = {
-    _normalise(alias): field for field, aliases in _FIELD_ALIASES.items() for alias in aliases
+    word_key(alias): field for field, aliases in _FIELD_ALIASES.items() for alias in aliases
 }
 
 
@@ -162,7 +151,7 @@ def resolve_columns(columns: Sequence[str], source: str) -> Columns:
     """
     found: dict[str, int] = {}
     for index, name in enumerate(columns):
-        field = _ALIAS_TO_FIELD.get(_normalise(_REPEAT_SUFFIX.sub("", name)))
+        field = _ALIAS_TO_FIELD.get(word_key(_REPEAT_SUFFIX.sub("", name)))
         if field is None:
             continue
         if field in found:
@@ -216,12 +205,15 @@ def _is_formula(notes: dict[int, CellNote], column: int | None, text: str) -> bo
     return _formula_like(text)
 
 
-def _cached_word(text: str, cache: dict[str, _W | None], words: Mapping[str, _W]) -> _W | None:
-    """``words`` looked up by ``text`` normalised; the raw spelling is remembered (up to
-    ``_CACHE_LIMIT`` of them), since the same few spellings repeat on every row."""
+def _cached_word(
+    text: str, cache: dict[str, _W | None], read: Callable[[str], _W | None]
+) -> _W | None:
+    """What ``read`` (``rules.read_status`` or ``read_action``) makes of ``text``; the raw
+    spelling is remembered (up to ``_CACHE_LIMIT`` of them), since the same few spellings
+    repeat on every row."""
     if text in cache:
         return cache[text]
-    found = words.get(_normalise(text))
+    found = read(text)
     if len(cache) < _CACHE_LIMIT:
         cache[text] = found
     return found
@@ -276,7 +268,7 @@ class _RowChecker:
         self.default_status: str | None = None
         self.default_status_problem: str | None = None
         if defaults.status:
-            self.default_status = _STATUS_WORDS.get(_normalise(defaults.status))
+            self.default_status = read_status(defaults.status)
             if self.default_status is None:
                 self.default_status_problem = (
                     f"the job's status {defaults.status!r} is not one of {_ALLOWED_STATUSES}"
@@ -368,7 +360,7 @@ class _RowChecker:
         if _is_formula(notes, columns.status, status_text):
             problems.append(f"{self.status_label}: a formula, not a value")
         elif status_text:
-            row_status = _cached_word(status_text, self.statuses, _STATUS_WORDS)
+            row_status = _cached_word(status_text, self.statuses, read_status)
             if row_status is None:
                 problems.append(
                     f"{self.status_label}: unknown status {_show(status_text)} "
@@ -378,7 +370,7 @@ class _RowChecker:
         if _is_formula(notes, columns.action, action_text):
             problems.append(f"{self.action_label}: a formula, not a value")
         elif action_text:
-            action = _cached_word(action_text, self.actions, _ACTION_WORDS)
+            action = _cached_word(action_text, self.actions, read_action)
             if action is None:
                 problems.append(
                     f"{self.action_label}: unknown action {_show(action_text)} "
