@@ -47,6 +47,7 @@ from typing import Any
 import httpx
 import tenacity
 
+from pcxbatch import __version__
 from pcxbatch.credentials import Credentials
 from pcxbatch.errors import AuthError, StoppedError
 from pcxbatch.limiter import Limiter
@@ -78,23 +79,7 @@ MAX_RETRY_AFTER = 300.0
 CONNECTIONS_PER_POOL = 4
 #: Messages are for a report cell, not for dumping a whole error page.
 MAX_MESSAGE = 300
-
-
-def _version() -> str:
-    import pcxbatch
-
-    found = getattr(pcxbatch, "__version__", None)
-    if isinstance(found, str):
-        return found
-    try:
-        from importlib.metadata import PackageNotFoundError, version
-
-        return version("pcxbatch")
-    except PackageNotFoundError:
-        return "dev"
-
-
-USER_AGENT = f"pcxbatch/{_version()}"
+USER_AGENT = f"pcxbatch/{__version__}"
 
 
 # --- results ---------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from pcxbatch.model import DEACTIVATED_STATUS, SETTABLE_STATUSES, Action
 from pcxbatch.rules import (
     DEFAULT_BASE_URL,
     DEFAULT_ID_PATTERN,
+    DEFAULT_PAGE_SIZE,
     check_base_url,
     compile_id_pattern,
     read_action,
@@ -81,7 +82,7 @@ class Job:
     allow_insecure_http: bool = False
     #: Preview: only users of this organisation are listed (the narrowest filter PCX offers).
     org_id: str | None = None
-    list_page_size: int = 500
+    list_page_size: int = DEFAULT_PAGE_SIZE
     #: Apply: refuse plans older than this, and (if set) plans previewed by the applier.
     max_plan_age_hours: float = 24.0
     require_second_person: bool = False
