@@ -1,4 +1,4 @@
-"""The PCX Users API over HTTP: the only module that knows httpx and tenacity.
+"""The PCX Users API over HTTP: the only module that knows httpx.
 
 In: a base URL, a :class:`~pcxbatch.credentials.Credentials`, the run's shared
 :class:`~pcxbatch.limiter.Limiter`,
@@ -15,8 +15,9 @@ What every call does (CONTRACT.md):
 - Sends both ``Authorization`` and ``X-Api-Key`` (the unused one is the literal ``NONE``).
 - Each attempt first takes a slot from the limiter; a 429 tells the limiter ``on_throttled``,
   any other answer ``on_success``.
-- Retries 429, 502, 503, 504 and transport errors (timeouts, resets, dropped connections) with
-  exponential backoff and jitter, or after ``Retry-After`` when the server sends one. Never
+- Retries 429, 502, 503, 504 and transport errors (timeouts, resets, dropped connections) up to
+  :attr:`RetryPolicy.max_attempts` attempts in all, waiting ``Retry-After`` when the server sends
+  one (capped at ``MAX_RETRY_AFTER``), else the policy's jittered exponential backoff. Never
   retries other statuses. When attempts run out, the last answer is returned, not raised.
 - Marks the result ``ambiguous`` when an earlier attempt may have been applied by the server
   although we never saw it succeed: a 504 or 502 from the gateway (its integration ran, or may
@@ -30,30 +31,35 @@ contains a header or a response's user object (personal data).
 from __future__ import annotations
 
 import asyncio
-import email.utils
+import dataclasses
 import logging
 import math
-import random
 import re
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC
 from types import TracebackType
 from typing import Any
 
 import httpx
-import tenacity
 
 from pcxbatch import __version__
 from pcxbatch.credentials import Credentials
 from pcxbatch.errors import AuthError, StoppedError
 from pcxbatch.limiter import Limiter
 from pcxbatch.model import SETTABLE_STATUSES
+from pcxbatch.retry import (
+    AMBIGUOUS_STATUSES,
+    MAX_RETRY_AFTER,
+    RETRY_STATUSES,
+    RetryPolicy,
+    parse_retry_after,
+)
 from pcxbatch.rules import DEFAULT_ID_PATTERN, check_base_url, check_user_id, compile_id_pattern
 
+# RetryPolicy and parse_retry_after live in ``retry``; they stay importable from here, where
+# callers meet them (``PcxClient(retry=RetryPolicy(...))``).
 __all__ = [
     "CallResult",
     "ListUsersError",
@@ -65,43 +71,19 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Statuses worth another attempt: throttling and the gateway's integration failures.
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
-#: Statuses after which an earlier attempt may have been applied (gateway gave up or the
-#: integration failed after running).
-AMBIGUOUS_STATUSES = frozenset({502, 504})
 #: The gateway gives up after ~29 s; our read timeout must be longer so that we see its 504
 #: (and its request id) instead of guessing.
 TIMEOUT = httpx.Timeout(connect=10.0, read=35.0, write=35.0, pool=None)
-#: A ``Retry-After`` longer than this is cut to it: a run should not hang for hours on one row.
-MAX_RETRY_AFTER = 300.0
 #: Connections per httpx pool (see PcxClient.__init__ for why there are several pools).
 CONNECTIONS_PER_POOL = 4
 #: Messages are for a report cell, not for dumping a whole error page.
 MAX_MESSAGE = 300
 USER_AGENT = f"pcxbatch/{__version__}"
+_DEFAULT_RETRY = RetryPolicy()
+_NO_USERS_LIST = "the user list answer has no 'users' list"
 
 
 # --- results ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How hard to try one call. Waits double from ``base_delay`` up to ``max_delay``;
-    ``jitter`` picks each wait at random between half and all of it (tests switch it off)."""
-
-    max_attempts: int = 8
-    base_delay: float = 0.5
-    max_delay: float = 30.0
-    jitter: bool = True
-
-    def backoff(self, attempt: int) -> float:
-        """The wait after failed attempt number ``attempt`` (1-based), without Retry-After."""
-        delay = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
-        if self.jitter:
-            # "Equal jitter": spread the retries of many workers, but never retry at once.
-            delay = random.uniform(delay / 2, delay)
-        return delay
 
 
 @dataclass(frozen=True)
@@ -167,25 +149,6 @@ class _Tally:
 
 
 # --- parsing answers -------------------------------------------------------------------------
-
-
-def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date), else None."""
-    if value is None:
-        return None
-    text = value.strip()
-    if not text:
-        return None
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - now())
-
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
@@ -283,7 +246,7 @@ class PcxClient:
         credentials: Credentials,
         *,
         limiter: Limiter,
-        retry: RetryPolicy = RetryPolicy(),
+        retry: RetryPolicy = _DEFAULT_RETRY,
         transport: httpx.AsyncBaseTransport | None = None,
         max_connections: int = 32,
         id_pattern: str | None = None,
@@ -305,11 +268,7 @@ class PcxClient:
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
         self._headers = httpx.Headers(
-            {
-                **credentials.headers(),
-                "User-Agent": USER_AGENT,
-                "Accept": "application/json",
-            }
+            {**credentials.headers(), "User-Agent": USER_AGENT, "Accept": "application/json"}
         )
         self._timeout = TIMEOUT.as_dict()
         # Requests go straight to httpx transports rather than through httpx.AsyncClient, whose
@@ -382,17 +341,13 @@ class PcxClient:
 
         Raises AuthError on 401/403 and :class:`ListUsersError` when the page cannot be had.
         """
+        query = {"status": status, "org_id": org_id, "last_evaluated_key": last_evaluated_key}
         params: dict[str, str | int] = {"limit": limit}
-        if status is not None:
-            params["status"] = status
-        if org_id is not None:
-            params["org_id"] = org_id
-        if last_evaluated_key is not None:
-            params["last_evaluated_key"] = last_evaluated_key
+        params.update({name: value for name, value in query.items() if value is not None})
         result = await self._call("GET", "users/list", params=params)
         if not result.ok or result.body is None or not isinstance(result.body.get("users"), list):
             if result.ok:
-                result = _replace_message(result, "the user list answer has no 'users' list")
+                result = dataclasses.replace(result, message=_NO_USERS_LIST)
             raise ListUsersError(result)
         users: list[UserState] = []
         for entry in result.body["users"]:
@@ -430,30 +385,29 @@ class PcxClient:
         json: dict[str, Any] | None = None,
         params: dict[str, str | int] | None = None,
     ) -> CallResult:
+        """One call under the retry policy: attempt; while the answer is retryable (see
+        ``_attempt``) and attempts remain, wait (``RetryPolicy.wait``) and attempt again.
+
+        A plain loop rather than a ``tenacity.AsyncRetrying`` per call: the policy reads in
+        these lines, and costs nothing per request. A tenacity controller cannot be shared by
+        concurrent calls (it keeps the iteration on itself), and building and driving one cost
+        45-55 us of CPU per call on this machine, about 5 % of a request (bench/RESULTS.md).
+        """
         tally = _Tally()
-        # Most calls are answered at the first attempt; only a call that needs a retry pays for
-        # tenacity's machinery (5 % of a request's CPU at full speed: bench/RESULTS.md).
+        policy = self._retry
         last = await self._attempt(tally, method, path, json, params)
-        if last.retryable and self._retry.max_attempts > 1:
-            replay = [last]
-
-            async def attempt() -> _Try:
-                # tenacity's attempt 1 is the answer already had; the policy is unchanged.
-                if replay:
-                    return replay.pop()
-                return await self._attempt(tally, method, path, json, params)
-
-            retrying = tenacity.AsyncRetrying(
-                stop=tenacity.stop_after_attempt(self._retry.max_attempts),
-                wait=self._wait,
-                retry=tenacity.retry_if_result(lambda t: isinstance(t, _Try) and t.retryable),
-                sleep=self._sleep,
-                before_sleep=_log_retry(method, path),
-                retry_error_callback=lambda state: (
-                    state.outcome.result() if state.outcome else None
-                ),
+        while last.retryable and tally.attempts < policy.max_attempts:
+            wait = policy.wait(tally.attempts, last.retry_after)
+            log.debug(
+                "%s %s: attempt %d got %s; retrying in %.2f s",
+                method,
+                path,
+                tally.attempts,
+                last.status or last.message,
+                wait,
             )
-            last = await retrying(attempt)
+            await self._sleep(wait)
+            last = await self._attempt(tally, method, path, json, params)
         if last.status in (401, 403):
             raise AuthError(last.status, last.message, last.request_id or tally.request_id)
         return CallResult(
@@ -506,6 +460,7 @@ class PcxClient:
             tally.request_id = request_id
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         if retry_after is not None:
+            # Capped once, here: both the wait and what the limiter is told use the cap.
             retry_after = min(retry_after, MAX_RETRY_AFTER)
         if status == 429:
             tally.throttled += 1
@@ -516,43 +471,6 @@ class PcxClient:
             tally.ambiguous = True
         message, body = _read_answer(response, self.credentials.redact)
         return _Try(status, message, request_id, body, retry_after, status in RETRY_STATUSES)
-
-    def _wait(self, state: tenacity.RetryCallState) -> float:
-        outcome = state.outcome
-        if outcome is not None and not outcome.failed:
-            last = outcome.result()
-            if isinstance(last, _Try) and last.retry_after is not None:
-                return last.retry_after
-        return self._retry.backoff(state.attempt_number)
-
-
-def _log_retry(method: str, path: str) -> Callable[[tenacity.RetryCallState], None]:
-    def before_sleep(state: tenacity.RetryCallState) -> None:
-        last = state.outcome.result() if state.outcome and not state.outcome.failed else None
-        why = (last.status or last.message) if isinstance(last, _Try) else "error"
-        wait = state.upcoming_sleep
-        log.debug(
-            "%s %s: attempt %d got %s; retrying in %.2f s",
-            method,
-            path,
-            state.attempt_number,
-            why,
-            wait,
-        )
-
-    return before_sleep
-
-
-def _replace_message(result: CallResult, message: str) -> CallResult:
-    return CallResult(
-        http_status=result.http_status,
-        attempts=result.attempts,
-        request_id=result.request_id,
-        message=message,
-        ambiguous=result.ambiguous,
-        throttled=result.throttled,
-        body=result.body,
-    )
 
 
 def _environment_proxy(url: httpx.URL) -> str | None:
