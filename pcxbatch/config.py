@@ -32,23 +32,13 @@ from pcxbatch.rules import (
     read_action,
     read_status,
 )
+from pcxbatch.sandbox.config import SandboxSetting, sandbox_settings
 
 JOB_SUFFIXES = (".yaml", ".yml")
 
-#: Settings of the built-in sandbox a job may carry under ``sandbox:``.
-SANDBOX_KEYS: dict[str, type] = {
-    "users": int,
-    "seed": int,
-    "rate": float,
-    "burst": int,
-    "retry_after": bool,
-    "latency_ms": float,
-    "fail_rate": float,
-    "ghost_rate": float,
-    "drop_rate": float,
-    "deactivate_inactive": int,
-    "same_status": int,
-}
+#: Settings of the built-in sandbox a job may carry under ``sandbox:``, defined on
+#: ``SandboxConfig``'s fields.
+SANDBOX_SETTINGS: Mapping[str, SandboxSetting] = {s.name: s for s in sandbox_settings(job=True)}
 
 
 @dataclass(frozen=True)
@@ -309,6 +299,15 @@ def _check(data: Mapping[str, Any], source: str, problems: list[str]) -> Job:
     return Job(source=source, raw=dict(data), **values)
 
 
+_KINDS: dict[type, str] = {
+    int: "a whole number",
+    float: "a number",
+    bool: "true or false",
+    str: "text",
+    Path: "a path",
+}
+
+
 def _check_sandbox(value: Any, problems: list[str]) -> dict[str, Any]:
     if value is True:
         return {}
@@ -317,20 +316,39 @@ def _check_sandbox(value: Any, problems: list[str]) -> dict[str, Any]:
         return {}
     settings: dict[str, Any] = {}
     for key, raw in value.items():
-        kind = SANDBOX_KEYS.get(str(key))
-        if kind is None:
-            known = ", ".join(SANDBOX_KEYS)
+        setting = SANDBOX_SETTINGS.get(str(key))
+        if setting is None:
+            known = ", ".join(SANDBOX_SETTINGS)
             problems.append(f"sandbox.{key}: unknown key (known: {known})")
             continue
-        try:
-            if isinstance(raw, bool) and kind is not bool:
-                raise ValueError
-            if kind is bool and not isinstance(raw, bool):
-                raise ValueError
-            settings[str(key)] = kind(raw)
-        except (TypeError, ValueError):
-            problems.append(f"sandbox.{key}: must be a {kind.__name__}")
+        converted = _sandbox_value(setting, raw)
+        if converted is None:
+            wanted = _KINDS.get(setting.type, setting.type.__name__)
+            if setting.choices:
+                wanted = "one of " + ", ".join(str(choice) for choice in setting.choices)
+            problems.append(f"sandbox.{key}: must be {wanted}")
+        else:
+            settings[setting.name] = converted
     return settings
+
+
+def _sandbox_value(setting: SandboxSetting, raw: Any) -> Any:
+    """``raw`` as the setting's type, or None when it is not one (a bool is never a number,
+    a whole number never loses a fraction)."""
+    kind = setting.type
+    if isinstance(raw, bool) != (kind is bool):
+        return None
+    try:
+        value = kind(raw)
+    except (TypeError, ValueError):
+        return None
+    if kind is int and value != float(raw):
+        return None
+    if kind is float and not math.isfinite(value):
+        return None
+    if setting.choices and value not in setting.choices:
+        return None
+    return value
 
 
 def _slug(name: str) -> str:

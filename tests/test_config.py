@@ -103,6 +103,32 @@ def test_sandbox_settings_are_checked(tmp_path: Path) -> None:
     assert load_job(write(tmp_path, "input: a.csv\nsandbox: true\n")).sandbox == {}
 
 
+@pytest.mark.parametrize(
+    ("setting", "problem"),
+    [
+        ("api_key: pcx_a_b", "sandbox.api_key: unknown key"),
+        ("port: 8400", "sandbox.port: unknown key"),
+        ("users: 2.5", "sandbox.users: must be a whole number"),
+        ("users: true", "sandbox.users: must be a whole number"),
+        ("rate: .inf", "sandbox.rate: must be a number"),
+        ("retry_after: 1", "sandbox.retry_after: must be true or false"),
+        ("deactivate_inactive: 500", "sandbox.deactivate_inactive: must be one of 409, 200"),
+    ],
+)
+def test_sandbox_settings_are_checked_against_their_definition(
+    tmp_path: Path, setting: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        load_job(write(tmp_path, f"input: a.csv\nsandbox: {{{setting}}}\n"))
+
+
+def test_sandbox_settings_keep_their_types(tmp_path: Path) -> None:
+    text = "input: a.csv\nsandbox: {users: '50', rate: 5, retry_after: true, same_status: 409}\n"
+    job = load_job(write(tmp_path, text))
+    assert job.sandbox == {"users": 50, "rate": 5.0, "retry_after": True, "same_status": 409}
+    assert isinstance(job.sandbox["rate"], float)
+
+
 def test_the_yes_key_survives_yaml_booleans(tmp_path: Path) -> None:
     assert load_job(write(tmp_path, "input: a.csv\nyes: true\n")).yes is True
 
