@@ -83,7 +83,9 @@ def _mangled_id(where: str, user_id: str, note: CellNote | None) -> str | None:
             "followed by zeros: what a spreadsheet makes of an ID it showed as "
             f"{_scientific(user_id)} and saved; its digits are lost; {_FIX_NUMBER}"
         )
-    if formula_like(user_id):
+    if user_id.startswith("="):
+        # formula_like, and a lone "=" too: a spreadsheet takes it for the start of a formula,
+        # and no ID is sent that a report would have to defuse.
         return (
             f"{where}: {show(user_id)} is a formula, not a value (never evaluated, never "
             "sent); put the user ID itself in the cell"

@@ -270,6 +270,13 @@ def test_unsafe_or_malformed_user_ids(user_id: str, said: str) -> None:
     assert invalid(row(3, user_id, "deactivate")).startswith(f"row 3, column 'User ID': {said}")
 
 
+@pytest.mark.parametrize("user_id", ["=", "=A1", "==x"])
+def test_an_id_starting_with_equals_is_never_sent_whatever_the_pattern(user_id: str) -> None:
+    (item,) = check(row(3, user_id, "deactivate"), id_pattern=r"^.+$")
+    assert item.outcome is Outcome.INVALID
+    assert "is a formula, not a value" in item.message
+
+
 def test_scientific_notation_text_means_digits_were_lost() -> None:
     message = invalid(row(4, "1.23457E+14", "deactivate"))
     assert message.startswith("row 4, column 'User ID': '1.23457E+14' is a number in scientific")
