@@ -1,10 +1,10 @@
 """The PCX Users API over HTTP: the only module that knows httpx.
 
 In: a base URL, a :class:`~pcxbatch.credentials.Credentials`, the run's shared
-:class:`~pcxbatch.limiter.Limiter`,
-a :class:`RetryPolicy`. Out: one :class:`CallResult` per status change (never an exception for
-an answer the API gave, except 401/403, which raise :class:`~pcxbatch.errors.AuthError`), and
-:class:`UserState` pages from ``GET /users/list``.
+:class:`~pcxbatch.limiter.Limiter`, a :class:`~pcxbatch.retry.RetryPolicy`. Out: one
+:class:`CallResult` per status change (never an exception for an answer the API gave, except
+401/403, which raise :class:`~pcxbatch.errors.AuthError`), and :class:`UserState` pages from
+``GET /users/list``.
 
 What every call does (CONTRACT.md):
 
