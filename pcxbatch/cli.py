@@ -38,8 +38,8 @@ from rich.table import Table as RichTable
 from rich.text import Text
 
 from pcxbatch import __version__
-from pcxbatch.client import Credentials
 from pcxbatch.config import Job, job_from_dict, load_job
+from pcxbatch.credentials import Credentials
 from pcxbatch.errors import PcxbatchError, UnusableError
 from pcxbatch.model import Outcome, RowResult
 from pcxbatch.plan import load_plan

@@ -11,48 +11,34 @@ names (``credentials_file``), so a job file can be shared and committed safely.
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import yaml
 
 from pcxbatch.errors import ConfigError
-from pcxbatch.model import SETTABLE_STATUSES, Action
-from pcxbatch.validate import DEFAULT_ID_PATTERN, compile_id_pattern
+from pcxbatch.model import DEACTIVATED_STATUS, SETTABLE_STATUSES, Action
+from pcxbatch.rules import (
+    DEFAULT_BASE_URL,
+    DEFAULT_ID_PATTERN,
+    DEFAULT_PAGE_SIZE,
+    check_base_url,
+    compile_id_pattern,
+    read_action,
+    read_status,
+)
+from pcxbatch.sandbox.config import SandboxSetting, sandbox_settings
 
-DEFAULT_BASE_URL = "https://prod-api.pcxpay.com/v1"
 JOB_SUFFIXES = (".yaml", ".yml")
 
-#: Spellings accepted for ``action`` in a job or on the command line.
-ACTION_ALIASES: dict[str, Action] = {
-    "deactivate": Action.DEACTIVATE,
-    "deactivation": Action.DEACTIVATE,
-    "set_status": Action.SET_STATUS,
-    "status_change": Action.SET_STATUS,
-    "activate": Action.SET_STATUS,
-}
-
-#: Settings of the built-in sandbox a job may carry under ``sandbox:``.
-SANDBOX_KEYS: dict[str, type] = {
-    "users": int,
-    "seed": int,
-    "rate": float,
-    "burst": int,
-    "retry_after": bool,
-    "latency_ms": float,
-    "fail_rate": float,
-    "ghost_rate": float,
-    "drop_rate": float,
-    "deactivate_inactive": int,
-    "same_status": int,
-}
+#: Settings of the built-in sandbox a job may carry under ``sandbox:``, defined on
+#: ``SandboxConfig``'s fields.
+SANDBOX_SETTINGS: Mapping[str, SandboxSetting] = {s.name: s for s in sandbox_settings(job=True)}
 
 
 @dataclass(frozen=True)
@@ -86,7 +72,7 @@ class Job:
     allow_insecure_http: bool = False
     #: Preview: only users of this organisation are listed (the narrowest filter PCX offers).
     org_id: str | None = None
-    list_page_size: int = 500
+    list_page_size: int = DEFAULT_PAGE_SIZE
     #: Apply: refuse plans older than this, and (if set) plans previewed by the applier.
     max_plan_age_hours: float = 24.0
     require_second_person: bool = False
@@ -96,35 +82,8 @@ class Job:
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
 
-_KEYS = {
-    "name",
-    "input",
-    "sheet",
-    "action",
-    "status",
-    "reason",
-    "updated_by",
-    "base_url",
-    "credentials_file",
-    "report_dir",
-    "rate",
-    "burst",
-    "concurrency",
-    "max_attempts",
-    "id_pattern",
-    "max_rows",
-    "max_bytes",
-    "max_failure_rate",
-    "failure_window",
-    "dry_run",
-    "yes",
-    "allow_insecure_http",
-    "org_id",
-    "list_page_size",
-    "max_plan_age_hours",
-    "require_second_person",
-    "sandbox",
-}
+#: The keys a job file may hold: the Job's fields, except what load_job itself fills in.
+JOB_KEYS: frozenset[str] = frozenset(f.name for f in fields(Job)) - {"source", "raw"}
 
 
 def is_input_file(path: Path) -> bool:
@@ -152,7 +111,7 @@ def load_job(target: Path, overrides: Mapping[str, Any] | None = None) -> Job:
         base_dir = target.parent
         source = str(target)
         data.setdefault("name", _slug(target.stem))
-    problems = [f"{key}: unknown key" for key in data if key not in _KEYS]
+    problems = [f"{key}: unknown key" for key in data if key not in JOB_KEYS]
     for key in ("input", "report_dir", "credentials_file"):
         # Paths in the job file are relative to the job file; flags to the current directory.
         if key in data and isinstance(data[key], str | Path):
@@ -185,25 +144,44 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 def _check(data: Mapping[str, Any], source: str, problems: list[str]) -> Job:
-    """Turn raw values into a Job, collecting every problem before raising."""
-    values: dict[str, Any] = {}
+    """Turn raw values into a Job, collecting every problem (each naming its key) before
+    raising. Each group of keys has its own check, in the order problems are listed."""
+    check = _Values(data, problems)
+    _check_texts(check)
+    _check_action_and_status(check)
+    _check_flags(check)
+    _check_base_url(check)
+    _check_paths(check)
+    _check_numbers(check)
+    _check_id_pattern(check)
+    _check_sandbox_key(check)
+    if problems:
+        raise ConfigError(source, problems)
+    return Job(source=source, raw=dict(data), **check.values)
 
-    def text(key: str, *, required: bool = False) -> str | None:
-        value = data.get(key)
+
+class _Values:
+    """A job's raw values (``data``) being read: what is usable so far (``values``, by Job
+    field) and every problem found (``problems``)."""
+
+    def __init__(self, data: Mapping[str, Any], problems: list[str]) -> None:
+        self.data = data
+        self.problems = problems
+        self.values: dict[str, Any] = {}
+
+    def text(self, key: str) -> str | None:
+        """The key's value as stripped text; None when absent or empty."""
+        value = self.data.get(key)
         if value is None:
-            if required:
-                problems.append(f"{key}: required")
             return None
         if not isinstance(value, str | int | float) or isinstance(value, bool):
-            problems.append(f"{key}: must be text")
+            self.problems.append(f"{key}: must be text")
             return None
-        result = str(value).strip()
-        if required and not result:
-            problems.append(f"{key}: must not be empty")
-        return result or None
+        return str(value).strip() or None
 
-    def number(key: str, kind: type, low: float, high: float) -> Any:
-        value = data.get(key)
+    def number(self, key: str, kind: type, low: float, high: float) -> Any:
+        """The key's value as ``kind`` (int or float) within [low, high]; None when absent."""
+        value = self.data.get(key)
         if value is None:
             return None
         try:
@@ -213,119 +191,149 @@ def _check(data: Mapping[str, Any], source: str, problems: list[str]) -> Job:
             if kind is int and converted != float(value):
                 raise ValueError
         except (TypeError, ValueError):
-            problems.append(f"{key}: must be a {'whole ' if kind is int else ''}number")
+            self.problems.append(f"{key}: must be a {'whole ' if kind is int else ''}number")
             return None
         if not (low <= converted <= high) or (kind is float and not math.isfinite(converted)):
-            problems.append(f"{key}: must be between {low:g} and {high:g}")
+            self.problems.append(f"{key}: must be between {low:g} and {high:g}")
             return None
         return converted
 
-    def flag(key: str) -> bool | None:
-        value = data.get(key)
+    def flag(self, key: str) -> bool | None:
+        """The key's value, which must be true or false; None when absent."""
+        value = self.data.get(key)
         if value is None:
             return None
         if not isinstance(value, bool):
-            problems.append(f"{key}: must be true or false")
+            self.problems.append(f"{key}: must be true or false")
             return None
         return value
 
-    name = text("name") or "job"
-    values["name"] = _slug(name)
-    input_path = data.get("input")
-    if input_path is None:
-        problems.append("input: required (the CSV or XLSX file of user IDs)")
-    else:
-        values["input"] = Path(input_path)
-    sheet = data.get("sheet")
+
+_TEXT_KEYS = ("reason", "updated_by", "org_id")
+_FLAG_KEYS = ("dry_run", "yes", "allow_insecure_http", "require_second_person")
+_PATH_KEYS = ("input", "credentials_file", "report_dir")
+#: (key, type, lowest, highest) for every number a job holds.
+_NUMBER_KEYS: tuple[tuple[str, type, float, float], ...] = (
+    ("rate", float, 0.01, 10_000),
+    ("burst", int, 1, 10_000),
+    ("concurrency", int, 1, 512),
+    ("max_attempts", int, 1, 100),
+    ("max_rows", int, 1, 100_000_000),
+    ("max_bytes", int, 1, 10**12),
+    ("max_failure_rate", float, 0.0, 1.0),
+    ("failure_window", int, 1, 100_000),
+    ("list_page_size", int, 1, 10_000),
+    ("max_plan_age_hours", float, 0.01, 24 * 365),
+)
+
+
+def _check_texts(check: _Values) -> None:
+    """``name`` (made safe for folder names), ``sheet``, and the free texts."""
+    check.values["name"] = _slug(check.text("name") or "job")
+    sheet = check.data.get("sheet")
     if sheet is not None:
         if isinstance(sheet, bool) or not isinstance(sheet, str | int):
-            problems.append("sheet: must be a sheet name or a 0-based sheet number")
+            check.problems.append("sheet: must be a sheet name or a 0-based sheet number")
         else:
-            values["sheet"] = sheet
-    action = text("action")
-    if action is not None:
-        key = action.lower().replace("-", "_").replace(" ", "_")
-        if key not in ACTION_ALIASES:
-            problems.append("action: must be one of deactivate, set_status")
-        else:
-            values["action"] = ACTION_ALIASES[key]
-    status = text("status")
-    if status is not None:
-        normal = status.lower().replace("-", "_").replace(" ", "_")
-        if normal in ("inactive", "deactivated"):
-            values.setdefault("action", Action.DEACTIVATE)
-            if values.get("action") is not Action.DEACTIVATE:
-                problems.append("status: 'inactive' is only reached with action deactivate")
-        elif normal not in SETTABLE_STATUSES:
-            allowed = ", ".join((*SETTABLE_STATUSES, "inactive"))
-            problems.append(f"status: {status!r} is not one of {allowed}")
-        else:
-            values["status"] = normal
-            if values.get("action") is Action.DEACTIVATE:
-                problems.append(f"status: {normal!r} contradicts action deactivate")
-    for key in ("reason", "updated_by", "org_id"):
-        value = text(key)
+            check.values["sheet"] = sheet
+    for key in _TEXT_KEYS:
+        value = check.text(key)
         if value is not None:
-            values[key] = value
-    insecure = flag("allow_insecure_http")
-    if insecure is not None:
-        values["allow_insecure_http"] = insecure
-    base_url = text("base_url")
-    if base_url is not None:
-        parsed = urlsplit(base_url)
-        if parsed.scheme not in ("https", "http") or not parsed.hostname:
-            problems.append("base_url: must be an https URL, e.g. " + DEFAULT_BASE_URL)
-        elif parsed.scheme == "http" and not is_loopback(parsed.hostname) and not insecure:
-            problems.append(
-                "base_url: plain http would send the credential unencrypted; use https (or,"
-                " if you really mean it, allow_insecure_http: true / --allow-insecure-http)"
-            )
-        values["base_url"] = base_url.rstrip("/")
-    for key in ("credentials_file", "report_dir"):
-        if data.get(key) is not None:
-            values[key] = Path(data[key])
-    for key, kind, low, high in (
-        ("rate", float, 0.01, 10_000),
-        ("burst", int, 1, 10_000),
-        ("concurrency", int, 1, 512),
-        ("max_attempts", int, 1, 100),
-        ("max_rows", int, 1, 100_000_000),
-        ("max_bytes", int, 1, 10**12),
-        ("max_failure_rate", float, 0.0, 1.0),
-        ("failure_window", int, 1, 100_000),
-        ("list_page_size", int, 1, 10_000),
-        ("max_plan_age_hours", float, 0.01, 24 * 365),
-    ):
-        converted = number(key, kind, low, high)
-        if converted is not None:
-            values[key] = converted
-    pattern = text("id_pattern")
-    if pattern is not None:
-        try:
-            compile_id_pattern(pattern)
-            values["id_pattern"] = pattern
-        except ValueError as exc:
-            problems.append(f"id_pattern: {exc}")
-    for key in ("dry_run", "yes", "require_second_person"):
-        setting = flag(key)
+            check.values[key] = value
+
+
+def _check_action_and_status(check: _Values) -> None:
+    """``action`` and ``status`` (``rules.read_action``/``read_status``): a status that means
+    a deactivation implies the action, and contradictions are refused."""
+    action = check.text("action")
+    if action is not None:
+        named = read_action(action)
+        if named is None:
+            check.problems.append("action: must be one of deactivate, set_status")
+        else:
+            check.values["action"] = named
+    status = check.text("status")
+    if status is None:
+        return
+    normal = read_status(status)
+    if normal is None:
+        allowed = ", ".join((*SETTABLE_STATUSES, DEACTIVATED_STATUS))
+        check.problems.append(f"status: {status!r} is not one of {allowed}")
+    elif normal == DEACTIVATED_STATUS:
+        if check.values.setdefault("action", Action.DEACTIVATE) is not Action.DEACTIVATE:
+            check.problems.append("status: 'inactive' is only reached with action deactivate")
+    else:
+        check.values["status"] = normal
+        if check.values.get("action") is Action.DEACTIVATE:
+            check.problems.append(f"status: {normal!r} contradicts action deactivate")
+
+
+def _check_flags(check: _Values) -> None:
+    for key in _FLAG_KEYS:
+        setting = check.flag(key)
         if setting is not None:
-            values[key] = setting
-    sandbox = data.get("sandbox")
-    if sandbox is not None and sandbox is not False:
-        values["sandbox"] = _check_sandbox(sandbox, problems)
-    if problems:
-        raise ConfigError(source, problems)
-    return Job(source=source, raw=dict(data), **values)
+            check.values[key] = setting
 
 
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
-    if host.lower() == "localhost":
-        return True
+def _check_base_url(check: _Values) -> None:
+    """``base_url`` by ``rules.check_base_url``, the rule the client applies (after the flags:
+    ``allow_insecure_http`` decides whether plain http is allowed)."""
+    base_url = check.text("base_url")
+    if base_url is None:
+        return
+    insecure = bool(check.values.get("allow_insecure_http"))
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+        check.values["base_url"] = check_base_url(base_url, allow_insecure_http=insecure)
+    except ValueError as exc:
+        check.problems.append(f"base_url: {exc}")
+
+
+def _check_paths(check: _Values) -> None:
+    """The paths (already made absolute by ``load_job``); ``input`` is required."""
+    if check.data.get("input") is None:
+        check.problems.append("input: required (the CSV or XLSX file of user IDs)")
+    for key in _PATH_KEYS:
+        value = check.data.get(key)
+        if value is None:
+            continue
+        if isinstance(value, str | os.PathLike) and str(value).strip():
+            check.values[key] = Path(value)
+        else:
+            check.problems.append(f"{key}: must be a file or folder path")
+
+
+def _check_numbers(check: _Values) -> None:
+    for key, kind, low, high in _NUMBER_KEYS:
+        converted = check.number(key, kind, low, high)
+        if converted is not None:
+            check.values[key] = converted
+
+
+def _check_id_pattern(check: _Values) -> None:
+    pattern = check.text("id_pattern")
+    if pattern is None:
+        return
+    try:
+        compile_id_pattern(pattern)
+        check.values["id_pattern"] = pattern
+    except ValueError as exc:
+        check.problems.append(f"id_pattern: {exc}")
+
+
+def _check_sandbox_key(check: _Values) -> None:
+    """``sandbox``: absent or false for a real API; true or a mapping of its settings."""
+    sandbox = check.data.get("sandbox")
+    if sandbox is not None and sandbox is not False:
+        check.values["sandbox"] = _check_sandbox(sandbox, check.problems)
+
+
+_KINDS: dict[type, str] = {
+    int: "a whole number",
+    float: "a number",
+    bool: "true or false",
+    str: "text",
+    Path: "a path",
+}
 
 
 def _check_sandbox(value: Any, problems: list[str]) -> dict[str, Any]:
@@ -336,20 +344,39 @@ def _check_sandbox(value: Any, problems: list[str]) -> dict[str, Any]:
         return {}
     settings: dict[str, Any] = {}
     for key, raw in value.items():
-        kind = SANDBOX_KEYS.get(str(key))
-        if kind is None:
-            known = ", ".join(SANDBOX_KEYS)
+        setting = SANDBOX_SETTINGS.get(str(key))
+        if setting is None:
+            known = ", ".join(SANDBOX_SETTINGS)
             problems.append(f"sandbox.{key}: unknown key (known: {known})")
             continue
-        try:
-            if isinstance(raw, bool) and kind is not bool:
-                raise ValueError
-            if kind is bool and not isinstance(raw, bool):
-                raise ValueError
-            settings[str(key)] = kind(raw)
-        except (TypeError, ValueError):
-            problems.append(f"sandbox.{key}: must be a {kind.__name__}")
+        converted = _sandbox_value(setting, raw)
+        if converted is None:
+            wanted = _KINDS.get(setting.type, setting.type.__name__)
+            if setting.choices:
+                wanted = "one of " + ", ".join(str(choice) for choice in setting.choices)
+            problems.append(f"sandbox.{key}: must be {wanted}")
+        else:
+            settings[setting.name] = converted
     return settings
+
+
+def _sandbox_value(setting: SandboxSetting, raw: Any) -> Any:
+    """``raw`` as the setting's type, or None when it is not one (a bool is never a number,
+    a whole number never loses a fraction)."""
+    kind = setting.type
+    if isinstance(raw, bool) != (kind is bool):
+        return None
+    try:
+        value = kind(raw)
+    except (TypeError, ValueError):
+        return None
+    if kind is int and value != float(raw):
+        return None
+    if kind is float and not math.isfinite(value):
+        return None
+    if setting.choices and value not in setting.choices:
+        return None
+    return value
 
 
 def _slug(name: str) -> str:
@@ -381,7 +408,7 @@ def job_to_dict(job: Job) -> dict[str, Any]:
 
 def job_from_dict(data: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> Job:
     """Rebuild a job stored by :func:`job_to_dict`, with flag overrides checked as usual."""
-    values = {k: v for k, v in data.items() if k in _KEYS}
+    values = {k: v for k, v in data.items() if k in JOB_KEYS}
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return _check(values, str(data.get("source") or "stored job"), [])
 

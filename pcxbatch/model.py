@@ -1,7 +1,7 @@
 """The package's own vocabulary, shared by every pipeline stage.
 
 Nothing here imports a third-party library: stages hand each other these types, so that pandas
-stays in ``read``, httpx and tenacity in ``client``, and so on.
+stays in ``read``, httpx in ``client``, and so on.
 
 In: nothing. Out: enums for actions, statuses and row outcomes; the row records that flow
 ``read -> validate -> plan -> execute -> report``.

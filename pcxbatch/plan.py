@@ -25,10 +25,9 @@ from typing import Any, Protocol
 
 from pcxbatch.errors import UnusableError
 from pcxbatch.model import DEACTIVATED_STATUS, SETTABLE_STATUSES, Action, Verdict
+from pcxbatch.rules import DEFAULT_PAGE_SIZE
 
 PLAN_FORMAT = 1
-#: How many users one ``GET /users/list`` page asks for. PCX documents no maximum.
-DEFAULT_PAGE_SIZE = 500
 
 
 class UserLike(Protocol):

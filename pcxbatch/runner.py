@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pcxbatch import __version__
-from pcxbatch.client import Credentials, PcxClient, RetryPolicy
+from pcxbatch.client import PcxClient, RetryPolicy
 from pcxbatch.config import Job, fingerprint, job_from_dict, job_to_dict
+from pcxbatch.credentials import Credentials
 from pcxbatch.errors import InputError, LockedError, StoppedError, UnusableError
 from pcxbatch.execute import FailureGuard, execute
 from pcxbatch.journal import JOURNAL_NAME, Journal

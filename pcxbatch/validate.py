@@ -5,27 +5,14 @@ resolved :class:`Columns`, the job's :class:`~pcxbatch.model.RowDefaults` and th
 (for :func:`check_rows`). Out: one :class:`~pcxbatch.model.Item` per row, same order, same row
 number. A usable row has ``outcome=None``; an unusable one ``Outcome.INVALID``, and a repeated
 user ``Outcome.DUPLICATE``, each with a message naming the row and the column as a person reads
-them (``row 7, column 'User ID': empty``). Only a table that cannot be used at all (no user-ID
-column, two columns for one field) raises ``InputError``. No third-party imports.
+them (``row 7, column 'User ID': empty``); ``validate_ids`` words the user-ID messages, saying
+how a spreadsheet probably mangled the ID on its way. Only a table that cannot be used at all
+(no user-ID column, two columns for one field) raises ``InputError``. No third-party imports.
 
 How a row's action is decided: the row's ``action`` cell; else its status cell (``inactive``,
 ``deactivated`` or ``deactivate`` mean a deactivation, any settable status a status change);
 else the job's action; else the job's status. When the job names an action and a row's status
 says the other one, the row is invalid rather than quietly doing something the job did not ask.
-
-What a user-ID message says about how the ID was probably mangled on its way through a
-spreadsheet (the row is invalid in each case; nothing is guessed or repaired):
-
-- scientific notation (``1.23457E+14``), or a number cell with more than 15 significant digits:
-  digits are lost;
-- a number cell of 12 or more digits of which at most 6 are significant (``123457000000000``):
-  what Excel makes of ``1.23457E+14`` when it reads a CSV back, so digits are lost;
-- a number cell (or digits alone) that fails the ID pattern: leading zeros may have been lost,
-  and when zeros put back in front would make it match, the message says so;
-- a formula cell (from ``read``), or a text starting with ``=`` in the ID, status or action
-  column: a formula, never evaluated, never sent;
-- a spreadsheet error value (``#N/A``), or an ISO date or time (a spreadsheet took the ID for a
-  date).
 
 Messages quote cell texts with ``repr`` and column names with any control character escaped, so
 no cell can put terminal escape sequences into what is printed.
@@ -34,8 +21,7 @@ no cell can put terminal escape sequences into what is printed.
 from __future__ import annotations
 
 import re
-import unicodedata
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -50,24 +36,28 @@ from pcxbatch.model import (
     RowDefaults,
     SourceRow,
 )
+from pcxbatch.rules import (
+    DEFAULT_ID_PATTERN,
+    compile_id_pattern,
+    read_action,
+    read_status,
+    word_key,
+)
+from pcxbatch.validate_ids import formula_like, id_problem, printable, show
 
 __all__ = [
-    "DEFAULT_ID_PATTERN",
     "MAX_REASON_LENGTH",
     "MAX_UPDATED_BY_LENGTH",
     "Columns",
     "check_rows",
-    "check_user_id",
-    "compile_id_pattern",
     "resolve_columns",
 ]
 
-#: What a PCX user ID looks like unless the job says otherwise (matched against the whole ID).
-DEFAULT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$"
 MAX_REASON_LENGTH = 1000
 MAX_UPDATED_BY_LENGTH = 256
 
-# Header aliases, compared after _normalise (case, spaces, "_", "-" and "." ignored).
+# Header aliases, compared after rules.word_key (case, spaces, "_", "-" and "." ignored), the
+# comparison action and status words get.
 _FIELD_ALIASES: dict[str, tuple[str, ...]] = {
     "user_id": ("user_id", "userid", "user", "id", "uid", "pcx_user_id"),
     "action": ("action",),
@@ -82,53 +72,18 @@ _FIELD_LABELS = {
     "reason": "reason",
     "updated_by": "updated_by",
 }
-_NORMALISE = str.maketrans("", "", " _-.\t")
-_STATUS_WORDS: dict[str, str] = {
-    **{status.translate(_NORMALISE): status for status in SETTABLE_STATUSES},
-    "inactive": DEACTIVATED_STATUS,
-    "deactivated": DEACTIVATED_STATUS,
-    "deactivate": DEACTIVATED_STATUS,
-}
-_ACTION_WORDS: dict[str, Action] = {
-    "deactivate": Action.DEACTIVATE,
-    "deactivation": Action.DEACTIVATE,
-    "setstatus": Action.SET_STATUS,
-    "statuschange": Action.SET_STATUS,
-    "changestatus": Action.SET_STATUS,
-    "activate": Action.SET_STATUS,
-}
 _ALLOWED_STATUSES = ", ".join(SETTABLE_STATUSES) + f" or {DEACTIVATED_STATUS} (to deactivate)"
 _ALLOWED_ACTIONS = f"{Action.DEACTIVATE.value} or {Action.SET_STATUS.value}"
 
 # read names a repeated header "Name (2)"; such a column still counts for its field, so that
 # two "User ID" columns are reported as ambiguous instead of one being silently ignored.
 _REPEAT_SUFFIX = re.compile(r"\s\(\d+\)$")
-_FORBIDDEN_ASCII = re.compile(r"[/%\s\x00-\x1f\x7f]|\.\.")
-# How Excel shows a big number in a General cell, e.g. 1.23457E+14 (or 1,23457E+14).
-_SCIENTIFIC = re.compile(r"^[+-]?\d+(?:[.,]\d*)?[eE][+-]\d+$")
-_DECIMAL_INTEGER = re.compile(r"^\d+[.,]0+$")
-_DIGITS = re.compile(r"^[0-9]+$")
-# Excel's error values, as a cell holding one reads.
-_ERROR_VALUES = frozenset(
-    {"#N/A", "#REF!", "#VALUE!", "#DIV/0!", "#NAME?", "#NUM!", "#NULL!", "#SPILL!", "#CALC!"}
-)
-# What read makes of a date or time cell (ISO 8601).
-_DATE_LIKE = re.compile(
-    r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$|^\d{1,2}:\d{2}(?::\d{2})?$"
-)
-# Excel shows a number of 12 digits or more in a General cell as 1.23457E+14: 6 significant
-# digits. A CSV saved like that and read back holds 123457000000000.
-_ROUNDED_MIN_DIGITS = 12
-_ROUNDED_MAX_SIGNIFICANT = 6
-# How many leading zeros a message tries putting back to see whether the ID would then match.
-_MAX_LOST_ZEROS = 12
 # A "no user ID column" message lists this many columns, each cut to this many characters.
 _LIST_COLUMNS = 20
 _COLUMN_SHOWN = 40
 
 _CACHE_LIMIT = 10_000
 _W = TypeVar("_W")
-_FIX_NUMBER = "format the column as text in the source file and export it again"
 # Instruction codes for duplicate detection: one small int per user ID keeps 1M rows cheap.
 _UNUSABLE = 7
 _INSTRUCTION_CODES: dict[tuple[Action, str], int] = {
@@ -152,12 +107,8 @@ class Columns:
     names: tuple[str, ...]
 
 
-def _normalise(text: str) -> str:
-    return text.casefold().translate(_NORMALISE)
-
-
 _ALIAS_TO_FIELD: dict[str, str] = {
-    _normalise(alias): field for field, aliases in _FIELD_ALIASES.items() for alias in aliases
+    word_key(alias): field for field, aliases in _FIELD_ALIASES.items() for alias in aliases
 }
 
 
@@ -168,7 +119,7 @@ def resolve_columns(columns: Sequence[str], source: str) -> Columns:
     """
     found: dict[str, int] = {}
     for index, name in enumerate(columns):
-        field = _ALIAS_TO_FIELD.get(_normalise(_REPEAT_SUFFIX.sub("", name)))
+        field = _ALIAS_TO_FIELD.get(word_key(_REPEAT_SUFFIX.sub("", name)))
         if field is None:
             continue
         if field in found:
@@ -196,68 +147,9 @@ def resolve_columns(columns: Sequence[str], source: str) -> Columns:
     )
 
 
-def compile_id_pattern(pattern: str) -> re.Pattern[str]:
-    """Compile a user-ID pattern (matched against the whole ID); ``ValueError`` if it is bad."""
-    try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise ValueError(
-            f"the user ID pattern {pattern!r} is not a valid regular expression: {exc}"
-        ) from exc
-
-
-def check_user_id(user_id: str, pattern: re.Pattern[str]) -> str | None:
-    """``None`` when ``user_id`` is safe to put in a URL path and matches ``pattern``; otherwise
-    why not, as words that follow the ID in a sentence ("contains '/'").
-
-    ``/``, ``..``, ``%``, whitespace and control or invisible characters are refused whatever
-    the pattern says, so even a permissive pattern cannot let a path change through.
-    """
-    if not user_id:
-        return "is empty"
-    if user_id.isascii() and not _FORBIDDEN_ASCII.search(user_id):
-        if pattern.fullmatch(user_id):
-            return None
-        return f"does not match the user ID pattern {pattern.pattern}"
-    for char in user_id:
-        if char == "/":
-            return "contains '/'"
-        if char == "%":
-            return "contains '%'"
-        if char.isspace():
-            return f"contains whitespace ({_codepoint(char)})"
-        category = unicodedata.category(char)
-        if category == "Cc":
-            return f"contains a control character ({_codepoint(char)})"
-        if category in ("Cf", "Zl", "Zp", "Co", "Cs", "Cn"):
-            return f"contains an invisible or unassigned character ({_codepoint(char)})"
-    if ".." in user_id:
-        return "contains '..'"
-    if pattern.fullmatch(user_id):
-        return None
-    return f"does not match the user ID pattern {pattern.pattern}"
-
-
-def _codepoint(char: str) -> str:
-    return f"U+{ord(char):04X}"
-
-
-def _show(text: str) -> str:
-    shown = repr(text)
-    return shown if len(shown) <= 80 else shown[:76] + "...'"
-
-
-def _printable(text: str) -> str:
-    """``text`` with control and invisible characters escaped (``\\x1b``), so a header from a
-    file cannot drive the terminal it is printed on."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
 def _short(name: str, limit: int = _COLUMN_SHOWN) -> str:
     """A column name fit for a one-line message: printable and at most ``limit`` characters."""
-    name = _printable(name)
+    name = printable(name)
     return name if len(name) <= limit else name[: limit - 3] + "..."
 
 
@@ -265,50 +157,21 @@ def _is_formula(notes: dict[int, CellNote], column: int | None, text: str) -> bo
     """True when the cell is a formula (``read`` said so) or its text is formula-like."""
     if column is not None and notes and notes.get(column) is CellNote.FORMULA:
         return True
-    return _formula_like(text)
+    return formula_like(text)
 
 
-def _cached_word(text: str, cache: dict[str, _W | None], words: Mapping[str, _W]) -> _W | None:
-    """``words`` looked up by ``text`` normalised; the raw spelling is remembered (up to
-    ``_CACHE_LIMIT`` of them), since the same few spellings repeat on every row."""
+def _cached_word(
+    text: str, cache: dict[str, _W | None], read: Callable[[str], _W | None]
+) -> _W | None:
+    """What ``read`` (``rules.read_status`` or ``read_action``) makes of ``text``; the raw
+    spelling is remembered (up to ``_CACHE_LIMIT`` of them), since the same few spellings
+    repeat on every row."""
     if text in cache:
         return cache[text]
-    found = words.get(_normalise(text))
+    found = read(text)
     if len(cache) < _CACHE_LIMIT:
         cache[text] = found
     return found
-
-
-def _formula_like(text: str) -> bool:
-    # What a spreadsheet would run as a formula; a CSV cell like this was typed as one.
-    return text.startswith("=") and len(text) > 1
-
-
-def _lost_zeros(digits: str, pattern: re.Pattern[str]) -> str | None:
-    """``digits`` with the fewest leading zeros that make it match ``pattern``, if any."""
-    for zeros in range(1, _MAX_LOST_ZEROS + 1):
-        candidate = "0" * zeros + digits
-        if pattern.fullmatch(candidate):
-            return candidate
-    return None
-
-
-def _scientific(digits: str) -> str:
-    """An integer's digits as Excel shows them in scientific notation: ``1.23457E+14``."""
-    sign, unsigned = ("-", digits[1:]) if digits.startswith("-") else ("", digits)
-    significant = unsigned.rstrip("0") or "0"
-    mantissa = significant[0] + ("." + significant[1:] if len(significant) > 1 else "")
-    return f"{sign}{mantissa}E+{len(unsigned) - 1:02d}"
-
-
-def _rounded_by_excel(digits: str) -> bool:
-    """Whether a number looks like Excel's 6-significant-digit rendering read back."""
-    unsigned = digits.lstrip("-")
-    return (
-        _DIGITS.match(unsigned) is not None
-        and len(unsigned) >= _ROUNDED_MIN_DIGITS
-        and len(unsigned.rstrip("0")) <= _ROUNDED_MAX_SIGNIFICANT
-    )
 
 
 class _RowChecker:
@@ -328,7 +191,7 @@ class _RowChecker:
         self.default_status: str | None = None
         self.default_status_problem: str | None = None
         if defaults.status:
-            self.default_status = _STATUS_WORDS.get(_normalise(defaults.status))
+            self.default_status = read_status(defaults.status)
             if self.default_status is None:
                 self.default_status_problem = (
                     f"the job's status {defaults.status!r} is not one of {_ALLOWED_STATUSES}"
@@ -338,161 +201,126 @@ class _RowChecker:
         return "" if index is None else self.label[index]
 
     def user_id_problem(self, row: SourceRow) -> str | None:
+        """What is wrong with the row's user ID, as its message part; None when usable."""
         index = self.columns.user_id
-        user_id = row.values[index]
         note = row.notes.get(index) if row.notes else None
-        where = self.label[index]
-        if note is CellNote.FORMULA:
-            return f"{where}: a formula, not a value (paste the values in its place)"
-        if note is CellNote.LOSSY_NUMBER:
-            return (
-                f"{where}: {_printable(user_id)[:80]} was stored as a number with more than "
-                f"15 digits, so the spreadsheet has lost some of its digits; {_FIX_NUMBER}"
-            )
-        if note is CellNote.NUMBER and _rounded_by_excel(user_id):
-            return (
-                f"{where}: {user_id} was stored as a number with only its first digits "
-                "followed by zeros: what a spreadsheet makes of an ID it showed as "
-                f"{_scientific(user_id)} and saved; its digits are lost; {_FIX_NUMBER}"
-            )
-        # Checked before the pattern: a permissive pattern would let these through.
-        if _formula_like(user_id):
-            return (
-                f"{where}: {_show(user_id)} is a formula, not a value (never evaluated, never "
-                "sent); put the user ID itself in the cell"
-            )
-        if user_id in _ERROR_VALUES:
-            return (
-                f"{where}: {_show(user_id)} is a spreadsheet error value, not a user ID (a "
-                "formula that failed before its values were pasted?)"
-            )
-        if _DATE_LIKE.match(user_id):
-            # A date cell's text would pass most ID patterns; the ID it replaced is gone.
-            return (
-                f"{where}: {_show(user_id)} looks like a date or time: a spreadsheet may have "
-                f"taken the ID for a date; {_FIX_NUMBER}"
-            )
-        why = check_user_id(user_id, self.pattern)
-        if why is None:
-            return None
-        if not user_id:
-            return f"{where}: empty"
-        if _SCIENTIFIC.match(user_id):
-            return (
-                f"{where}: {_show(user_id)} is a number in scientific notation: a spreadsheet "
-                f"turned the ID into a number and its digits are lost; {_FIX_NUMBER}"
-            )
-        if note is CellNote.NUMBER:
-            hint = ""
-            if _DIGITS.match(user_id):
-                padded = _lost_zeros(user_id, self.pattern)
-                hint = (
-                    f"; it was probably {padded} with its leading zeros lost"
-                    if padded
-                    else "; leading zeros may have been lost"
-                )
-            return (
-                f"{where}: {_show(user_id)} was stored as a number and {why}{hint}; {_FIX_NUMBER}"
-            )
-        if _DECIMAL_INTEGER.match(user_id):
-            return (
-                f"{where}: {_show(user_id)} looks like a number written with a decimal part "
-                f"(the ID was a number somewhere on the way) and {why}; {_FIX_NUMBER}"
-            )
-        if _DIGITS.match(user_id) and (padded := _lost_zeros(user_id, self.pattern)):
-            return (
-                f"{where}: {_show(user_id)} {why}; it was probably {padded} with its leading "
-                f"zeros lost (a spreadsheet that opened the file?); {_FIX_NUMBER}"
-            )
-        return f"{where}: {_show(user_id)} {why}"
+        return id_problem(self.label[index], row.values[index], note, self.pattern)
 
     def check(self, row: SourceRow) -> tuple[Item, list[str]]:
         """Resolve the row's instruction (all but the user ID) and list what is wrong with it."""
         problems: list[str] = []
         columns, defaults, values = self.columns, self.defaults, row.values
-        notes = row.notes
-        action_text = values[columns.action] if columns.action is not None else ""
         status_text = values[columns.status] if columns.status is not None else ""
-
-        # A formula cell is refused even when it is empty (never calculated), rather than
-        # quietly falling back on the job's defaults.
-        row_status: str | None = None
-        if _is_formula(notes, columns.status, status_text):
-            problems.append(f"{self.status_label}: a formula, not a value")
-        elif status_text:
-            row_status = _cached_word(status_text, self.statuses, _STATUS_WORDS)
-            if row_status is None:
-                problems.append(
-                    f"{self.status_label}: unknown status {_show(status_text)} "
-                    f"(use {_ALLOWED_STATUSES})"
-                )
-        action: Action | None = None
-        if _is_formula(notes, columns.action, action_text):
-            problems.append(f"{self.action_label}: a formula, not a value")
-        elif action_text:
-            action = _cached_word(action_text, self.actions, _ACTION_WORDS)
-            if action is None:
-                problems.append(
-                    f"{self.action_label}: unknown action {_show(action_text)} "
-                    f"(use {_ALLOWED_ACTIONS})"
-                )
+        row_status = self._row_status(row, status_text, problems)
+        action = self._row_action(row, problems)
         # Without a readable action and status, further complaints would only be noise.
         decidable = not problems
-
-        reason = defaults.reason
-        if columns.reason is not None and values[columns.reason]:
-            reason = values[columns.reason]
-            if len(reason) > MAX_REASON_LENGTH:
-                problems.append(
-                    f"{self.label[columns.reason]}: too long ({len(reason)} characters; "
-                    f"at most {MAX_REASON_LENGTH})"
-                )
-        updated_by = defaults.updated_by
-        if columns.updated_by is not None and values[columns.updated_by]:
-            updated_by = values[columns.updated_by]
-            if len(updated_by) > MAX_UPDATED_BY_LENGTH:
-                problems.append(
-                    f"{self.label[columns.updated_by]}: too long ({len(updated_by)} characters; "
-                    f"at most {MAX_UPDATED_BY_LENGTH})"
-                )
-
+        reason = self._row_text(
+            values, columns.reason, defaults.reason, MAX_REASON_LENGTH, problems
+        )
+        updated_by = self._row_text(
+            values, columns.updated_by, defaults.updated_by, MAX_UPDATED_BY_LENGTH, problems
+        )
         target: str | None = None
         if decidable:
             action = self._decide_action(action, row_status, problems)
             if action is Action.DEACTIVATE:
-                target = DEACTIVATED_STATUS
-                if row_status is not None and row_status != DEACTIVATED_STATUS:
-                    problems.append(
-                        f"{self.status_label}: {_show(status_text)} contradicts the "
-                        f"action deactivate (a deactivated user ends {DEACTIVATED_STATUS!r})"
-                    )
-                if not updated_by:
-                    problems.append(
-                        "a deactivation needs updated_by: add an 'updated_by' column "
-                        "or set updated_by in the job"
-                    )
+                target = self._deactivation(row_status, status_text, updated_by, problems)
             elif action is Action.SET_STATUS:
-                target = row_status or self.default_status
-                if target is None:
-                    problems.append(
-                        self.default_status_problem
-                        or "a status change needs a status: add a 'status' column or set "
-                        f"status in the job (one of {', '.join(SETTABLE_STATUSES)})"
-                    )
-                elif target == DEACTIVATED_STATUS:
-                    where = (
-                        f"{self.status_label}: {_show(status_text)}"
-                        if row_status is not None and columns.status is not None
-                        else f"the job's status {defaults.status!r}"
-                    )
-                    problems.append(
-                        f"{where} cannot be set by a status change; "
-                        "use the action deactivate instead"
-                    )
+                target = self._status_change(row_status, status_text, problems)
         item = Item(
             row.row, values[columns.user_id], action, target, reason, updated_by, values=values
         )
         return item, problems
+
+    def _row_status(self, row: SourceRow, text: str, problems: list[str]) -> str | None:
+        """The row's status cell read (``rules.read_status``); None when empty or unusable.
+
+        A formula cell is refused even when it is empty (never calculated), rather than
+        quietly falling back on the job's defaults."""
+        if _is_formula(row.notes, self.columns.status, text):
+            problems.append(f"{self.status_label}: a formula, not a value")
+            return None
+        if not text:
+            return None
+        status = _cached_word(text, self.statuses, read_status)
+        if status is None:
+            problems.append(
+                f"{self.status_label}: unknown status {show(text)} (use {_ALLOWED_STATUSES})"
+            )
+        return status
+
+    def _row_action(self, row: SourceRow, problems: list[str]) -> Action | None:
+        """The row's action cell read (``rules.read_action``), as ``_row_status`` does."""
+        column = self.columns.action
+        text = row.values[column] if column is not None else ""
+        if _is_formula(row.notes, column, text):
+            problems.append(f"{self.action_label}: a formula, not a value")
+            return None
+        if not text:
+            return None
+        action = _cached_word(text, self.actions, read_action)
+        if action is None:
+            problems.append(
+                f"{self.action_label}: unknown action {show(text)} (use {_ALLOWED_ACTIONS})"
+            )
+        return action
+
+    def _row_text(
+        self,
+        values: tuple[str, ...],
+        column: int | None,
+        default: str | None,
+        limit: int,
+        problems: list[str],
+    ) -> str | None:
+        """The row's own text in ``column`` (at most ``limit`` characters), else ``default``."""
+        if column is None or not values[column]:
+            return default
+        text = values[column]
+        if len(text) > limit:
+            problems.append(
+                f"{self.label[column]}: too long ({len(text)} characters; at most {limit})"
+            )
+        return text
+
+    def _deactivation(
+        self, row_status: str | None, status_text: str, updated_by: str | None, problems: list[str]
+    ) -> str:
+        """A deactivation's target status, after checking the row can be one."""
+        if row_status is not None and row_status != DEACTIVATED_STATUS:
+            problems.append(
+                f"{self.status_label}: {show(status_text)} contradicts the "
+                f"action deactivate (a deactivated user ends {DEACTIVATED_STATUS!r})"
+            )
+        if not updated_by:
+            problems.append(
+                "a deactivation needs updated_by: add an 'updated_by' column "
+                "or set updated_by in the job"
+            )
+        return DEACTIVATED_STATUS
+
+    def _status_change(
+        self, row_status: str | None, status_text: str, problems: list[str]
+    ) -> str | None:
+        """A status change's target status (the row's, else the job's), if it can be set."""
+        target = row_status or self.default_status
+        if target is None:
+            problems.append(
+                self.default_status_problem
+                or "a status change needs a status: add a 'status' column or set "
+                f"status in the job (one of {', '.join(SETTABLE_STATUSES)})"
+            )
+        elif target == DEACTIVATED_STATUS:
+            where = (
+                f"{self.status_label}: {show(status_text)}"
+                if row_status is not None and self.columns.status is not None
+                else f"the job's status {self.defaults.status!r}"
+            )
+            problems.append(
+                f"{where} cannot be set by a status change; use the action deactivate instead"
+            )
+        return target
 
     def _decide_action(
         self, action: Action | None, row_status: str | None, problems: list[str]

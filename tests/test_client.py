@@ -20,14 +20,15 @@ import pytest
 
 from pcxbatch.client import (
     CallResult,
-    Credentials,
     ListUsersError,
     PcxClient,
     RetryPolicy,
     UserState,
 )
+from pcxbatch.credentials import Credentials
 from pcxbatch.errors import AuthError, ConfigError
 from pcxbatch.limiter import Limiter
+from pcxbatch.retry import MAX_RETRY_AFTER
 
 BASE = "https://prod-api.pcxpay.com/v1"
 SECRET = "s3cr3tPart-XYZ"
@@ -260,6 +261,28 @@ def test_retry_after_as_an_http_date_is_honoured() -> None:
     h.deactivate()
     (wait,) = h.waits
     assert 18 <= wait <= 20.5
+
+
+def test_a_huge_retry_after_is_capped_for_the_wait_and_the_limiter() -> None:
+    h = Harness(Server(answer(429, headers={"Retry-After": "86400"}), ok()))
+    result = h.deactivate()
+    assert result.ok and result.attempts == 2
+    assert h.waits == [MAX_RETRY_AFTER]
+    assert h.limiter.throttles == [MAX_RETRY_AFTER]
+
+
+def test_retry_after_on_one_answer_does_not_change_the_backoff_of_the_next() -> None:
+    h = Harness(Server(answer(503, headers={"Retry-After": "7"}), answer(503), answer(503), ok()))
+    result = h.deactivate()
+    assert result.ok and result.attempts == 4
+    assert h.waits == [7.0, 1.0, 2.0]  # attempt 2's and 3's backoff, as if 7 s were not asked
+
+
+def test_one_attempt_means_no_retry_and_no_wait() -> None:
+    h = Harness(Server(answer(503), ok()), retry=RetryPolicy(max_attempts=1, jitter=False))
+    result = h.deactivate()
+    assert result.http_status == 503 and result.attempts == 1
+    assert h.waits == [] and len(h.server.requests) == 1
 
 
 def test_backoff_doubles_up_to_max_delay_and_jitter_stays_within_it() -> None:

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from pcxbatch.config import DEFAULT_BASE_URL, load_job
+from pcxbatch.config import JOB_KEYS, Job, job_from_dict, job_to_dict, load_job
 from pcxbatch.errors import ConfigError
 from pcxbatch.model import Action
+from pcxbatch.rules import DEFAULT_BASE_URL
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -103,6 +104,32 @@ def test_sandbox_settings_are_checked(tmp_path: Path) -> None:
     assert load_job(write(tmp_path, "input: a.csv\nsandbox: true\n")).sandbox == {}
 
 
+@pytest.mark.parametrize(
+    ("setting", "problem"),
+    [
+        ("api_key: pcx_a_b", "sandbox.api_key: unknown key"),
+        ("port: 8400", "sandbox.port: unknown key"),
+        ("users: 2.5", "sandbox.users: must be a whole number"),
+        ("users: true", "sandbox.users: must be a whole number"),
+        ("rate: .inf", "sandbox.rate: must be a number"),
+        ("retry_after: 1", "sandbox.retry_after: must be true or false"),
+        ("deactivate_inactive: 500", "sandbox.deactivate_inactive: must be one of 409, 200"),
+    ],
+)
+def test_sandbox_settings_are_checked_against_their_definition(
+    tmp_path: Path, setting: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        load_job(write(tmp_path, f"input: a.csv\nsandbox: {{{setting}}}\n"))
+
+
+def test_sandbox_settings_keep_their_types(tmp_path: Path) -> None:
+    text = "input: a.csv\nsandbox: {users: '50', rate: 5, retry_after: true, same_status: 409}\n"
+    job = load_job(write(tmp_path, text))
+    assert job.sandbox == {"users": 50, "rate": 5.0, "retry_after": True, "same_status": 409}
+    assert isinstance(job.sandbox["rate"], float)
+
+
 def test_the_yes_key_survives_yaml_booleans(tmp_path: Path) -> None:
     assert load_job(write(tmp_path, "input: a.csv\nyes: true\n")).yes is True
 
@@ -130,3 +157,25 @@ def test_plain_http_only_to_loopback_unless_asked_by_name(
             load_job(path)
     if url.startswith("http://"):
         assert load_job(path, {"allow_insecure_http": True}).base_url == url
+
+
+def test_the_job_keys_are_the_job_fields() -> None:
+    assert set(Job.__dataclass_fields__) - JOB_KEYS == {"source", "raw"}
+
+
+@pytest.mark.parametrize("key", sorted(JOB_KEYS - {"name"}))
+def test_every_job_key_is_checked(tmp_path: Path, key: str) -> None:
+    # A value of no usable type is refused by name, never a traceback or silently taken.
+    with pytest.raises(ConfigError) as caught:
+        load_job(tmp_path / "a.csv", {key: [1, 2]})
+    assert any(problem.startswith(f"{key}: ") for problem in caught.value.problems)
+
+
+def test_a_stored_job_comes_back_the_same(tmp_path: Path) -> None:
+    text = (
+        "input: a.csv\nstatus: active\nbase_url: http://127.0.0.2:8400/v1\nrate: 3\n"
+        "sandbox: {users: 5}\nrequire_second_person: true\n"
+    )
+    job = load_job(write(tmp_path, text))
+    again = job_from_dict(job_to_dict(job))
+    assert job_to_dict(again) == job_to_dict(job)

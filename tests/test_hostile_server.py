@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from pcxbatch.client import CallResult, Credentials, PcxClient, RetryPolicy
+from pcxbatch.client import CallResult, PcxClient, RetryPolicy
+from pcxbatch.credentials import Credentials
 from pcxbatch.errors import AuthError
 
 KEY = "pcx_echotest_s3cr3tEchoedBack0123456789"

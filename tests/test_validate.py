@@ -10,14 +10,8 @@ from hypothesis import strategies as st
 
 from pcxbatch.errors import InputError
 from pcxbatch.model import Action, CellNote, Item, Outcome, RowDefaults, SourceRow
-from pcxbatch.validate import (
-    DEFAULT_ID_PATTERN,
-    Columns,
-    check_rows,
-    check_user_id,
-    compile_id_pattern,
-    resolve_columns,
-)
+from pcxbatch.rules import DEFAULT_ID_PATTERN, check_user_id, compile_id_pattern
+from pcxbatch.validate import Columns, check_rows, resolve_columns
 
 HEADER = ("User ID", "Action", "Status", "Reason", "Updated By")
 COLUMNS = resolve_columns(HEADER, "users.csv")
@@ -274,6 +268,13 @@ def test_empty_user_id() -> None:
 )
 def test_unsafe_or_malformed_user_ids(user_id: str, said: str) -> None:
     assert invalid(row(3, user_id, "deactivate")).startswith(f"row 3, column 'User ID': {said}")
+
+
+@pytest.mark.parametrize("user_id", ["=", "=A1", "==x"])
+def test_an_id_starting_with_equals_is_never_sent_whatever_the_pattern(user_id: str) -> None:
+    (item,) = check(row(3, user_id, "deactivate"), id_pattern=r"^.+$")
+    assert item.outcome is Outcome.INVALID
+    assert "is a formula, not a value" in item.message
 
 
 def test_scientific_notation_text_means_digits_were_lost() -> None:

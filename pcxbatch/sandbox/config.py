@@ -3,19 +3,44 @@
 In: keyword arguments (every one defaulted). Out: a checked ``SandboxConfig``; a wrong value
 raises ``ConfigError`` naming every problem at once. Also the generators for the credentials a
 sandbox invents when none are given.
+
+Which settings a person may set is defined here once, on the fields themselves
+(``metadata``): ``help`` (the text ``pcxbatch sandbox --help`` shows), ``option`` (an option of
+``pcxbatch sandbox``), ``job`` (a job may carry it under ``sandbox:``), and ``option_default``
+where the command's default differs from the field's. :func:`sandbox_settings` lists them as
+:class:`SandboxSetting` values; ``config`` checks a job's ``sandbox:`` keys from that list.
+Standard library only (no server stack), so that ``config`` can import it cheaply.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import math
 import secrets
-from dataclasses import dataclass
+import types
+import typing
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, NamedTuple
 
 from pcxbatch.errors import ConfigError
+
+__all__ = [
+    "SandboxConfig",
+    "SandboxSetting",
+    "generate_api_key",
+    "generate_jwt",
+    "key_prefix",
+    "sandbox_settings",
+]
+
+
+def _option(help: str, *, job: bool = True, **more: Any) -> dict[str, Any]:
+    """The metadata of a field a person may set: an option of ``pcxbatch sandbox`` with this
+    help text and, if ``job``, a key of a job's ``sandbox:``."""
+    return {"help": help, "option": True, "job": job, **more}
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,32 +63,76 @@ class SandboxConfig:
     already inactive) and ``same_status`` (what ``/activate`` answers for the status a user has).
     """
 
-    host: str = "127.0.0.1"
-    port: int = 0
-    users: int = 200
-    seed: int = 0
-    users_file: Path | None = None
-    api_key: str | None = None
+    # Not in a job: a job's sandbox runs in-process or on a free loopback port.
+    host: str = field(
+        default="127.0.0.1",
+        metadata=_option(
+            "Interface to listen on (loopback unless you really mean otherwise).", job=False
+        ),
+    )
+    # The command serves on a known port; in-process and in tests 0 picks a free one.
+    port: int = field(
+        default=0, metadata=_option("0 picks a free port.", job=False, option_default=8400)
+    )
+    users: int = field(default=200, metadata=_option("Seeded users."))
+    seed: int = field(default=0, metadata=_option("Seed for users and faults."))
+    users_file: Path | None = field(
+        default=None,
+        metadata=_option("JSON list of user objects to serve instead of seeded ones.", job=False),
+    )
+    # Never a secret in a job file.
+    api_key: str | None = field(
+        default=None,
+        metadata=_option("The API key it accepts (default: a generated one, printed).", job=False),
+    )
     jwt: str | None = None
     readonly_api_key: str | None = None
-    rate: float | None = None
-    burst: int | None = None
-    retry_after: bool = False
-    latency_ms: float = 0.0
+    rate: float | None = field(
+        default=None, metadata=_option("Throttle: requests/s per key (429 beyond it).")
+    )
+    burst: int | None = field(
+        default=None, metadata=_option("Throttle burst (default: the rate, rounded up).")
+    )
+    retry_after: bool = field(default=False, metadata=_option("Send Retry-After with 429 answers."))
+    latency_ms: float = field(
+        default=0.0, metadata=_option("Added latency per request (with jitter).")
+    )
     latency_jitter_ms: float | None = None
-    fail_rate: float = 0.0
-    ghost_rate: float = 0.0
-    drop_rate: float = 0.0
+    fail_rate: float = field(default=0.0, metadata=_option("Share of requests answered 502/503."))
+    ghost_rate: float = field(
+        default=0.0, metadata=_option("Share of changes applied and then answered 504.")
+    )
+    drop_rate: float = field(
+        default=0.0, metadata=_option("Share of requests whose connection closes with no answer.")
+    )
     faults_on_list: bool = False
-    deactivate_inactive: Literal[409, 200] = 409
-    same_status: Literal[200, 409] = 200
+    deactivate_inactive: Literal[409, 200] = field(
+        default=409, metadata=_option("Answer to deactivating an already inactive user.")
+    )
+    same_status: Literal[200, 409] = field(
+        default=200, metadata=_option("Answer to setting the status a user already has.")
+    )
 
     def __post_init__(self) -> None:
+        problems = [
+            *self._network_problems(),
+            *self._pace_problems(),
+            *self._fault_problems(),
+            *self._credential_problems(),
+        ]
+        if problems:
+            raise ConfigError("sandbox", problems)
+
+    def _network_problems(self) -> list[str]:
         problems: list[str] = []
         if not 0 <= self.port <= 65535:
             problems.append(f"port: {self.port} is not a TCP port (0-65535)")
         if self.users < 0:
             problems.append(f"users: {self.users} must be 0 or more")
+        return problems
+
+    def _pace_problems(self) -> list[str]:
+        problems: list[str] = []
         if self.rate is not None and not (math.isfinite(self.rate) and self.rate > 0):
             problems.append(f"rate: {self.rate} must be a positive number of requests per second")
         if self.burst is not None and self.burst < 1:
@@ -73,6 +142,10 @@ class SandboxConfig:
         jitter = self.latency_jitter_ms
         if jitter is not None and not (math.isfinite(jitter) and jitter >= 0):
             problems.append(f"latency_jitter_ms: {jitter} must be 0 or more")
+        return problems
+
+    def _fault_problems(self) -> list[str]:
+        problems: list[str] = []
         for name in ("fail_rate", "ghost_rate", "drop_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -83,6 +156,10 @@ class SandboxConfig:
             problems.append(f"deactivate_inactive: {self.deactivate_inactive} must be 409 or 200")
         if self.same_status not in (200, 409):
             problems.append(f"same_status: {self.same_status} must be 200 or 409")
+        return problems
+
+    def _credential_problems(self) -> list[str]:
+        problems: list[str] = []
         for name in ("api_key", "readonly_api_key", "jwt"):
             value = getattr(self, name)
             if value is not None and (not value or value == "NONE" or not value.isprintable()):
@@ -91,8 +168,7 @@ class SandboxConfig:
                 problems.append(f"{name}: must not contain spaces")
         if self.api_key is not None and self.api_key == self.readonly_api_key:
             problems.append("readonly_api_key: must differ from api_key")
-        if problems:
-            raise ConfigError("sandbox", problems)
+        return problems
 
     @property
     def effective_burst(self) -> int:
@@ -107,6 +183,56 @@ class SandboxConfig:
         if self.latency_jitter_ms is not None:
             return self.latency_jitter_ms
         return self.latency_ms * 0.2
+
+
+class SandboxSetting(NamedTuple):
+    """One setting a person may give a sandbox (see the module docstring).
+
+    ``type`` is the value's type (``int``, ``float``, ``bool``, ``str`` or ``Path``; a setting
+    whose field may be ``None`` has ``default`` ``None`` and means "not set"). ``default`` is
+    the ``pcxbatch sandbox`` option's default. ``choices`` lists the only values allowed, for a
+    ``Literal`` field, else is empty. ``in_job``: a job may carry it under ``sandbox:``.
+    """
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    choices: tuple[Any, ...] = ()
+    in_job: bool = False
+
+
+def sandbox_settings(*, job: bool = False) -> tuple[SandboxSetting, ...]:
+    """The settable ``SandboxConfig`` fields, in field order: every ``pcxbatch sandbox`` option,
+    or with ``job=True`` only those a job may carry under ``sandbox:``."""
+    return tuple(s for s in _all_settings() if s.in_job or not job)
+
+
+@functools.cache
+def _all_settings() -> tuple[SandboxSetting, ...]:
+    hints = typing.get_type_hints(SandboxConfig)
+    found: list[SandboxSetting] = []
+    for spec in fields(SandboxConfig):
+        if not spec.metadata.get("option"):
+            continue
+        kind, choices = _value_type(hints[spec.name])
+        default = spec.metadata.get("option_default", spec.default)
+        help_text = spec.metadata["help"]
+        found.append(
+            SandboxSetting(spec.name, kind, default, help_text, choices, spec.metadata["job"])
+        )
+    return tuple(found)
+
+
+def _value_type(hint: Any) -> tuple[type, tuple[Any, ...]]:
+    """``int`` for ``int | None``, ``(int, (409, 200))`` for ``Literal[409, 200]``."""
+    if isinstance(hint, types.UnionType):
+        (hint,) = (arg for arg in typing.get_args(hint) if arg is not type(None))
+    if typing.get_origin(hint) is Literal:
+        choices = typing.get_args(hint)
+        return type(choices[0]), choices
+    assert isinstance(hint, type), hint
+    return hint, ()
 
 
 def generate_api_key(prefix: str = "sbx") -> str:

@@ -22,11 +22,10 @@ from typing import Any
 import uvicorn
 
 from pcxbatch.errors import UnusableError
+from pcxbatch.rules import is_loopback
 
 from .config import SandboxConfig, key_prefix
 from .state import PREFIX, Sandbox
-
-_LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -147,7 +146,7 @@ def startup_lines(sandbox: Sandbox, url: str) -> list[str]:
     config = sandbox.config
     source = f"users from {config.users_file}" if config.users_file else f"seed {config.seed}"
     lines = [f"PCX sandbox listening on {url} ({sandbox.user_count} users, {source})."]
-    if config.host not in _LOOPBACK:
+    if not is_loopback(config.host):
         lines.append(f"WARNING: listening on {config.host}: reachable from beyond this machine.")
     lines.append("Point pcxbatch at it with:")
     lines.append(f"  export PCX_BASE_URL={url}{PREFIX}")

@@ -21,6 +21,7 @@ from pcxbatch.sandbox import (
     USER_FIELDS,
     Sandbox,
     SandboxConfig,
+    sandbox_settings,
     seed_users,
     start,
     startup_lines,
@@ -115,6 +116,56 @@ def test_config_reports_every_wrong_value_at_once() -> None:
     problems = " ".join(caught.value.problems)
     for name in ("port", "rate", "burst", "fail_rate", "drop_rate", "api_key"):
         assert name in problems
+
+
+def test_the_settable_fields_are_the_sandbox_command_options_with_their_help() -> None:
+    # One definition (SandboxConfig's field metadata) for the command, job files and checks.
+    import click
+
+    from pcxbatch.cli import sandbox as command
+
+    context = click.Context(command)
+    unset = getattr(click.core, "UNSET", None)  # click >= 8.2: "no default" is a sentinel
+    options = {p.name: p for p in command.params if isinstance(p, click.Option)}
+    settings = sandbox_settings()
+    assert [s.name for s in settings] == list(options)
+    for setting in settings:
+        option = options[setting.name]
+        assert setting.help == option.help
+        shown = option.get_default(context)
+        if setting.choices:  # a click.Choice of the values' texts
+            assert [str(c) for c in setting.choices] == list(option.type.choices)
+            assert shown == str(setting.default)
+        else:
+            assert (None if shown is unset else shown) == setting.default
+
+
+def test_a_job_may_carry_only_settings_without_secrets_or_addresses() -> None:
+    in_job = {s.name for s in sandbox_settings(job=True)}
+    assert in_job == {
+        "users",
+        "seed",
+        "rate",
+        "burst",
+        "retry_after",
+        "latency_ms",
+        "fail_rate",
+        "ghost_rate",
+        "drop_rate",
+        "deactivate_inactive",
+        "same_status",
+    }
+    # Each default is one SandboxConfig accepts.
+    SandboxConfig(**{s.name: s.default for s in sandbox_settings(job=True)})
+
+
+def test_the_settings_can_be_read_without_the_server_stack() -> None:
+    code = (
+        "import sys, pcxbatch.config, pcxbatch.sandbox.config;"
+        "print(sorted(m for m in ('uvicorn', 'httpx') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 def test_generated_credentials_look_like_pcx_ones() -> None:
