@@ -75,6 +75,7 @@ class Journal:
             # Owner-only from the first byte: the journal holds the input's cells.
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600))
         self._db = sqlite3.connect(path, isolation_level=None)
+        self._db.row_factory = sqlite3.Row  # rows are read by column name, never by position
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
@@ -92,7 +93,8 @@ class Journal:
 
     def meta(self) -> dict[str, Any]:
         """Everything stored with :meth:`set_meta`."""
-        return {k: json.loads(v) for k, v in self._db.execute("SELECT key, value FROM meta")}
+        cursor = self._db.execute("SELECT key, value FROM meta")
+        return {r["key"]: json.loads(r["value"]) for r in cursor}
 
     def add_items(self, items: Iterable[Item], *, planned: bool = False) -> None:
         """Record every checked row with the input's own cells (``Item.values``), in batches.
@@ -140,20 +142,34 @@ class Journal:
             (after_row, limit),
         )
         return [
-            PendingRow(r[0], r[1], Action(r[2]), r[3], r[4], r[5], bool(r[6]), r[7]) for r in cursor
+            PendingRow(
+                row=r["row"],
+                user_id=r["user_id"],
+                action=Action(r["action"]),
+                target_status=r["target_status"],
+                reason=r["reason"],
+                updated_by=r["updated_by"],
+                resent=bool(r["sent"]),
+                seen_status=r["seen_status"],
+            )
+            for r in cursor
         ]
 
     def pending_counts(self) -> dict[str, int]:
         """Rows still to be sent, per action."""
-        return dict(
-            self._db.execute(
-                "SELECT action, COUNT(*) FROM rows WHERE outcome IS NULL GROUP BY action"
-            ).fetchall()
+        cursor = self._db.execute(
+            "SELECT action, COUNT(*) AS n FROM rows WHERE outcome IS NULL GROUP BY action"
         )
+        return {r["action"]: r["n"] for r in cursor}
+
+    def sent_any(self) -> bool:
+        """True once any row of this run was sent (an intent was recorded for it)."""
+        return self._db.execute("SELECT 1 FROM rows WHERE sent = 1 LIMIT 1").fetchone() is not None
 
     def pending_user_ids(self) -> set[str]:
         """The users of every row still to be sent."""
-        return {u for (u,) in self._db.execute("SELECT user_id FROM rows WHERE outcome IS NULL")}
+        cursor = self._db.execute("SELECT user_id FROM rows WHERE outcome IS NULL")
+        return {r["user_id"] for r in cursor}
 
     def set_seen(self, found: Mapping[str, str]) -> None:
         """Record the status a preview saw for each row's user (``NULL``: not found)."""
@@ -161,7 +177,7 @@ class Journal:
         with self._tx():
             self._db.executemany(
                 "UPDATE rows SET seen_status = ? WHERE row = ?",
-                [(found.get(user_id), row) for row, user_id in rows],
+                [(found.get(r["user_id"]), r["row"]) for r in rows],
             )
 
     def commit(
@@ -228,17 +244,18 @@ class Journal:
         wanted = {o.value for o in outcomes}
         cursor = source._db.execute(
             "SELECT row, user_id, action, target_status, reason, updated_by, input_values,"
-            " CASE WHEN uncertain = 1 OR (outcome IS NULL AND sent = 1) THEN 1 ELSE 0 END,"
-            " seen_status, COALESCE(outcome, ?) FROM rows ORDER BY row",
+            " CASE WHEN uncertain = 1 OR (outcome IS NULL AND sent = 1) THEN 1 ELSE 0 END"
+            " AS sent, seen_status, COALESCE(outcome, ?) AS outcome FROM rows ORDER BY row",
             (Outcome.NOT_ATTEMPTED.value,),
         )
         copied = 0
         while batch := cursor.fetchmany(5000):
-            keep = [r[:-1] for r in batch if r[-1] in wanted]
+            keep = [dict(r) for r in batch if r["outcome"] in wanted]
             with self._tx():
                 self._db.executemany(
                     "INSERT INTO rows(row, user_id, action, target_status, reason, updated_by,"
-                    " input_values, sent, seen_status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " input_values, sent, seen_status) VALUES (:row, :user_id, :action,"
+                    " :target_status, :reason, :updated_by, :input_values, :sent, :seen_status)",
                     keep,
                 )
             copied += len(keep)
@@ -249,20 +266,20 @@ class Journal:
     def counts(self) -> dict[str, int]:
         """Rows per outcome; rows with no outcome yet count as ``not_attempted``."""
         counts = {o.value: 0 for o in Outcome}
-        for outcome, n in self._db.execute(
-            "SELECT COALESCE(outcome, ?), COUNT(*) FROM rows GROUP BY 1",
+        for r in self._db.execute(
+            "SELECT COALESCE(outcome, ?) AS outcome, COUNT(*) AS n FROM rows GROUP BY 1",
             (Outcome.NOT_ATTEMPTED.value,),
         ):
-            counts[outcome] = n
+            counts[r["outcome"]] = r["n"]
         return counts
 
     def totals(self) -> dict[str, int]:
         """Rows, attempts beyond the first (retries) and 429 answers over the whole run."""
-        rows, retries, throttled = self._db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(MAX(attempts - 1, 0)), 0),"
-            " COALESCE(SUM(throttled), 0) FROM rows"
+        r = self._db.execute(
+            "SELECT COUNT(*) AS rows, COALESCE(SUM(MAX(attempts - 1, 0)), 0) AS retries,"
+            " COALESCE(SUM(throttled), 0) AS throttled FROM rows"
         ).fetchone()
-        return {"rows": rows, "retries": retries, "throttled": throttled}
+        return {"rows": r["rows"], "retries": r["retries"], "throttled": r["throttled"]}
 
     def lines(self) -> Iterator[ReportLine]:
         """The report's lines in input order, streamed."""
@@ -272,29 +289,28 @@ class Journal:
             " FROM rows ORDER BY row"
         )
         for r in cursor:
-            outcome = Outcome(r[4]) if r[4] else Outcome.NOT_ATTEMPTED
-            message = r[7]
-            if r[4] is None:
+            message = r["message"]
+            if r["outcome"] is None:
                 message = (
                     "sent, but the run stopped before the answer was recorded;"
                     " resume sends it again"
-                    if r[10]
+                    if r["sent"]
                     else "the run stopped before this row was sent; resume sends it"
                 )
             yield ReportLine(
-                row=r[0],
-                user_id=r[1],
-                action=r[2] or "",
-                target_status=r[3] or "",
-                outcome=outcome,
-                http_status=r[5],
-                attempts=r[6],
+                row=r["row"],
+                user_id=r["user_id"],
+                action=r["action"] or "",
+                target_status=r["target_status"] or "",
+                outcome=Outcome(r["outcome"] or Outcome.NOT_ATTEMPTED),
+                http_status=r["http_status"],
+                attempts=r["attempts"],
                 message=message,
-                request_id=r[8],
-                values=tuple(json.loads(r[9])),
-                seen_status=r[11] or "",
-                reason=r[12] or "",
-                updated_by=r[13] or "",
+                request_id=r["request_id"],
+                values=tuple(json.loads(r["input_values"])),
+                seen_status=r["seen_status"] or "",
+                reason=r["reason"] or "",
+                updated_by=r["updated_by"] or "",
             )
 
     def close(self) -> None:
