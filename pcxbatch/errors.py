@@ -8,6 +8,7 @@ for what stops the whole run, and each maps to one exit code in ``cli``::
     │   ├── ConfigError      the job file or flags (carries every problem at once)
     │   └── InputError       the input file (unreadable, no user_id column, empty, ...)
     ├── LockedError          exit 4: another run of the same job holds the lock
+    ├── InternalError        exit 70: an unexpected failure after rows were sent (report kept)
     └── StoppedError         exit 3: the run stopped part-way and can be resumed
         └── AuthError        401/403: every further row would fail the same way
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from enum import IntEnum
+from pathlib import Path
 
 
 class ExitCode(IntEnum):
@@ -77,3 +79,16 @@ class AuthError(StoppedError):
         self.request_id = request_id
         what = "was refused (401)" if http_status == 401 else "is not allowed to do this (403)"
         super().__init__(f"the API credential {what}: {message}")
+
+
+class InternalError(PcxbatchError):
+    """An unexpected failure after rows were sent: the report was written, the run resumable.
+
+    Raised ``from`` the unexpected exception, so ``--debug`` can show its traceback.
+    """
+
+    exit_code = ExitCode.INTERNAL
+
+    def __init__(self, message: str, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        super().__init__(message)

@@ -16,14 +16,19 @@ the rows that became ready at the same moment.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
 from pcxbatch.errors import AuthError, StoppedError
 from pcxbatch.journal import Journal, PendingRow
 from pcxbatch.model import DEACTIVATED_STATUS, Action, Outcome, RowResult
+
+#: How long in-flight requests may take to finish after an interrupt before they are abandoned.
+DRAIN_SECONDS = 40.0
 
 
 class CallResultLike(Protocol):
@@ -82,6 +87,8 @@ def classify(row: PendingRow, answer: CallResultLike) -> RowResult:
         outcome, message = _deactivate_conflict(row, answer, ambiguous)
     elif status == 409:
         outcome, message = _set_status_conflict(row, answer, ambiguous)
+    elif status == 404:  # the file names a user PCX does not have: the file's problem
+        outcome, message = Outcome.NOT_FOUND, _failure(row, answer, ambiguous)
     else:
         outcome, message = Outcome.FAILED, _failure(row, answer, ambiguous)
     return RowResult(
@@ -277,6 +284,10 @@ async def execute(
         raise StoppedError(sending.tripwire.reason)
 
 
+#: The outcomes the failure guard counts.
+_GUARDED = frozenset({Outcome.FAILED, Outcome.NOT_FOUND})
+
+
 class _Tripwire:
     """The failure guard at work: remembers the last ``window`` outcomes and why it tripped."""
 
@@ -292,9 +303,9 @@ class _Tripwire:
         if len(recent) == guard.window and sum(recent) / guard.window > guard.threshold:
             if self.reason is None:
                 self.reason = (
-                    f"{sum(recent)} of the last {guard.window} rows failed (more than"
-                    f" {guard.threshold:.0%}); the run was stopped to protect the rest"
-                    " of the file"
+                    f"{sum(recent)} of the last {guard.window} rows failed or named users"
+                    f" PCX does not have (more than {guard.threshold:.0%}); the run was stopped"
+                    " to protect the rest of the file"
                 )
             return True
         return False
@@ -359,7 +370,8 @@ class _Sending:
         result = classify(row, answer)
         self.committer.result(result)
         self.on_result(result)
-        if self.tripwire and self.tripwire.trips(result.outcome is Outcome.FAILED):
+        # A row of users PCX does not know is as much a sign of a wrong target as a failure.
+        if self.tripwire and self.tripwire.trips(result.outcome in _GUARDED):
             self.stop.set()
 
 
@@ -369,3 +381,77 @@ async def _send(client: Sender, row: PendingRow) -> CallResultLike:
             row.user_id, updated_by=row.updated_by or "", reason=row.reason
         )
     return await client.set_status(row.user_id, status=row.target_status, reason=row.reason)
+
+
+async def send_pending(
+    journal: Journal,
+    client: Sender,
+    *,
+    concurrency: int,
+    guard: FailureGuard | None,
+    on_result: Callable[[RowResult], None],
+    on_stopping: Callable[[str], None],
+) -> str | None:
+    """:func:`execute` as a run needs it: SIGINT/SIGTERM stop it gracefully (the requests in
+    flight get :data:`DRAIN_SECONDS` to finish), and a refused credential or the failure guard
+    stop it too. Returns why the run stopped early (``on_stopping`` heard it at once), or None.
+    """
+    stop = asyncio.Event()
+    reasons: list[str] = []
+
+    def interrupt(name: str) -> None:
+        if not stop.is_set():
+            reasons.append(f"interrupted ({name})")
+            on_stopping(f"{name}: finishing the requests in flight, sending no more")
+        stop.set()
+
+    task = asyncio.create_task(
+        execute(
+            journal,
+            client,
+            concurrency=concurrency,
+            stop=stop,
+            on_result=on_result,
+            guard=guard,
+        )
+    )
+    try:
+        with _signals_stop(interrupt):
+            await _wait_draining(task, stop)
+    except StoppedError as exc:  # AuthError included
+        reasons.append(str(exc))
+        on_stopping(str(exc))
+    return reasons[0] if reasons else None
+
+
+@contextlib.contextmanager
+def _signals_stop(interrupt: Callable[[str], None]) -> Iterator[None]:
+    """SIGINT and SIGTERM stop the run gracefully while the block runs (main thread only)."""
+    loop = asyncio.get_running_loop()
+    handled = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        # Another thread (the web service's worker) cannot take signals: it stops through
+        # its own event instead.
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, interrupt, sig.name)
+            handled.append(sig)
+    try:
+        yield
+    finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+
+
+async def _wait_draining(task: asyncio.Task[None], stop: asyncio.Event) -> None:
+    """Wait for ``task``; once ``stop`` is set, give in-flight requests a bounded time."""
+    stop_wait = asyncio.create_task(stop.wait())
+    try:
+        done, _ = await asyncio.wait({task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        if task not in done:
+            done, _ = await asyncio.wait({task}, timeout=DRAIN_SECONDS)
+            if task not in done:
+                task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    finally:
+        stop_wait.cancel()

@@ -36,6 +36,7 @@ class Outcome(StrEnum):
     FAILED = "failed"
     INVALID = "invalid"
     DUPLICATE = "duplicate"
+    NOT_FOUND = "not_found"  # the API has no such user (a 404, or not listed at the preview)
     NOT_ATTEMPTED = "not_attempted"
     PLANNED = "planned"
 

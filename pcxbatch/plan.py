@@ -1,11 +1,12 @@
 """The plan stage: what each checked row would do to its user, and the reviewed plan file.
 
-In: checked rows (from ``validate``), the users' current statuses (read with
-:func:`read_states` through any client that can page ``GET /users/list``), who is previewing.
-Out: a :class:`Verdict` per row (``will_change`` from → to, ``unchanged``, ``not_found``, or the
-row's ``invalid``/``duplicate``), transition counts for the reviewer, and a plan file that
-``pcxbatch apply`` sends exactly, refusing it when it was altered, its input changed, or it is
-too old.
+In: checked rows (from ``validate``, as the journal's :class:`~pcxbatch.model.ReportLine`), the
+users' current statuses (read with :func:`read_states` through any client that can page
+``GET /users/list``), who is previewing. Out: a :class:`~pcxbatch.model.PlanRow` per row with its
+:class:`~pcxbatch.model.Verdict` (``will_change`` from → to, ``unchanged``, ``not_found``, or the
+row's ``invalid``/``duplicate``), a :class:`Tally` of counts and transitions for the reviewer, and
+a :class:`Plan` file that ``pcxbatch apply`` sends exactly, refusing it when it was altered, its
+input changed, or it is too old; :func:`plan_items` turns a plan back into the rows to record.
 
 The plan file is JSON with a SHA-256 over its canonical form: it shows accidental or careless
 edits, not a determined forger (anyone can recompute it); who may apply is the job's rule.
@@ -18,16 +19,29 @@ import hashlib
 import json
 import os
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from pcxbatch.errors import UnusableError
-from pcxbatch.model import DEACTIVATED_STATUS, SETTABLE_STATUSES, Action, Verdict
+from pcxbatch.config import Job, fingerprint, job_to_dict
+from pcxbatch.errors import InputError, UnusableError
+from pcxbatch.model import (
+    DEACTIVATED_STATUS,
+    SETTABLE_STATUSES,
+    Action,
+    Item,
+    Outcome,
+    PlanRow,
+    ReportLine,
+    UndoRow,
+    Verdict,
+)
 from pcxbatch.rules import DEFAULT_PAGE_SIZE
 
-PLAN_FORMAT = 1
+#: 2: rows are objects keyed by field name (1 held positional lists).
+PLAN_FORMAT = 2
 
 
 class UserLike(Protocol):
@@ -93,15 +107,143 @@ def verdict(target_status: str | None, seen: str | None) -> Verdict:
     return Verdict.WILL_CHANGE
 
 
-def transitions(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str, int]]:
-    """Count (from, to) status pairs, most frequent first, for the reviewer's summary."""
-    counted = Counter(pairs)
-    return [(a, b, n) for (a, b), n in counted.most_common()]
-
-
 def operator() -> str:
     """Who is at the keyboard: ``PCXBATCH_OPERATOR`` if set, else the login name."""
     return os.environ.get("PCXBATCH_OPERATOR") or getpass.getuser()
+
+
+def classify(lines: Iterable[ReportLine], *, scope: str = "") -> Iterator[PlanRow]:
+    """One :class:`PlanRow` per checked row, from the status a preview saw for its user.
+
+    ``scope`` names the listing's filter for a not-found message (e.g. " of organisation X").
+    """
+    for line in lines:
+        seen = line.seen_status or None
+        if line.outcome in (Outcome.INVALID, Outcome.DUPLICATE):
+            kind, message = Verdict(line.outcome.value), line.message
+        else:
+            kind = verdict(line.target_status, seen)
+            if kind is Verdict.WILL_CHANGE:
+                message = f"{seen} -> {line.target_status}"
+            elif kind is Verdict.UNCHANGED:
+                message = f"already {seen}; nothing will be sent"
+            else:
+                message = f"no such user among the users{scope} listed"
+        yield PlanRow(
+            row=line.row,
+            user_id=line.user_id,
+            action=line.action,
+            target_status=line.target_status,
+            reason=line.reason,
+            updated_by=line.updated_by,
+            seen_status=seen,
+            verdict=kind,
+            message=message,
+            values=line.values,
+        )
+
+
+@dataclass
+class Tally:
+    """Counts per verdict, the (from, to) moves, and the first rows a person must look at."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    moves: Counter[tuple[str, str]] = field(default_factory=Counter)
+    problems: list[tuple[int, str, str]] = field(default_factory=list)
+    show: int = 10
+
+    def add(self, row: PlanRow) -> PlanRow:
+        """Count ``row`` and hand it back (so a stream can be tallied as it is written)."""
+        self.counts[row.verdict.value] += 1
+        if row.verdict is Verdict.WILL_CHANGE:
+            self.moves[(row.seen_status or "", row.target_status)] += 1
+        elif row.verdict is not Verdict.UNCHANGED and len(self.problems) < self.show:
+            self.problems.append((row.row, row.verdict.value, row.message))
+        return row
+
+    @property
+    def transitions(self) -> list[tuple[str, str, int]]:
+        """(from, to, rows) of the will_change rows, most frequent first."""
+        return [(a, b, n) for (a, b), n in self.moves.most_common()]
+
+    @property
+    def file_problems(self) -> int:
+        """Rows the file itself is to blame for: invalid, duplicate, not found."""
+        bad = (Verdict.INVALID, Verdict.DUPLICATE, Verdict.NOT_FOUND)
+        return sum(self.counts[v.value] for v in bad)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A reviewed plan: the job it was made with, its input, who previewed it, and its rows.
+
+    ``job`` is the job's stored settings (``config.job_to_dict``); ``hash`` is the seal, empty
+    until :func:`write_plan` computes it.
+    """
+
+    job: dict[str, Any]
+    fingerprint: dict[str, Any]
+    input: dict[str, Any]  # path, file, sha256, sheet
+    columns: list[str]
+    target: str
+    previewed_by: str
+    previewed_with: str
+    previewed_at: str
+    preview_dir: str
+    counts: dict[str, int]
+    rows: list[PlanRow]
+    hash: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """The plan as JSON values, rows as objects keyed by field name."""
+        body = asdict(self)
+        body["rows"] = [{**asdict(r), "values": list(r.values)} for r in self.rows]
+        body["format"] = PLAN_FORMAT
+        return body
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Plan:
+        """Rebuild a plan from :meth:`to_json`'s values; KeyError/TypeError/ValueError if off."""
+        fields = {k: body[k] for k in cls.__dataclass_fields__ if k != "rows"}
+        rows = [
+            PlanRow(**{**r, "verdict": Verdict(r["verdict"]), "values": tuple(r["values"])})
+            for r in body["rows"]
+        ]
+        return cls(**fields, rows=rows)
+
+
+def preview_plan(
+    job: Job,
+    meta: Mapping[str, Any],
+    *,
+    target: str,
+    previewed_by: str,
+    previewed_with: str,
+    previewed_at: str,
+    preview_dir: Path,
+    counts: Mapping[str, int],
+    rows: list[PlanRow],
+) -> Plan:
+    """The plan a preview hands to its reviewer: the job, its input (from the preview's journal
+    ``meta``), who previewed with which credential and when, the counts and every row."""
+    return Plan(
+        job=job_to_dict(job),
+        fingerprint=fingerprint(job),
+        input={
+            "path": str(job.input),
+            "file": job.input.name,
+            "sha256": meta["input_sha256"],
+            "sheet": meta.get("sheet"),
+        },
+        columns=list(meta["columns"]),
+        target=target,
+        previewed_by=previewed_by,
+        previewed_with=previewed_with,
+        previewed_at=previewed_at,
+        preview_dir=str(preview_dir),
+        counts=dict(counts),
+        rows=rows,
+    )
 
 
 def plan_hash(body: Mapping[str, Any]) -> str:
@@ -115,14 +257,14 @@ def plan_hash(body: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def seal(body: dict[str, Any]) -> str:
-    """Add the plan's hash to ``body`` and return the plan file's text."""
-    body["format"] = PLAN_FORMAT
+def seal(plan: Plan) -> tuple[str, str]:
+    """The plan file's text with its hash, and the hash."""
+    body = plan.to_json()
     body["hash"] = plan_hash(body)
-    return json.dumps(body, ensure_ascii=False, indent=1) + "\n"
+    return json.dumps(body, ensure_ascii=False, indent=1) + "\n", body["hash"]
 
 
-def load_plan(path: Path) -> dict[str, Any]:
+def load_plan(path: Path) -> Plan:
     """Read a plan file and check it was not altered; :class:`UnusableError` otherwise."""
     try:
         body = json.loads(path.read_text(encoding="utf-8"))
@@ -131,19 +273,55 @@ def load_plan(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UnusableError(f"{path}: not a pcxbatch plan file ({exc})") from None
     if not isinstance(body, dict) or body.get("format") != PLAN_FORMAT or "hash" not in body:
-        raise UnusableError(f"{path}: not a pcxbatch plan file")
+        raise UnusableError(f"{path}: not a pcxbatch plan file (or one of an older version)")
     if plan_hash(body) != body["hash"]:
         raise UnusableError(
             f"{path}: the plan was changed after it was written (its hash does not match);"
             " preview again to make a new plan"
         )
-    return body
+    try:
+        return Plan.from_json(body)
+    except (KeyError, TypeError, ValueError):
+        raise UnusableError(f"{path}: not a pcxbatch plan file (a field is missing)") from None
 
 
-def check_age(body: Mapping[str, Any], max_age: timedelta, now: datetime | None = None) -> None:
+def check_plan(
+    plan: Plan,
+    source: Path,
+    job_fingerprint: Mapping[str, Any],
+    *,
+    max_age: timedelta,
+    now: datetime,
+    applier: str,
+) -> str:
+    """Every check a plan must pass before an apply; returns its input file's SHA-256.
+
+    Refused (:class:`UnusableError`): a job whose sending settings differ from the plan's, a plan
+    older than ``max_age``, an applier who may not apply it, an input file that changed.
+    """
+    from pcxbatch.read import file_sha256  # the stdlib part of read; pandas is not loaded
+
+    if dict(job_fingerprint) != plan.fingerprint:
+        raise UnusableError(
+            f"{source}: applying cannot change what the plan sends (action, status,"
+            " reason, updated_by, sheet, ID pattern, base URL)"
+        )
+    check_age(plan, max_age, now)
+    check_second_person(plan, applier)
+    try:
+        digest = file_sha256(Path(plan.input["path"]))
+    except InputError as exc:
+        raise UnusableError(f"{source}: cannot check the plan's input file: {exc}") from None
+    if digest != plan.input["sha256"]:
+        raise UnusableError(
+            f"{plan.input['file']} has changed since it was previewed; preview it again"
+        )
+    return digest
+
+
+def check_age(plan: Plan, max_age: timedelta, now: datetime) -> None:
     """Refuse a plan older than ``max_age``: the users' state it saw may be stale."""
-    previewed = datetime.fromisoformat(body["previewed_at"])
-    age = (now or datetime.now(UTC)) - previewed
+    age = now - datetime.fromisoformat(plan.previewed_at)
     if age > max_age:
         hours = age.total_seconds() / 3600
         limit = max_age.total_seconds() / 3600
@@ -153,13 +331,63 @@ def check_age(body: Mapping[str, Any], max_age: timedelta, now: datetime | None 
         )
 
 
-def check_second_person(body: Mapping[str, Any], applier: str) -> None:
+def check_second_person(plan: Plan, applier: str) -> None:
     """Refuse when the job requires a second person and the applier previewed the plan."""
-    if body["job"].get("require_second_person") and body["previewed_by"] == applier:
+    if plan.job.get("require_second_person") and plan.previewed_by == applier:
         raise UnusableError(
             f"the job requires a second person: {applier} previewed this plan and may not apply"
             " it; ask a colleague to run pcxbatch apply"
         )
+
+
+def plan_items(plan: Plan) -> Iterator[Item]:
+    """The rows to record for an apply: only ``will_change`` rows are left to send."""
+    when = plan.previewed_at
+    for r in plan.rows:
+        outcome: Outcome | None = None
+        message = r.message
+        if r.verdict is Verdict.UNCHANGED:
+            outcome, message = (
+                Outcome.UNCHANGED,
+                f"already {r.seen_status} at the preview ({when}); not sent",
+            )
+        elif r.verdict is Verdict.NOT_FOUND:
+            outcome = Outcome.NOT_FOUND
+            message = f"user not found at the preview ({when}); not sent"
+        elif r.verdict is not Verdict.WILL_CHANGE:
+            outcome = Outcome(r.verdict.value)
+        yield Item(
+            row=r.row,
+            user_id=r.user_id,
+            action=Action(r.action) if r.action else None,
+            target_status=r.target_status or None,
+            reason=r.reason or None,
+            updated_by=r.updated_by or None,
+            outcome=outcome,
+            message=message,
+            values=r.values,
+        )
+
+
+def undo_rows(
+    lines: Iterable[ReportLine], reason: str, updated_by: str | None
+) -> Iterator[UndoRow]:
+    """How to put back every user a run changed: its status before, when one was read.
+
+    Only an apply knows each user's status before the change (its preview read it). A plain
+    run lists its changed users with the status left empty and says why, so that whoever must
+    undo it knows whom, and can fill the column in from their own records.
+    """
+    unknown = (
+        "the status before this run is unknown: a plain run does not read it first (pcxbatch"
+        " preview + apply does); fill in the status to restore"
+    )
+    for line in lines:
+        if line.outcome is Outcome.APPLIED:
+            status, why = undo_status(line.seen_status) if line.seen_status else ("", unknown)
+            yield UndoRow(
+                line.user_id, status, reason, updated_by or "pcxbatch-undo", why, line.row
+            )
 
 
 def undo_status(seen: str) -> tuple[str, str]:
@@ -172,8 +400,3 @@ def undo_status(seen: str) -> tuple[str, str]:
 def undo_action(seen: str) -> str:
     """The undo row's action: a deactivation to restore ``inactive``, else a status change."""
     return (Action.DEACTIVATE if seen == DEACTIVATED_STATUS else Action.SET_STATUS).value
-
-
-def now_iso() -> str:
-    """The current UTC time, as plan files and summaries write it."""
-    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -125,7 +125,7 @@ def test_each_answer_becomes_the_right_outcome(tmp_path: Path) -> None:
     assert got["ok"][0] == "applied"
     assert got["already"][0] == "unchanged"
     assert got["ghost-then-409"][0] == "applied"  # its own first attempt made the change
-    assert got["missing"] == ("failed", "user not found (404: User not found)")
+    assert got["missing"] == ("not_found", "user not found (404: User not found)")
     assert got["kyc-ok"] == ("applied", "status set to rejected")
     assert got["kyc-409"][0] == "failed"
     assert "Invalid transition" in got["kyc-409"][1]

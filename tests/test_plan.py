@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pcxbatch.errors import UnusableError
-from pcxbatch.model import Verdict
+from pcxbatch.model import PlanRow, Verdict
 from pcxbatch.plan import (
+    Plan,
     check_age,
     check_second_person,
     load_plan,
@@ -73,24 +75,40 @@ def test_read_states_reads_everything_to_know_a_user_is_missing() -> None:
     assert progress == [(1, 10, 1), (2, 20, 1), (3, 25, 1)]  # pages, users listed, found
 
 
-def sealed(tmp_path: Path, **extra: object) -> Path:
-    body = {
-        "job": {"require_second_person": True},
-        "previewed_by": "ana",
-        "previewed_at": "2026-11-23T10:00:00+00:00",
-        "rows": [[2, "u1", "deactivate", "inactive", None, "ops", "active", "will_change", "", []]],
-        **extra,
-    }
+def a_plan(**changes: Any) -> Plan:
+    row = PlanRow(
+        2, "u1", "deactivate", "inactive", "", "ops", "active", Verdict.WILL_CHANGE, "", ()
+    )
+    plan = Plan(
+        job={"require_second_person": True},
+        fingerprint={},
+        input={"path": "hits.csv", "file": "hits.csv", "sha256": "0" * 64, "sheet": None},
+        columns=["user_id"],
+        target="https://api.example.com/v1",
+        previewed_by="ana",
+        previewed_with="API key pcx_abc_…",
+        previewed_at="2026-11-23T10:00:00+00:00",
+        preview_dir="reports/x",
+        counts={"will_change": 1},
+        rows=[row],
+    )
+    return replace(plan, **changes)
+
+
+def sealed(tmp_path: Path, plan: Plan | None = None) -> Path:
     path = tmp_path / "plan.json"
-    path.write_text(seal(body))
+    text, _digest = seal(plan or a_plan())
+    path.write_text(text)
     return path
 
 
 def test_a_sealed_plan_loads_and_any_edit_is_refused(tmp_path: Path) -> None:
     path = sealed(tmp_path)
-    assert load_plan(path)["previewed_by"] == "ana"
+    loaded = load_plan(path)
+    assert loaded.previewed_by == "ana"
+    assert loaded.rows[0].verdict is Verdict.WILL_CHANGE and loaded.rows[0].user_id == "u1"
     body = json.loads(path.read_text())
-    body["rows"][0][3] = "active"
+    body["rows"][0]["target_status"] = "active"
     path.write_text(json.dumps(body))
     with pytest.raises(UnusableError, match="hash does not match"):
         load_plan(path)
@@ -100,20 +118,19 @@ def test_a_sealed_plan_loads_and_any_edit_is_refused(tmp_path: Path) -> None:
 
 
 def test_plan_age_limit() -> None:
-    body = {"previewed_at": "2026-11-23T10:00:00+00:00"}
+    plan = a_plan()
     at = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
-    check_age(body, timedelta(hours=24), now=at + timedelta(hours=23))
+    check_age(plan, timedelta(hours=24), now=at + timedelta(hours=23))
     with pytest.raises(UnusableError, match=r"25\.0 h old, older than the 24 h allowed"):
-        check_age(body, timedelta(hours=24), now=at + timedelta(hours=25))
+        check_age(plan, timedelta(hours=24), now=at + timedelta(hours=25))
 
 
 def test_second_person_rule(tmp_path: Path) -> None:
-    body = load_plan(sealed(tmp_path))
-    check_second_person(body, "ben")
+    plan = load_plan(sealed(tmp_path))
+    check_second_person(plan, "ben")
     with pytest.raises(UnusableError, match="second person"):
-        check_second_person(body, "ana")
-    body["job"]["require_second_person"] = False
-    check_second_person(body, "ana")
+        check_second_person(plan, "ana")
+    check_second_person(replace(plan, job={"require_second_person": False}), "ana")
 
 
 @pytest.mark.parametrize(

@@ -78,6 +78,11 @@ SETTINGS = settings(
 Line = Sequence[str | int | None]
 
 
+def line(*cells: str | int | None) -> Line:
+    """One expected line of a report file."""
+    return list(cells)
+
+
 def cleaned(text: str) -> str:
     """A lone surrogate (which no UTF-8 file can hold) becomes U+FFFD."""
     return re.sub("[\ud800-\udfff]", "\ufffd", text)
@@ -239,8 +244,8 @@ def test_preview_keeps_hostile_text_as_text_in_every_part(
 
     want: list[Line] = [
         [title],
-        *([v.value, counts.get(v.value, 0)] for v in Verdict),
-        *([f"{a} -> {b}", n] for a, b, n in moves),
+        *(line(v.value, counts.get(v.value, 0)) for v in Verdict),
+        *(line(f"{a} -> {b}", n) for a, b, n in moves),
         [],
         [*PREVIEW_HEADERS, *report_headers(columns)[len(RESULT_COLUMNS) :]],
         *(
@@ -286,7 +291,10 @@ def test_undo_keeps_hostile_text_as_text(
     assert write_undo(run_dir, iter(rows)) == [run_dir / "undo.csv"]
     want: list[Line] = [
         UNDO_HEADERS,
-        *([r.user_id, r.status, r.reason, r.updated_by, r.note, r.changed_in_row] for r in rows),
+        *(
+            line(r.user_id, r.status, r.reason, r.updated_by, r.note, r.changed_in_row)
+            for r in rows
+        ),
     ]
     check_csv(run_dir / "undo.csv", want)
 

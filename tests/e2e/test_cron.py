@@ -124,66 +124,6 @@ def test_a_second_run_of_the_same_job_is_turned_away(tmp_path: Path, sandbox_fac
         assert finish(first).code == 3
 
 
-def test_rerunning_the_job_resumes_and_a_changed_input_is_refused(
-    tmp_path: Path, sandbox_factory: Any
-) -> None:
-    server = sandbox_factory(users=100, seed=5)
-    ids = active_ids(100, 5, 20)
-    path = write_csv(tmp_path / "in.csv", ["user_id"], [[i] for i in ids])
-    job = write_job(tmp_path, server, path)
-    stopped = pcxbatch("run", job, env={"PCX_API_KEY": "pcx_bad_key"})
-    assert stopped.code == 3
-    refused_requests = len(puts(server))
-
-    original = path.read_bytes()
-    path.write_bytes(original + b"extra-user\r\n")
-    refused = pcxbatch("run", job, env={"PCX_API_KEY": server.api_key})
-    assert refused.code == 2
-    assert "in.csv has changed" in refused.stderr and "--fresh" in refused.stderr
-    assert len(puts(server)) == refused_requests  # nothing was sent
-
-    path.write_bytes(original)
-    resumed = pcxbatch("run", job, env={"PCX_API_KEY": server.api_key})
-    assert resumed.code == 0, resumed.stderr
-    assert "resuming the unfinished run" in resumed.stdout
-    assert resumed.run_dir == stopped.run_dir
-
-    fresh = pcxbatch("run", job, "--fresh", env={"PCX_API_KEY": server.api_key})
-    assert fresh.run_dir != stopped.run_dir
-    assert Counter(r["outcome"] for r in fresh.results()) == {"unchanged": 20}
-
-
-def test_retry_failed_sends_only_the_failed_rows_as_a_linked_run(
-    tmp_path: Path, sandbox_factory: Any
-) -> None:
-    broken = sandbox_factory(users=100, seed=6, fail_rate=1.0)
-    ids = active_ids(100, 6, 12)
-    rows = [[i] for i in ids] + [["bad/id"]]
-    job = write_job(
-        tmp_path, broken, write_csv(tmp_path / "in.csv", ["user_id"], rows), max_attempts=1
-    )
-    failed = pcxbatch("run", job, env={"PCX_API_KEY": broken.api_key})
-    assert failed.code == 1
-    assert Counter(r["outcome"] for r in failed.results()) == {"failed": 12, "invalid": 1}
-
-    healthy = sandbox_factory(users=100, seed=6)
-    retried = pcxbatch(
-        "run",
-        "--retry-failed",
-        failed.run_dir,
-        "--base-url",
-        healthy.base_url,
-        env={"PCX_API_KEY": healthy.api_key},
-    )
-    assert retried.code == 0, retried.stderr
-    assert retried.run_dir != failed.run_dir
-    results = retried.results()
-    assert [r["user_id"] for r in results] == ids  # only the failed rows, in input order
-    assert {r["outcome"] for r in results} == {"applied"}
-    assert retried.summary()["previous_run"] == str(failed.run_dir)
-    assert len(puts(healthy)) == 12
-
-
 def test_json_logs_are_one_object_per_line_without_secrets(
     tmp_path: Path, sandbox_factory: Any
 ) -> None:
@@ -197,9 +137,9 @@ def test_json_logs_are_one_object_per_line_without_secrets(
     events = [json.loads(line) for line in ran.stderr.splitlines()]
     names = [e["event"] for e in events]
     assert names[0] == "run_planned" and names[-1] == "run_finished"
-    assert "row_retried" in names and "row_failed" in names
+    assert "row_retried" in names and "row_not_found" in names
     finished = events[-1]
-    assert finished["counts"] == {"applied": 20, "failed": 1}
+    assert finished["counts"] == {"applied": 20, "not_found": 1}
     assert finished["exit_code"] == 1
     secret = server.api_key.split("_", 2)[2]
     assert secret not in ran.stderr + ran.stdout
@@ -216,5 +156,5 @@ def test_the_failure_guard_stops_a_hopeless_run(tmp_path: Path, sandbox_factory:
     assert ran.code == 3
     assert "10 of the last 10 rows failed" in ran.stdout
     counts = Counter(r["outcome"] for r in ran.results())
-    assert counts["failed"] == 10 and counts["not_attempted"] == 50
+    assert counts["not_found"] == 10 and counts["not_attempted"] == 50
     assert len(puts(server)) == 10

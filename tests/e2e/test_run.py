@@ -31,12 +31,18 @@ def test_readme_demo_job_against_the_built_in_sandbox(tmp_path: Path) -> None:
     assert ran.code == 1, ran.stderr  # the sample has bad rows on purpose
     rows = ran.results()
     by_outcome = Counter(r["outcome"] for r in rows)
-    assert by_outcome == {"applied": 24, "unchanged": 3, "failed": 1, "invalid": 3, "duplicate": 1}
+    assert by_outcome == {
+        "applied": 24,
+        "unchanged": 3,
+        "not_found": 1,
+        "invalid": 3,
+        "duplicate": 1,
+    }
     assert [int(r["row"]) for r in rows] == sorted(int(r["row"]) for r in rows)
     assert rows[0]["row"] == "2" and rows[0]["Case ref"] == "CASE-4100"
     sci = next(r for r in rows if r["User ID"] == "1.23457E+14")
     assert sci["outcome"] == "invalid" and "scientific notation" in sci["message"]
-    unknown = next(r for r in rows if r["outcome"] == "failed")
+    unknown = next(r for r in rows if r["outcome"] == "not_found")
     assert unknown["http_status"] == "404"
     summary = ran.summary()
     assert summary["counts"]["applied"] == 24
@@ -83,7 +89,7 @@ def test_outcomes_agree_with_the_sandbox_under_faults(tmp_path: Path, sandbox_fa
         if r["outcome"] in ("applied", "unchanged"):
             assert state == r["target_status"], r
         else:
-            assert r["outcome"] == "failed" and state is None, r
+            assert r["outcome"] == "not_found" and state is None, r
     assert server.api_key not in ran.stdout + ran.stderr
 
 

@@ -194,10 +194,10 @@ def test_no_command_leaks_a_credential_and_run_files_are_owner_only(
     assert ran["preview, debug logging"].code == 1, ran["preview, debug logging"].stderr
     assert ran["run, wrong key"].code == 3
     assert ran["resume"].code == 1, ran["resume"].stderr
-    assert ran["server errors"].code == 1, ran["server errors"].stderr
+    assert ran["server errors"].code == 5, ran["server errors"].stderr
     assert ran["retry failed"].code == 0, ran["retry failed"].stderr
     assert ran["credentials file"].code == 1, ran["credentials file"].stderr
-    assert ran["connection refused"].code == 1, ran["connection refused"].stderr
+    assert ran["connection refused"].code == 5, ran["connection refused"].stderr
     assert ran["malformed key"].code == 2
     assert ran["report dir is a file"].code != 0
     assert [r.method for r in failing.sandbox.requests if r.method == "PUT"]

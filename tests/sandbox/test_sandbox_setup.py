@@ -122,7 +122,7 @@ def test_the_settable_fields_are_the_sandbox_command_options_with_their_help() -
     # One definition (SandboxConfig's field metadata) for the command, job files and checks.
     import click
 
-    from pcxbatch.cli import sandbox as command
+    from pcxbatch.cli.app import sandbox as command
 
     context = click.Context(command)
     unset = getattr(click.core, "UNSET", None)  # click >= 8.2: "no default" is a sentinel
@@ -134,6 +134,7 @@ def test_the_settable_fields_are_the_sandbox_command_options_with_their_help() -
         assert setting.help == option.help
         shown = option.get_default(context)
         if setting.choices:  # a click.Choice of the values' texts
+            assert isinstance(option.type, click.Choice)
             assert [str(c) for c in setting.choices] == list(option.type.choices)
             assert shown == str(setting.default)
         else:

@@ -1,0 +1,169 @@
+"""Flags shared by several commands, and what they become: job overrides and a credential.
+
+In: click's parsed flag values and the environment. Out: decorators that add the shared flags
+to a command, :func:`overrides` (flags under the job's key names), :func:`credentials` (from the
+environment or the job's key file, never from a flag), and :func:`safe`, the one place text from
+outside (file names, cells, server messages) is made harmless for a terminal.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from pcxbatch.config import Job
+    from pcxbatch.credentials import Credentials
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+#: C0 and C1 controls, DEL, and the bidirectional overrides/isolates that can make a terminal
+#: line read other than it is (a file name or a server message could carry any of them).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def safe(text: str) -> str:
+    """``text`` with every control or bidi-override character shown as its ``\\x..`` escape.
+
+    Tabs and newlines are escaped too: one message stays one line.
+    """
+    return _UNSAFE.sub(lambda m: ascii(m.group())[1:-1], text)
+
+
+def _enable_debug(_ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.DEBUG,
+            stream=sys.stderr,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+
+
+#: ``--debug`` is accepted before and after the command name.
+debug_option = click.option(
+    "--debug",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_enable_debug,
+    help="Log every request (method, path, status, time) and retry to stderr; never "
+    "credentials. Shows the traceback of an internal error.",
+)
+
+
+def _apply(options: list[Decorator]) -> Decorator:
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return decorate
+
+
+job_options = _apply(
+    [
+        click.option(
+            "--input",
+            "input_path",
+            type=click.Path(path_type=Path),
+            help="Input file (overrides the job's input).",
+        ),
+        click.option("--sheet", help="Worksheet name (or 0-based number) of an XLSX input."),
+        click.option(
+            "--action",
+            type=click.Choice(["deactivate", "set_status"]),
+            help="Action for rows that don't say (deactivate, or set_status via /activate).",
+        ),
+        click.option(
+            "--status",
+            help="Target status for set_status rows that don't say: "
+            "active, pending_verification, rejected, not_verified.",
+        ),
+        click.option("--reason", help="Reason sent with rows that have no reason of their own."),
+        click.option("--updated-by", help="Who is recorded as making deactivations (updated_by)."),
+        click.option("--id-pattern", help="Regular expression a user ID must match."),
+        click.option(
+            "--max-bytes", type=int, help="Refuse input files larger than this (default 200 MB)."
+        ),
+    ]
+)
+
+insecure_option = click.option(
+    "--allow-insecure-http",
+    is_flag=True,
+    default=None,
+    help="Allow a plain http:// base URL that is not loopback (the credential travels "
+    "unencrypted). Never for production.",
+)
+
+log_format_option = click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one JSON object per event on stderr, for log collectors.",
+)
+
+send_options = _apply(
+    [
+        click.option(
+            "--base-url",
+            help="PCX API base URL (default from the job, PCX_BASE_URL, "
+            "or https://prod-api.pcxpay.com/v1).",
+        ),
+        click.option(
+            "--report-dir",
+            type=click.Path(path_type=Path),
+            help="Folder that receives the run's report folder.",
+        ),
+        click.option("--rate", type=float, help="Requests per second at most (the API's limit)."),
+        click.option(
+            "--burst", type=int, help="Requests that may go out back to back (default 1)."
+        ),
+        click.option("--concurrency", type=int, help="Requests in flight at most."),
+        click.option(
+            "--yes",
+            "-y",
+            is_flag=True,
+            default=None,
+            help="Do not ask for confirmation (needed for unattended runs).",
+        ),
+        insecure_option,
+        log_format_option,
+        debug_option,
+    ]
+)
+
+
+def overrides(flags: dict[str, Any]) -> dict[str, Any]:
+    """Flags the user gave, under the job's key names (paths from the current directory)."""
+    renamed = {"input_path": "input"}
+    found: dict[str, Any] = {}
+    for key, value in flags.items():
+        if value is None:
+            continue
+        key = renamed.get(key, key)
+        if key in ("input", "report_dir", "credentials_file"):
+            value = Path(value).absolute()
+        if key == "sheet" and isinstance(value, str) and value.isdigit():
+            value = int(value)
+        found[key] = value
+    if "base_url" not in found and os.environ.get("PCX_BASE_URL"):
+        found["base_url"] = os.environ["PCX_BASE_URL"]
+    return found
+
+
+def credentials(job: Job) -> Credentials | None:
+    """The job's credential: its key file when it names one, else the environment."""
+    from pcxbatch.credentials import Credentials
+
+    if job.credentials_file is not None:
+        return Credentials.from_file(job.credentials_file)
+    return Credentials.from_env(os.environ)

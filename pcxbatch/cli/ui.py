@@ -1,0 +1,368 @@
+"""How a run looks on the terminal: the plan, live progress, stop notices, the closing summary.
+
+In: what the runner hands a :class:`~pcxbatch.context.RunUI` (a confirmation, row results,
+stop reasons) and the results it returns. Out: lines on stdout (the summary, whose last line
+names the report folder) and stderr (progress, warnings, JSON events).
+
+rich draws progress bars and tables on a terminal and stays plain (no colours, timestamped
+lines) when output goes to a file or a cron mail. Every text that came from outside (a file
+name, a cell, a server message) goes through :func:`~pcxbatch.cli.options.safe` first.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table as RichTable
+from rich.text import Text
+
+from pcxbatch.cli.options import safe
+from pcxbatch.model import Outcome, RowResult
+
+if TYPE_CHECKING:
+    from pcxbatch.config import Job
+    from pcxbatch.context import Confirmation, PreviewResult, RunResult
+
+#: Outcomes in the order a person reads them.
+OUTCOME_ORDER = [o.value for o in Outcome]
+#: Plain progress lines (logs, cron mail) come at most this often.
+LINE_EVERY = 5.0
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def say(line: str) -> None:
+    """One plain line on stdout (never read as rich markup)."""
+    out.print(line, markup=False)
+
+
+def warn(line: str) -> None:
+    """One plain line on stderr."""
+    err.print(line, markup=False)
+
+
+def _stamp() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class TerminalUI:
+    """Draws a run on the terminal: the plan, live progress, stop notices."""
+
+    def __init__(self, *, ask: bool) -> None:
+        self._ask = ask
+        self._fancy = err.is_terminal
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+        self._counts: Counter[str] = Counter()
+        self._retries = 0
+        self._throttled = 0
+        self._total = 0
+        self._started = time.monotonic()
+        self._last_line = 0.0
+        self._last_done = -1
+
+    def planned(self, plan: Confirmation) -> bool:
+        """Print what will be sent where; ask for a yes on an interactive real run."""
+        sheet = f", sheet {safe(plan.sheet)!r}" if plan.sheet else ""
+        say(f"job {plan.job.name}: {safe(str(plan.job.input))}{sheet}")
+        counts = {k: v for k, v in plan.counts.items() if v}
+        decided = ", ".join(f"{n} {k}" for k, n in counts.items() if k != "not_attempted")
+        sending = ", ".join(f"{n} {action}" for action, n in plan.to_send.items()) or "nothing"
+        if plan.dry_run:
+            say(f"dry run: would send {sending}; {decided or 'no other rows'}")
+            return True
+        say(f"to send: {sending} -> {safe(plan.target)}")
+        if decided:
+            say(f"not sent: {decided}")
+        say(f"credential: {plan.credential}")
+        if not self._ask or not plan.to_send:
+            return True
+        total = sum(plan.to_send.values())
+        try:
+            return click.confirm(
+                f"Send {total} change(s) from {safe(plan.job.input.name)}{sheet} to"
+                f" {safe(plan.target)}?",
+                default=False,
+            )
+        except click.exceptions.Abort:  # Ctrl-C or end of input at the prompt: a no
+            click.echo()
+            return False
+
+    def started(self, total: int) -> None:
+        """Sending begins."""
+        self._total = total
+        self._started = time.monotonic()
+        if self._fancy:
+            self._progress = Progress(
+                TextColumn("[bold]sending"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[detail]}"),
+                console=err,
+                transient=True,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task("send", total=total, rate="", detail="")
+        else:
+            self._line(force=True)
+
+    def result(self, result: RowResult) -> None:
+        """One row done: update the counts and the progress display."""
+        self._count(result)
+        if self._progress is not None and self._task is not None:
+            done = sum(self._counts.values())
+            self._progress.update(
+                self._task, completed=done, rate=f"{self._rate():.1f}/s", detail=self._detail()
+            )
+        else:
+            self._line()
+
+    def stopping(self, reason: str) -> None:
+        """The run stops early; say why right away."""
+        console = self._progress.console if self._progress else err
+        console.print(f"stopping: {safe(reason)}", markup=False)
+
+    def resuming(self, run_dir: Path, remaining: int) -> None:
+        """Say that an unfinished run is being finished rather than a new one started."""
+        say(
+            f"resuming the unfinished run {run_dir}: {remaining} row(s) left"
+            " (--fresh starts a new run instead)"
+        )
+
+    def listing(self, pages: int, listed: int, found: int) -> None:
+        """A preview's listing goes on (not shown during a run)."""
+
+    def finished(self, result: RunResult) -> None:
+        """The report is written (the summary table follows on stdout)."""
+
+    def close(self) -> None:
+        """Take the live display down (before the summary is printed)."""
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+        elif self._total:
+            self._line(force=True)
+
+    def _count(self, result: RowResult) -> None:
+        self._counts[result.outcome.value] += 1
+        self._retries += max(result.attempts - 1, 0)
+        self._throttled += result.throttled
+
+    def _rate(self) -> float:
+        elapsed = max(time.monotonic() - self._started, 1e-6)
+        return sum(self._counts.values()) / elapsed
+
+    def _detail(self) -> str:
+        parts = [f"{k} {n}" for k, n in sorted(self._counts.items())]
+        parts.append(f"retries {self._retries}")
+        if self._throttled:
+            parts.append(f"throttled {self._throttled}")
+        return ", ".join(parts)
+
+    def _line(self, *, force: bool = False) -> None:
+        """A plain timestamped progress line, at most every few seconds, never twice the same."""
+        now = time.monotonic()
+        done = sum(self._counts.values())
+        if done == self._last_done or (not force and now - self._last_line < LINE_EVERY):
+            return
+        self._last_line, self._last_done = now, done
+        warn(f"{_stamp()} {done}/{self._total} rows, {self._rate():.1f}/s, {self._detail()}")
+
+
+class JsonUI(TerminalUI):
+    """One JSON object per event on stderr (``--log-format json``), for log collectors.
+
+    Events: ``run_planned``, ``run_resumed``, ``run_started``, ``row_retried``, ``row_failed``,
+    ``row_not_found``,
+    ``run_stopping``, ``progress`` (at most every 5 s) and ``run_finished``. Credentials appear
+    only as their safe description; row events carry the row number, not the row's cells.
+    """
+
+    def __init__(self, *, ask: bool) -> None:
+        super().__init__(ask=ask)
+        self._fancy = False
+
+    def planned(self, plan: Confirmation) -> bool:
+        self._emit(
+            "run_planned",
+            job=plan.job.name,
+            run_dir=str(plan.run_dir),
+            target=plan.target,
+            credential=plan.credential,
+            dry_run=plan.dry_run,
+            to_send=plan.to_send,
+            counts={k: v for k, v in plan.counts.items() if v},
+        )
+        return super().planned(plan) if self._ask else True
+
+    def resuming(self, run_dir: Path, remaining: int) -> None:
+        self._emit("run_resumed", run_dir=str(run_dir), remaining=remaining)
+
+    def started(self, total: int) -> None:
+        self._total = total
+        self._started = time.monotonic()
+        self._emit("run_started", rows=total)
+
+    def result(self, result: RowResult) -> None:
+        self._count(result)
+        if result.attempts > 1:
+            self._emit(
+                "row_retried",
+                row=result.row,
+                attempts=result.attempts,
+                throttled=result.throttled,
+                outcome=result.outcome.value,
+            )
+        if result.outcome in (Outcome.FAILED, Outcome.NOT_FOUND):
+            self._emit(
+                f"row_{result.outcome.value}",
+                row=result.row,
+                http_status=result.http_status,
+                message=result.message,
+                request_id=result.request_id,
+            )
+        now = time.monotonic()
+        if now - self._last_line >= LINE_EVERY:
+            self._last_line = now
+            self._emit(
+                "progress",
+                done=sum(self._counts.values()),
+                rows=self._total,
+                rate=round(self._rate(), 2),
+                retries=self._retries,
+                throttled=self._throttled,
+            )
+
+    def stopping(self, reason: str) -> None:
+        self._emit("run_stopping", reason=reason)
+
+    def finished(self, result: RunResult) -> None:
+        self._emit(
+            "run_finished",
+            run_dir=str(result.run_dir) if result.run_dir else None,
+            exit_code=int(result.exit_code),
+            counts={k: v for k, v in result.counts.items() if v},
+            stopped=result.stopped,
+            retries=self._retries,
+            throttled=self._throttled,
+        )
+
+    def close(self) -> None:
+        pass
+
+    @staticmethod
+    def _emit(event: str, **fields: Any) -> None:
+        record = {"ts": datetime.now(UTC).isoformat(timespec="milliseconds"), "event": event}
+        record.update(fields)
+        sys.stderr.write(json.dumps(record, ensure_ascii=True) + "\n")
+        sys.stderr.flush()
+
+
+class PreviewUI(TerminalUI):
+    """A preview's terminal: a line every few seconds while a big tenant is listed."""
+
+    def __init__(self) -> None:
+        super().__init__(ask=False)
+        self._last_listing = time.monotonic()
+
+    def listing(self, pages: int, listed: int, found: int) -> None:
+        if time.monotonic() - self._last_listing >= LINE_EVERY:
+            self._last_listing = time.monotonic()
+            warn(
+                f"{_stamp()} listed {listed} users in {pages} page(s); found {found} of the file's"
+            )
+
+
+def print_result(result: RunResult) -> None:
+    """The closing summary of a run; the last line names the report folder (when there is one)."""
+    table = _table("outcome", "rows")
+    for outcome in OUTCOME_ORDER:
+        if result.counts.get(outcome):
+            table.add_row(outcome, str(result.counts[outcome]))
+    out.print(table)
+    if result.problems:
+        out.print()
+        problem_table([(p.row, p.outcome.value, p.message) for p in result.problems])
+        hidden = sum(
+            result.counts.get(o, 0) for o in ("failed", "invalid", "duplicate", "not_found")
+        )
+        if hidden > len(result.problems):
+            say(f"... {hidden - len(result.problems)} more in the report")
+    if result.stopped:
+        say(f"stopped: {safe(result.stopped)}")
+    if result.run_dir and result.counts.get(Outcome.NOT_ATTEMPTED.value):
+        say(f"to finish this run: pcxbatch resume {result.run_dir}")
+    say(f"exit code {int(result.exit_code)}")
+    if result.run_dir:
+        say(f"report: {result.run_dir}")
+
+
+def print_preview(job: Job, result: PreviewResult) -> None:
+    """What a preview found: counts per class, the transitions, the first problem rows."""
+    say(f"preview of {safe(str(job.input))} against {safe(result.target)}")
+    table = _table("rows", "count")
+    for kind, n in result.counts.items():
+        table.add_row(kind, str(n))
+    out.print(table)
+    for before, after, n in result.transitions:
+        say(f"  {n} user(s) go from {safe(before)} to {safe(after)}")
+    if result.problems:
+        out.print()
+        problem_table(result.problems)
+    say(f"plan: {result.plan_path}  (sha256 {result.plan_hash[:16]}…)")
+    say(f"apply it with: pcxbatch apply {result.plan_path}")
+    say(f"report: {result.run_dir}")
+
+
+def print_validation(
+    source: str, sheet: str | None, counts: Mapping[str, int], problems: list[tuple[int, str, str]]
+) -> None:
+    """What ``validate`` found: rows per class, then the first problem rows."""
+    where = f", sheet {safe(sheet)!r}" if sheet else ""
+    say(f"{source}{where}: {sum(counts.values())} data rows")
+    summary = _table("rows", "count")
+    for key, n in sorted(counts.items()):
+        summary.add_row(key, str(n))
+    out.print(summary)
+    if problems:
+        out.print()
+        problem_table(problems)
+        hidden = counts.get("invalid", 0) + counts.get("duplicate", 0) - len(problems)
+        if hidden > 0:
+            say(f"... and {hidden} more (use --show N to list more)")
+
+
+def problem_table(problems: list[tuple[int, str, str]]) -> None:
+    """Rows a person must look at: row number, outcome, why."""
+    table = _table("row", "outcome", "why")
+    for row, outcome, message in problems:
+        # Text(): a cell from the file must never be read as rich markup.
+        table.add_row(str(row), outcome, Text(safe(message)))
+    out.print(table)
+
+
+def _table(*columns: str) -> RichTable:
+    table = RichTable(show_header=True, header_style="bold", box=None)
+    for name in columns:
+        table.add_column(name, justify="right" if name in ("row", "count", "rows") else "left")
+    return table

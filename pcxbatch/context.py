@@ -1,0 +1,145 @@
+"""What an operation of the runner needs from the world, and what it hands back.
+
+In: nothing (types only). Out: :class:`RunContext` (the credential, the :class:`RunUI` a run
+reports to, and the clock, operator, client factory and async runner, each with a production
+default, so tests drive the whole orchestration in-process on a virtual clock), the
+:class:`Confirmation` a UI is asked to accept, and the :class:`RunResult`/:class:`PreviewResult`
+the operations return. Both faces (``cli`` and ``web``) speak these types.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pcxbatch.config import Job
+from pcxbatch.errors import ExitCode
+from pcxbatch.model import ReportLine, RowResult
+from pcxbatch.plan import operator
+
+if TYPE_CHECKING:  # the client stack is imported when a run sends, not when the CLI starts
+    from pcxbatch.client import PcxClient
+    from pcxbatch.credentials import Credentials
+
+
+class RunUI(Protocol):
+    """Where a run reports to (the terminal, JSON logs, the web service, or a test)."""
+
+    def planned(self, plan: Confirmation) -> bool:
+        """Show what is about to be sent; return False to decline (nothing is sent)."""
+        ...
+
+    def started(self, total: int) -> None:
+        """Sending starts: ``total`` rows to send."""
+        ...
+
+    def result(self, result: RowResult) -> None:
+        """One row got its outcome."""
+        ...
+
+    def stopping(self, reason: str) -> None:
+        """The run is stopping early (interrupt, auth failure, guard)."""
+        ...
+
+    def resuming(self, run_dir: Path, remaining: int) -> None:
+        """An unfinished run of the job is picked up instead of starting over."""
+        ...
+
+    def listing(self, pages: int, listed: int, found: int) -> None:
+        """A preview read another page of users (pages so far, users listed, the file's found)."""
+        ...
+
+
+class ClientFactory(Protocol):
+    """Builds the client a run sends through (tests inject an in-process transport)."""
+
+    def __call__(
+        self, job: Job, base_url: str, credentials: Credentials, *, connections: int
+    ) -> PcxClient: ...
+
+
+def make_client(
+    job: Job, base_url: str, credentials: Credentials, *, connections: int
+) -> PcxClient:
+    """The production client: the job's pacing, retries, ID pattern and http policy."""
+    from pcxbatch.client import PcxClient, RetryPolicy
+    from pcxbatch.limiter import Limiter  # imported with the client: only a send needs them
+
+    return PcxClient(
+        base_url,
+        credentials,
+        limiter=Limiter(job.rate, job.burst),
+        retry=RetryPolicy(max_attempts=job.max_attempts),
+        max_connections=connections,
+        id_pattern=job.id_pattern,
+        allow_insecure_http=job.allow_insecure_http,
+    )
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What an operation needs from the world; every field but ``ui`` has a production default.
+
+    ``clock`` names run folders and dates plans and summaries; ``operator`` is who previews or
+    applies (the CLI's name for the person, the web service's signed-in account);
+    ``run_async`` runs the sending coroutine (tests: a virtual-clock loop).
+    """
+
+    ui: RunUI
+    credentials: Credentials | None = None
+    clock: Callable[[], datetime] = _utc_now
+    operator: str = field(default_factory=operator)
+    client_factory: ClientFactory = make_client
+    run_async: Callable[[Coroutine[Any, Any, Any]], Any] = asyncio.run
+
+    def now_iso(self) -> str:
+        """The context's time as plans and summaries write it."""
+        return self.clock().isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """What a run is about to do, for the confirmation prompt."""
+
+    job: Job
+    run_dir: Path
+    target: str  # where changes go: a URL, or "the built-in sandbox at ..."
+    credential: str  # safe description of the credential
+    counts: dict[str, int]  # rows per outcome decided so far (invalid, duplicate, planned)
+    to_send: dict[str, int]  # rows to send per action
+    dry_run: bool
+    sheet: str | None = None
+
+
+@dataclass
+class RunResult:
+    """What a finished, stopped or declined run leaves behind (``run_dir`` None: no folder)."""
+
+    run_dir: Path | None
+    counts: dict[str, int]
+    exit_code: ExitCode
+    stopped: str | None = None
+    files: list[Path] = field(default_factory=list)
+    problems: list[ReportLine] = field(default_factory=list)  # the first few, in input order
+
+
+@dataclass
+class PreviewResult:
+    """What a preview found, and where its report and plan are."""
+
+    run_dir: Path
+    plan_path: Path
+    plan_hash: str
+    target: str
+    counts: dict[str, int]  # rows per verdict
+    transitions: list[tuple[str, str, int]]  # (from, to, rows) of the will_change rows
+    exit_code: ExitCode
+    problems: list[tuple[int, str, str]] = field(default_factory=list)
