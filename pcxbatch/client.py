@@ -6,7 +6,7 @@ In: a base URL, a :class:`~pcxbatch.credentials.Credentials`, the run's shared
 401/403, which raise :class:`~pcxbatch.errors.AuthError`), and :class:`UserState` pages from
 ``GET /users/list``.
 
-What every call does (CONTRACT.md):
+What every call does (pcxbatch/CONTRACT.md):
 
 - Checks the user ID with ``pcxbatch.rules.check_user_id`` (the job's pattern and the
   path-safety rule, the one ``validate`` applies) and percent-encodes it before it goes into the

@@ -65,7 +65,7 @@ class Credentials:
         return self.describe()
 
     def headers(self) -> dict[str, str]:
-        """Both auth headers, the unused one set to the literal ``NONE`` (CONTRACT.md)."""
+        """Both auth headers, the unused one set to the literal ``NONE`` (pcxbatch/CONTRACT.md)."""
         if self.api_key is not None:
             return {"Authorization": "NONE", "X-Api-Key": self.api_key}
         return {"Authorization": f"Bearer {self.jwt}", "X-Api-Key": "NONE"}

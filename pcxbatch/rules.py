@@ -45,7 +45,8 @@ __all__ = [
 
 # --- where requests go ------------------------------------------------------------------------
 
-#: The API's address unless a job, a flag or ``PCX_BASE_URL`` says otherwise (CONTRACT.md).
+#: The API's address unless a job, a flag or ``PCX_BASE_URL`` says otherwise
+#: (pcxbatch/CONTRACT.md).
 DEFAULT_BASE_URL = "https://prod-api.pcxpay.com/v1"
 
 #: How many users one ``GET /users/list`` page asks for. PCX documents no maximum.
