@@ -536,3 +536,46 @@ def test_importing_read_loads_neither_pandas_nor_openpyxl() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     )
     assert done.stdout.strip() == "[]"
+
+
+# --- which sheet ---------------------------------------------------------------------------------
+
+
+def test_a_sheet_named_by_digits_wins_over_the_sheet_at_that_number(tmp_path: Path) -> None:
+    path = workbook(tmp_path, {"1": [["user_id"], ["a"]], "2": [["user_id"], ["b"]], "3": [["x"]]})
+    assert read_table(path, sheet="2").sheet == "2"
+    assert [r.values for r in read_table(path, sheet="2").rows] == [("b",)]
+    assert read_table(path, sheet=2).sheet == "3"  # a number stays a position
+    assert read_table(path, sheet="0").sheet == "1"  # no sheet named "0": the first sheet
+    assert read_table(path, sheet=" 2 ").sheet == "2"
+
+
+def test_digits_naming_no_sheet_and_past_the_last_say_both(tmp_path: Path) -> None:
+    path = workbook(tmp_path, {"1": [["user_id"]], "2": [["user_id"]]})
+    assert_input_error(
+        path,
+        "has no sheet named '5' and no sheet number 5 (numbered from 0; it has 2: '1', '2')",
+        "5",
+    )
+
+
+def test_digits_that_are_not_ascii_are_a_name(tmp_path: Path) -> None:
+    path = workbook(tmp_path, {"A": [["user_id"]], "B": [["user_id"]]})
+    assert_input_error(path, "has no sheet named '²'; its sheets are 'A', 'B'", "²")
+    arabic_one = "\u0661"  # int() reads it as 1; a person typing it did not mean a position
+    assert_input_error(path, f"has no sheet named '{arabic_one}'; its sheets are", arabic_one)
+
+
+def test_a_hidden_sheet_named_by_digits_is_read_when_named(tmp_path: Path) -> None:
+    path = workbook(tmp_path, {"1": [["user_id"], ["h"]], "A": [["user_id"]], "B": [["user_id"]]})
+    book = openpyxl.load_workbook(path)
+    book["1"].sheet_state = "hidden"
+    book.save(path)
+    assert read_table(path, sheet="1").sheet == "1"
+    assert read_table(path, sheet=1).sheet == "B"  # positions count the visible sheets
+
+
+def test_a_text_file_accepts_sheet_zero_as_text(tmp_path: Path) -> None:
+    path = write(tmp_path, "u.csv", "user_id\nu1\n")
+    assert rows_of(read_table(path, sheet="0")) == [(2, ("u1",))]
+    assert_input_error(path, "is a text file with no sheets", "1")

@@ -36,8 +36,11 @@ What the rows look like:
   cannot hold, so digits may be gone); dates and times give ISO text, booleans ``TRUE``/``FALSE``.
   Cells to the right of the last header cell are ignored.
 - Which sheet: the one named (hidden or not), else the one at the given 0-based position among
-  the *visible* sheets (as a person counts the tabs), else the first visible sheet. A hidden
-  sheet is never read unless it is named: its rows are ones nobody reviewing the file has seen.
+  the *visible* sheets (as a person counts the tabs), else the first visible sheet. Text is a
+  name first: ``"2"`` is the sheet named ``2`` if there is one (exactly, else ignoring case),
+  and only otherwise the third visible sheet; an ``int`` is always a position. Messages name
+  the sheet read. A hidden sheet is never read unless it is named: its rows are ones nobody
+  reviewing the file has seen.
 - Merged cells inside the table (below the header, within its columns) refuse the file: a merged
   cell's value belongs to its first cell only, so the rows beside it would be read as empty and
   fall back on the job's defaults, which is not what the person who merged them meant.
@@ -97,17 +100,17 @@ def read_table(
 ) -> Table:
     """Open ``path`` and read its header; the rows are read lazily as ``Table.rows`` is iterated.
 
-    ``sheet`` picks a workbook's sheet by name or 0-based index among the visible sheets
-    (default: the first visible sheet); for a text file only ``None`` or ``0`` make sense.
-    ``max_bytes`` is the largest file accepted (``None``: no limit). Raises ``InputError`` for
-    any unusable file.
+    ``sheet`` picks a workbook's sheet: text is a sheet's name, else (all digits) a 0-based
+    position among the visible sheets; an ``int`` is a position; ``None`` the first visible
+    sheet. For a text file only ``None`` and ``0`` make sense. ``max_bytes`` is the largest file
+    accepted (``None``: no limit). Raises ``InputError`` for any unusable file.
     """
     path = Path(path)
     suffix = _check_file(path, max_bytes)
     # pandas and openpyxl take most of a second to import: each is loaded only once a file that
     # needs it has passed the checks, so that a command reading no file (--help) starts at once.
     if suffix in _TEXT_EXTENSIONS:
-        if sheet not in (None, 0):
+        if sheet not in (None, 0) and str(sheet).strip() != "0":
             raise InputError(f"{path}: is a text file with no sheets; remove the sheet setting")
         from pcxbatch.read import text
 

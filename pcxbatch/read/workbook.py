@@ -96,38 +96,60 @@ def _pick_sheet(
     path: Path, names: list[str], states: dict[str, str], sheet: str | int | None
 ) -> str:
     """The sheet to read: named (hidden or not), else by position among the visible sheets,
-    else the first visible one."""
+    else the first visible one. Text that names no sheet but is all (ASCII) digits is a
+    position, so that a sheet named "2" is read for "2" even when it is not the third."""
     visible = [name for name in names if states.get(name, "visible") == "visible"]
-    hidden = [name for name in names if name not in visible]
-    listed = ", ".join(f"'{name}'" for name in visible) or "none visible"
-    if hidden:
-        listed += " (hidden: " + ", ".join(f"'{name}'" for name in hidden) + ")"
     if sheet is None:
-        if not names:
-            raise InputError(f"{path}: the workbook has no sheets")
-        if not visible:
-            raise InputError(
-                f"{path}: every sheet of the workbook is hidden ({listed}); name the one to read "
-                "(sheet: in the job, or --sheet)"
-            )
-        return visible[0]
+        return _first_visible(path, names, visible)
     if isinstance(sheet, int) and not isinstance(sheet, bool):
-        among = " among the visible sheets" if hidden else ""
-        if 0 <= sheet < len(visible):
-            return visible[sheet]
-        raise InputError(
-            f"{path}: has no sheet number {sheet} (numbered from 0{among}; "
-            f"it has {len(visible)}: {listed})"
-        )
-    wanted = str(sheet).strip()
-    if wanted in names:
-        return wanted
+        return _sheet_at(path, names, visible, sheet)
+    wanted = str(sheet)
+    for candidate in (wanted, wanted.strip()):
+        if candidate in names:
+            return candidate
+    wanted = wanted.strip()
     folded = [name for name in names if name.casefold() == wanted.casefold()]
     if len(folded) == 1:
         return folded[0]
-    if wanted.isdigit():  # "--sheet 1" arrives as text: a number no sheet is named is an index
-        return _pick_sheet(path, names, states, int(wanted))
-    raise InputError(f"{path}: has no sheet named '{wanted}'; its sheets are {listed}")
+    if wanted.isascii() and wanted.isdigit():
+        return _sheet_at(path, names, visible, int(wanted), named=wanted)
+    raise InputError(
+        f"{path}: has no sheet named '{wanted}'; its sheets are {_listed(names, visible)}"
+    )
+
+
+def _first_visible(path: Path, names: list[str], visible: list[str]) -> str:
+    if not names:
+        raise InputError(f"{path}: the workbook has no sheets")
+    if not visible:
+        raise InputError(
+            f"{path}: every sheet of the workbook is hidden ({_listed(names, visible)}); name the "
+            "one to read (sheet: in the job, or --sheet)"
+        )
+    return visible[0]
+
+
+def _sheet_at(
+    path: Path, names: list[str], visible: list[str], index: int, named: str | None = None
+) -> str:
+    """The visible sheet at 0-based position ``index`` (given as text ``named``, if it was)."""
+    if 0 <= index < len(visible):
+        return visible[index]
+    among = " among the visible sheets" if len(visible) < len(names) else ""
+    nor = f"no sheet named '{named}' and " if named is not None else ""
+    raise InputError(
+        f"{path}: has {nor}no sheet number {index} (numbered from 0{among}; "
+        f"it has {len(visible)}: {_listed(names, visible)})"
+    )
+
+
+def _listed(names: list[str], visible: list[str]) -> str:
+    """The sheets as a message lists them: the visible ones, then the hidden ones."""
+    listed = ", ".join(f"'{name}'" for name in visible) or "none visible"
+    hidden = [name for name in names if name not in visible]
+    if hidden:
+        listed += " (hidden: " + ", ".join(f"'{name}'" for name in hidden) + ")"
+    return listed
 
 
 def _first_filled(raw: Iterator[_RawRow]) -> tuple[int, list[str]] | None:
