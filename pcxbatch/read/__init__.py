@@ -10,9 +10,13 @@ stripped text. A file that cannot be used raises
 table is opened and while its rows are read. Any file at all, however damaged or hostile, ends
 in rows or in that one error: never another exception, never a cell evaluated.
 
-Size: a file larger than ``max_bytes`` (default :data:`MAX_INPUT_BYTES`), or a workbook whose
-parts unpack to more than :data:`UNPACKED_PER_BYTE` times that (a "zip bomb"), is refused before
-any row is read, with a message saying how to raise the limit.
+Size: a file larger than ``max_bytes`` (default :data:`MAX_INPUT_BYTES`) is refused before any
+row is read, with a message saying how to raise the limit. So is a workbook that unpacks to too
+much, judged from its zip's directory before any part of it is unpacked: one part larger than
+:data:`PART_FLOOR_BYTES` or :data:`PART_PER_FILE_BYTE` times the file's size, whichever is
+larger (real parts come to at most some 22 times; a "zip bomb" to a thousand, and openpyxl would
+hold a bomb of shared strings in memory whole), or all parts together more than
+:data:`UNPACKED_PER_BYTE` times ``max_bytes``.
 
 What the rows look like:
 
@@ -48,7 +52,7 @@ What the rows look like:
 Inside: this module checks the file (it exists, its extension, its size) and sends it on by
 kind; :mod:`~pcxbatch.read.text` reads text with pandas, :mod:`~pcxbatch.read.workbook` reads
 workbooks with openpyxl, :mod:`~pcxbatch.read.ooxml` checks a workbook's zip and XML directly
-(what it really is, how large it unpacks, formulas, merged cells), and
+(what it really is, how large its parts unpack, formulas, merged cells), and
 :mod:`~pcxbatch.read.common` holds what they share. pandas and openpyxl are imported only when
 a file needs them, so importing this package stays cheap.
 """
@@ -64,6 +68,8 @@ from pcxbatch.read.common import BLOCK, SAVE_AS, Table, os_reason
 
 __all__ = [
     "MAX_INPUT_BYTES",
+    "PART_FLOOR_BYTES",
+    "PART_PER_FILE_BYTE",
     "SUPPORTED_EXTENSIONS",
     "UNPACKED_PER_BYTE",
     "Table",
@@ -75,9 +81,16 @@ __all__ = [
 #: any real list of users to change (a million rows of CSV is ~50 MB), far below what would
 #: exhaust a small machine.
 MAX_INPUT_BYTES = 200 * 1000 * 1000
-#: A workbook may unpack to this many times ``max_bytes``: real sheets compress 5-15 times,
-#: a crafted zip a million times.
+#: A workbook's parts together may unpack to this many times ``max_bytes``: real sheets
+#: compress 5-22 times, a crafted zip a thousand times.
 UNPACKED_PER_BYTE = 20
+#: No one part of a workbook may unpack to more than the larger of this and
+#: :data:`PART_PER_FILE_BYTE` times the file's size. The densest sheets Excel, LibreOffice,
+#: openpyxl or xlsxwriter write (the same text in every cell of a million rows) unpack to some
+#: 22 times the file; a crafted part to a thousand. The floor keeps small files clear of the
+#: ratio and bounds what a small bomb can cost.
+PART_FLOOR_BYTES = 50 * 1000 * 1000
+PART_PER_FILE_BYTE = 50
 #: What a size-limit message tells the user to change; the job key and flag that set it.
 SIZE_LIMIT_HINT = "raise max_bytes in the job (or --max-bytes) if this file is right"
 
@@ -103,10 +116,11 @@ def read_table(
     ``sheet`` picks a workbook's sheet: text is a sheet's name, else (all digits) a 0-based
     position among the visible sheets; an ``int`` is a position; ``None`` the first visible
     sheet. For a text file only ``None`` and ``0`` make sense. ``max_bytes`` is the largest file
-    accepted (``None``: no limit). Raises ``InputError`` for any unusable file.
+    accepted (``None``: no limit, and no bound on what a workbook unpacks to either). Raises
+    ``InputError`` for any unusable file.
     """
     path = Path(path)
-    suffix = _check_file(path, max_bytes)
+    suffix, size = _check_file(path, max_bytes)
     # pandas and openpyxl take most of a second to import: each is loaded only once a file that
     # needs it has passed the checks, so that a command reading no file (--help) starts at once.
     if suffix in _TEXT_EXTENSIONS:
@@ -115,7 +129,10 @@ def read_table(
         from pcxbatch.read import text
 
         return text.read_text(path)
-    _check_unpacked(path, ooxml.package_size(path), max_bytes)
+    if max_bytes is not None:
+        _check_unpacked(path, size, ooxml.package_parts(path), max_bytes)
+    else:
+        ooxml.package_parts(path)  # what the file really is, all the same
     from pcxbatch.read import workbook
 
     return workbook.read_workbook(path, sheet)
@@ -136,9 +153,9 @@ def file_sha256(path: Path) -> str:
 # --- checks common to every file ---------------------------------------------------------------
 
 
-def _check_file(path: Path, max_bytes: int | None) -> str:
-    """Return the lower-case suffix of a readable, non-empty, supported file no larger than
-    ``max_bytes``, or raise."""
+def _check_file(path: Path, max_bytes: int | None) -> tuple[str, int]:
+    """The lower-case suffix and the size of a readable, non-empty, supported file no larger
+    than ``max_bytes``; raises ``InputError`` for any other."""
     suffix = path.suffix.lower()
     try:
         if not path.exists():
@@ -162,13 +179,27 @@ def _check_file(path: Path, max_bytes: int | None) -> str:
             f"{path}: is {_size(size)}, more than the {_size(max_bytes)} an input file may be; "
             f"{SIZE_LIMIT_HINT}"
         )
-    return suffix
+    return suffix, size
 
 
-def _check_unpacked(path: Path, unpacked: int, max_bytes: int | None) -> None:
-    """Refuse a workbook whose parts unpack to more than :data:`UNPACKED_PER_BYTE` times
-    ``max_bytes``: a zip bomb would exhaust the machine long before its rows were read."""
-    if max_bytes is not None and unpacked > max_bytes * UNPACKED_PER_BYTE:
+def _check_unpacked(path: Path, size: int, parts: list[tuple[str, int]], max_bytes: int) -> None:
+    """Refuse a workbook (of ``size`` bytes) that unpacks to too much: a "zip bomb" would exhaust
+    the machine long before its rows were read. No one part may unpack to more than
+    :data:`PART_FLOOR_BYTES` or :data:`PART_PER_FILE_BYTE` times the file's size, whichever is
+    larger, and all of them together to no more than :data:`UNPACKED_PER_BYTE` times
+    ``max_bytes``. ``parts`` are the (name, unpacked size) of each, from the zip's directory."""
+    part_limit = max(PART_FLOOR_BYTES, PART_PER_FILE_BYTE * size)
+    name, largest = max(parts, key=lambda part: part[1], default=("", 0))
+    if largest > part_limit:
+        raise InputError(
+            f"{path}: its part {name} unpacks to {_size(largest)}, more than the "
+            f"{_size(part_limit)} any one part of a {_size(size)} workbook may (the larger of "
+            f"{_size(PART_FLOOR_BYTES)} and {PART_PER_FILE_BYTE} times the file's size); no "
+            "spreadsheet packs its data that tightly, so the file is damaged or made to "
+            "exhaust memory. Open it in Excel and save it again if it is right"
+        )
+    unpacked = sum(part[1] for part in parts)
+    if unpacked > max_bytes * UNPACKED_PER_BYTE:
         raise InputError(
             f"{path}: unpacks to {_size(unpacked)}, more than the "
             f"{_size(max_bytes * UNPACKED_PER_BYTE)} a workbook may hold "

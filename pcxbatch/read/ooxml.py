@@ -2,9 +2,9 @@
 openpyxl: standard library only.
 
 In: the path of a file named ``.xlsx``/``.xlsm`` (and, for a sheet, its name and its zip member).
-Out: what the package really is and how large it unpacks (:func:`package_size`), which zip member
-holds a sheet (:func:`sheet_part`), whether that sheet has formulas and which cells it merges
-(:func:`scan_sheet`, :func:`merges_in_table`), and where its formula cells are
+Out: what the package really is and how large each of its parts unpacks (:func:`package_parts`),
+which zip member holds a sheet (:func:`sheet_part`), whether that sheet has formulas and which
+cells it merges (:func:`scan_sheet`, :func:`merges_in_table`), and where its formula cells are
 (:func:`formula_cells`).
 
 Why not leave it all to openpyxl: it would unpack a zip bomb before noticing, it gives a cell's
@@ -41,16 +41,17 @@ _CELL_RANGE = re.compile(r"([A-Z]{1,3})([0-9]+)(?::([A-Z]{1,3})([0-9]+))?")
 # --- what the package is -----------------------------------------------------------------------
 
 
-def package_size(path: Path) -> int:
-    """The total unpacked size of the workbook's parts, once the file is known to be an Excel
-    workbook: a file that only pretends to be one raises ``InputError`` saying what it really
-    is, and so does a damaged one."""
+def package_parts(path: Path) -> list[tuple[str, int]]:
+    """Each part of the workbook with the size it unpacks to, as the zip's central directory
+    says (nothing is unpacked: zipfile never unpacks a part past that size), once the file is
+    known to be an Excel workbook: a file that only pretends to be one raises ``InputError``
+    saying what it really is, and so does a damaged one."""
     try:
         _check_head(path)
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
             _check_members(path, archive, {info.filename for info in infos})
-            return sum(info.file_size for info in infos)
+            return [(info.filename, info.file_size) for info in infos]
     except InputError:
         raise
     except Exception as exc:  # zipfile, zlib and the OS meet damaged files in many ways
@@ -79,7 +80,7 @@ def _check_head(path: Path) -> None:
 
 def _check_members(path: Path, archive: zipfile.ZipFile, members: set[str]) -> None:
     """Refuse a zip whose members show another kind of file: OpenDocument, Numbers, Word, ..."""
-    if "mimetype" in members and archive.read("mimetype").startswith(
+    if "mimetype" in members and _head_of(archive, "mimetype").startswith(
         b"application/vnd.oasis.opendocument"
     ):
         raise InputError(
@@ -98,6 +99,12 @@ def _check_members(path: Path, archive: zipfile.ZipFile, members: set[str]) -> N
         raise InputError(
             f"{path}: is a binary Excel workbook (.xlsb) with an .xlsx name; {SAVE_AS}"
         )
+
+
+def _head_of(archive: zipfile.ZipFile, member: str) -> bytes:
+    """The first bytes of a part, unpacking no more of it, whatever size it claims."""
+    with archive.open(member) as source:
+        return source.read(64)
 
 
 def _office_kind(members: set[str]) -> str:
