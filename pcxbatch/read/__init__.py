@@ -2,13 +2,13 @@
 pandas (and openpyxl for reading).
 
 In: a path to a ``.csv``/``.tsv``/``.txt`` text file or a ``.xlsx``/``.xlsm`` workbook (and, for
-workbooks, a sheet name or 0-based index), and the largest file size to accept. Out: a
-:class:`Table` whose ``columns`` are the header texts and whose ``rows`` yield one
-:class:`~pcxbatch.model.SourceRow` per non-blank data row, in file order, with every cell as
-stripped text. A file that cannot be used raises
-:class:`~pcxbatch.errors.InputError` with one line naming the file and the problem, both when the
-table is opened and while its rows are read. Any file at all, however damaged or hostile, ends
-in rows or in that one error: never another exception, never a cell evaluated.
+workbooks, a sheet name or 0-based index and what to do with hidden rows), and the largest file
+size to accept. Out: a :class:`Table` whose ``columns`` are the header texts and whose ``rows``
+yield one :class:`~pcxbatch.model.SourceRow` per non-blank data row, in file order, with every
+cell as stripped text. A file that cannot be used raises :class:`~pcxbatch.errors.InputError`
+with one line naming the file and the problem, both when the table is opened and while its rows
+are read. Any file at all, however damaged or hostile, ends in rows or in that one error: never
+another exception, never a cell evaluated.
 
 Size: a file larger than ``max_bytes`` (default :data:`MAX_INPUT_BYTES`) is refused before any
 row is read, with a message saying how to raise the limit. So is a workbook that unpacks to too
@@ -45,6 +45,12 @@ What the rows look like:
   and only otherwise the third visible sheet; an ``int`` is always a position. Messages name
   the sheet read. A hidden sheet is never read unless it is named: its rows are ones nobody
   reviewing the file has seen.
+- Hidden rows, for the same reason: rows hidden by hand, by a filter (Excel saves the rows a
+  filter leaves out as hidden) or by a height of zero. A hidden row that would be a data row
+  (below the header, with text in the table's columns) refuses the file by default
+  (``hidden_rows="refuse"``), naming the rows; ``"skip"`` leaves them out and lists them in
+  ``Table.skipped_rows``; ``"include"`` reads them like any other (:data:`HIDDEN_ROW_CHOICES`).
+  Hidden blank rows, and hidden rows above the header, change nothing. Hidden columns are read.
 - Merged cells inside the table (below the header, within its columns) refuse the file: a merged
   cell's value belongs to its first cell only, so the rows beside it would be read as empty and
   fall back on the job's defaults, which is not what the person who merged them meant.
@@ -52,7 +58,7 @@ What the rows look like:
 Inside: this module checks the file (it exists, its extension, its size) and sends it on by
 kind; :mod:`~pcxbatch.read.text` reads text with pandas, :mod:`~pcxbatch.read.workbook` reads
 workbooks with openpyxl, :mod:`~pcxbatch.read.ooxml` checks a workbook's zip and XML directly
-(what it really is, how large its parts unpack, formulas, merged cells), and
+(what it really is, how large its parts unpack, formulas, merged cells, hidden rows), and
 :mod:`~pcxbatch.read.common` holds what they share. pandas and openpyxl are imported only when
 a file needs them, so importing this package stays cheap.
 """
@@ -64,9 +70,10 @@ from pathlib import Path
 
 from pcxbatch.errors import InputError
 from pcxbatch.read import ooxml
-from pcxbatch.read.common import BLOCK, SAVE_AS, Table, os_reason
+from pcxbatch.read.common import BLOCK, HIDDEN_ROW_CHOICES, SAVE_AS, Table, os_reason
 
 __all__ = [
+    "HIDDEN_ROW_CHOICES",
     "MAX_INPUT_BYTES",
     "PART_FLOOR_BYTES",
     "PART_PER_FILE_BYTE",
@@ -109,16 +116,25 @@ _OTHER_FORMATS = {
 
 
 def read_table(
-    path: Path, *, sheet: str | int | None = None, max_bytes: int | None = MAX_INPUT_BYTES
+    path: Path,
+    *,
+    sheet: str | int | None = None,
+    max_bytes: int | None = MAX_INPUT_BYTES,
+    hidden_rows: str = "refuse",
 ) -> Table:
     """Open ``path`` and read its header; the rows are read lazily as ``Table.rows`` is iterated.
 
     ``sheet`` picks a workbook's sheet: text is a sheet's name, else (all digits) a 0-based
     position among the visible sheets; an ``int`` is a position; ``None`` the first visible
     sheet. For a text file only ``None`` and ``0`` make sense. ``max_bytes`` is the largest file
-    accepted (``None``: no limit, and no bound on what a workbook unpacks to either). Raises
-    ``InputError`` for any unusable file.
+    accepted (``None``: no limit, and no bound on what a workbook unpacks to either).
+    ``hidden_rows`` says what to do with a workbook's hidden data rows, one of
+    :data:`HIDDEN_ROW_CHOICES`: ``"refuse"`` the file, ``"skip"`` them (listed in
+    ``Table.skipped_rows``) or ``"include"`` them. Raises ``InputError`` for any unusable file,
+    ``ValueError`` for a ``hidden_rows`` not among the choices.
     """
+    if hidden_rows not in HIDDEN_ROW_CHOICES:
+        raise ValueError(f"hidden_rows must be one of {HIDDEN_ROW_CHOICES}, not {hidden_rows!r}")
     path = Path(path)
     suffix, size = _check_file(path, max_bytes)
     # pandas and openpyxl take most of a second to import: each is loaded only once a file that
@@ -135,7 +151,7 @@ def read_table(
         ooxml.package_parts(path)  # what the file really is, all the same
     from pcxbatch.read import workbook
 
-    return workbook.read_workbook(path, sheet)
+    return workbook.read_workbook(path, sheet, hidden_rows)
 
 
 def file_sha256(path: Path) -> str:
