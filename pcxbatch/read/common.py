@@ -25,6 +25,9 @@ ZIP_MAGIC = b"PK\x03\x04"
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 #: The way out for a file in a format read_table does not read.
 SAVE_AS = "open it and save it as .xlsx or .csv"
+#: What read_table may do with a workbook's hidden rows (``hidden_rows``): refuse the file (the
+#: default), skip those rows, or include them like any other.
+HIDDEN_ROW_CHOICES: tuple[str, ...] = ("refuse", "skip", "include")
 
 # Third-party error texts can be long or span lines; a message is one line for a person.
 _MAX_REASON = 200
@@ -37,7 +40,9 @@ class Table:
 
     ``sheet`` is the sheet's name for workbooks and ``None`` for text files; ``header_row`` is the
     spreadsheet row number of the header. ``encoding`` and ``separator`` say how a text file was
-    read (``None`` for workbooks). Iterating ``rows`` may raise ``InputError``.
+    read (``None`` for workbooks). ``skipped_rows`` are the numbers, in order, of the hidden rows
+    with data that ``hidden_rows="skip"`` left out of ``rows``. Iterating ``rows`` may raise
+    ``InputError``.
     """
 
     path: Path
@@ -47,6 +52,7 @@ class Table:
     rows: Iterator[SourceRow]
     encoding: str | None = None
     separator: str | None = None
+    skipped_rows: tuple[int, ...] = ()
 
 
 def unique_names(raw: Sequence[str]) -> tuple[str, ...]:
