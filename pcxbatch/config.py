@@ -27,6 +27,7 @@ from pcxbatch.rules import (
     DEFAULT_BASE_URL,
     DEFAULT_ID_PATTERN,
     DEFAULT_PAGE_SIZE,
+    HIDDEN_ROW_CHOICES,
     check_base_url,
     compile_id_pattern,
     read_action,
@@ -48,6 +49,8 @@ class Job:
     name: str
     input: Path
     sheet: str | int | None = None
+    #: Workbook rows hidden by hand or by a filter: refuse the file, skip them, or include them.
+    hidden_rows: str = "refuse"
     action: Action | None = None
     status: str | None = None
     reason: str | None = None
@@ -236,6 +239,12 @@ def _check_texts(check: _Values) -> None:
             check.problems.append("sheet: must be a sheet name or a 0-based sheet number")
         else:
             check.values["sheet"] = sheet
+    hidden = check.text("hidden_rows")
+    if hidden is not None:
+        if hidden.lower() in HIDDEN_ROW_CHOICES:
+            check.values["hidden_rows"] = hidden.lower()
+        else:
+            check.problems.append(f"hidden_rows: must be one of {', '.join(HIDDEN_ROW_CHOICES)}")
     for key in _TEXT_KEYS:
         value = check.text(key)
         if value is not None:
@@ -386,7 +395,16 @@ def _slug(name: str) -> str:
 
 
 #: The settings that decide what a run sends: a resume under different ones is refused.
-_FINGERPRINT_KEYS = ("sheet", "action", "status", "reason", "updated_by", "id_pattern", "base_url")
+_FINGERPRINT_KEYS = (
+    "sheet",
+    "hidden_rows",
+    "action",
+    "status",
+    "reason",
+    "updated_by",
+    "id_pattern",
+    "base_url",
+)
 
 
 def job_to_dict(job: Job) -> dict[str, Any]:

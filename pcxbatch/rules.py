@@ -33,6 +33,7 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_ID_PATTERN",
     "DEFAULT_PAGE_SIZE",
+    "HIDDEN_ROW_CHOICES",
     "STATUS_WORDS",
     "check_base_url",
     "check_user_id",
@@ -51,6 +52,13 @@ DEFAULT_BASE_URL = "https://prod-api.pcxpay.com/v1"
 
 #: How many users one ``GET /users/list`` page asks for. PCX documents no maximum.
 DEFAULT_PAGE_SIZE = 500
+
+# --- what a file's rows are ---------------------------------------------------------------------
+
+#: What may be done with a workbook's hidden (or filtered-out) rows (``hidden_rows``): refuse
+#: the file (the default: a reviewer may have hidden rows to say "not these"), skip those rows,
+#: or include them like any other.
+HIDDEN_ROW_CHOICES: tuple[str, ...] = ("refuse", "skip", "include")
 
 # A host name in ASCII: labels of letters, digits, "_" and inner hyphens (an international name
 # is given in its punycode form, so that what is checked is what is dialled).

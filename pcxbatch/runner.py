@@ -72,7 +72,13 @@ def run_job(job: Job, ctx: RunContext, *, fresh: bool = False) -> RunResult:
             return _run(job, folder, ctx, new=False)
         table = read_input(job)
         items = check_table(table, job)
-        folder = runfolder.create(job, ctx.clock(), sheet=table.sheet, columns=table.columns)
+        folder = runfolder.create(
+            job,
+            ctx.clock(),
+            sheet=table.sheet,
+            columns=table.columns,
+            skipped_rows=list(table.skipped_rows),
+        )
         with _discarding_on_error(folder):
             folder.journal.add_items(items, planned=job.dry_run)
             _check_max_rows(job, folder.journal)
@@ -227,8 +233,10 @@ def read_input(job: Job) -> Table:
     from pcxbatch.read import read_table
 
     if job.max_bytes is None:
-        return read_table(job.input, sheet=job.sheet)
-    return read_table(job.input, sheet=job.sheet, max_bytes=job.max_bytes)
+        return read_table(job.input, sheet=job.sheet, hidden_rows=job.hidden_rows)
+    return read_table(
+        job.input, sheet=job.sheet, max_bytes=job.max_bytes, hidden_rows=job.hidden_rows
+    )
 
 
 def check_table(table: Table, job: Job) -> Iterator[Item]:
@@ -441,6 +449,7 @@ def _summary(
         **folder.journal.totals(),
         "stopped": stopped,
         "exit_code": int(exit_code),
+        "hidden_rows_skipped": meta.get("skipped_rows") or [],
         **{k: meta[k] for k in ("plan", "plan_hash", "previewed_by", "applied_by") if k in meta},
         "pcxbatch_version": __version__,
     }

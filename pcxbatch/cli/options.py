@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from pcxbatch.rules import HIDDEN_ROW_CHOICES
+
 if TYPE_CHECKING:
     from pcxbatch.config import Job
     from pcxbatch.credentials import Credentials
@@ -75,7 +77,17 @@ job_options = _apply(
             type=click.Path(path_type=Path),
             help="Input file (overrides the job's input).",
         ),
-        click.option("--sheet", help="Worksheet name (or 0-based number) of an XLSX input."),
+        click.option(
+            "--sheet",
+            help="Worksheet of an XLSX input: its name, or a 0-based number when no sheet has"
+            " that name.",
+        ),
+        click.option(
+            "--hidden-rows",
+            type=click.Choice(HIDDEN_ROW_CHOICES),
+            help="Rows hidden by hand or by a filter: refuse the file (default), skip them"
+            " (never sent), or include them.",
+        ),
         click.option(
             "--action",
             type=click.Choice(["deactivate", "set_status"]),
@@ -152,8 +164,6 @@ def overrides(flags: dict[str, Any]) -> dict[str, Any]:
         key = renamed.get(key, key)
         if key in ("input", "report_dir", "credentials_file"):
             value = Path(value).absolute()
-        if key == "sheet" and isinstance(value, str) and value.isdigit():
-            value = int(value)
         found[key] = value
     if "base_url" not in found and os.environ.get("PCX_BASE_URL"):
         found["base_url"] = os.environ["PCX_BASE_URL"]

@@ -70,7 +70,8 @@ from pathlib import Path
 
 from pcxbatch.errors import InputError
 from pcxbatch.read import ooxml
-from pcxbatch.read.common import BLOCK, HIDDEN_ROW_CHOICES, SAVE_AS, Table, os_reason
+from pcxbatch.read.common import BLOCK, SAVE_AS, Table, os_reason
+from pcxbatch.rules import HIDDEN_ROW_CHOICES
 
 __all__ = [
     "HIDDEN_ROW_CHOICES",

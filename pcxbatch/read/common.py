@@ -25,9 +25,6 @@ ZIP_MAGIC = b"PK\x03\x04"
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 #: The way out for a file in a format read_table does not read.
 SAVE_AS = "open it and save it as .xlsx or .csv"
-#: What read_table may do with a workbook's hidden rows (``hidden_rows``): refuse the file (the
-#: default), skip those rows, or include them like any other.
-HIDDEN_ROW_CHOICES: tuple[str, ...] = ("refuse", "skip", "include")
 
 # Third-party error texts can be long or span lines; a message is one line for a person.
 _MAX_REASON = 200
