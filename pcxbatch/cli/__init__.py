@@ -53,10 +53,10 @@ def run_cli(args: list[str]) -> ExitCode:
     except InternalError as exc:
         if debug and exc.__cause__ is not None:
             traceback.print_exception(exc.__cause__)
-        _say(f"error: {safe(str(exc))}")
+        _say(f"error: {_lines(str(exc))}")
         return exc.exit_code
     except PcxbatchError as exc:
-        _say(f"error: {safe(str(exc))}")
+        _say(f"error: {_lines(str(exc))}")
         return exc.exit_code
     except KeyboardInterrupt:
         _say("interrupted; nothing was sent")
@@ -72,5 +72,12 @@ def run_cli(args: list[str]) -> ExitCode:
     return ExitCode(code or 0)
 
 
-def _say(line: str) -> None:
-    click.echo(line, err=True)
+def _say(text: str) -> None:
+    click.echo(text, err=True)
+
+
+def _lines(text: str) -> str:
+    """``text`` made safe for the terminal line by line (a job's problems are one per line)."""
+    from pcxbatch.cli.options import safe
+
+    return "\n".join(safe(line) for line in text.splitlines())
