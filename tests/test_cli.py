@@ -53,3 +53,21 @@ def test_text_from_outside_cannot_drive_the_terminal(
     assert code is ExitCode.OK
     assert "\x1b" not in out and "\u202e" not in out and "\x07" not in out
     assert "\\x1b]0;owned\\x07\\u202e.csv" in out
+
+
+def test_without_a_terminal_the_last_progress_line_is_printed_once(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pcxbatch.cli.ui import TerminalUI
+    from pcxbatch.model import Outcome, RowResult
+
+    clock = iter(range(0, 10_000, 10))  # ten seconds pass at every look: each row prints
+    monkeypatch.setattr("pcxbatch.cli.ui.time.monotonic", lambda: float(next(clock)))
+    ui = TerminalUI(ask=False)  # pytest's capture is not a terminal: plain lines
+    ui.started(2)
+    for row in (2, 3):
+        ui.result(RowResult(row=row, outcome=Outcome.APPLIED, http_status=200, attempts=1))
+    ui.close()
+    lines = [line for line in capsys.readouterr().err.splitlines() if "rows," in line]
+    shown = [line.split(" ", 1)[1].split(",")[0] for line in lines]
+    assert shown == ["0/2 rows", "1/2 rows", "2/2 rows"]  # not "2/2" again at the end
