@@ -220,7 +220,7 @@ def preview(
 
 
 @cli.command()
-@click.argument("plan_file", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("plan_file", type=click.Path(path_type=Path, dir_okay=False, readable=False))
 @send_options
 @click.option(
     "--max-age",
