@@ -49,8 +49,10 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 
 
 def _stop_signal(signum: int, _frame: FrameType | None) -> None:
-    if output.state.sending:
-        return  # the run's own handlers are off: it is writing its report, which comes first
+    # Rows were answered and this handler is back (the run's own are off): the run is writing
+    # its report, which comes first. Before any answer, nothing was sent: stop at once.
+    if output.state.answered:
+        return
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 

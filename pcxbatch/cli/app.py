@@ -71,7 +71,10 @@ def cli() -> None:
 )
 @click.option("--max-rows", type=int, help="Refuse to send more than this many rows.")
 @click.option(
-    "--fresh", is_flag=True, help="Start a new run even if the job's last run stopped part-way."
+    "--fresh",
+    is_flag=True,
+    help="Start a new run even if an unfinished run of this input could be resumed "
+    "(that run is left as it is, and named).",
 )
 @click.option(
     "--retry-failed",

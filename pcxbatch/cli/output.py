@@ -31,7 +31,9 @@ from typing import Any, TextIO, cast
 class _State:
     json: bool = False  # --log-format json: every stderr line is a JSON object
     summary: bool = False  # --summary: the closing summary on stdout even in json mode
-    sending: bool = False  # a run began to send: a signal now stops it gracefully, never kills
+    #: A row of the run got its answer: sending began (and a signal now must not cut the
+    #: report short: while sending, the run's own handlers stop it gracefully).
+    answered: bool = False
 
 
 state = _State()

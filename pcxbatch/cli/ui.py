@@ -107,7 +107,6 @@ class TerminalUI:
 
     def started(self, total: int) -> None:
         """Sending begins."""
-        output.state.sending = True
         self._total = total
         self._started = time.monotonic()
         if self._fancy:
@@ -128,6 +127,7 @@ class TerminalUI:
 
     def result(self, result: RowResult) -> None:
         """One row done: update the counts and the progress display."""
+        output.state.answered = True
         self._count(result)
         if self._progress is not None and self._task is not None:
             done = sum(self._counts.values())
@@ -233,12 +233,12 @@ class JsonUI(TerminalUI):
             self._emit("unfinished_run", **_run_fields(run))
 
     def started(self, total: int) -> None:
-        output.state.sending = True
         self._total = total
         self._started = time.monotonic()
         self._emit("run_started", rows=total)
 
     def result(self, result: RowResult) -> None:
+        output.state.answered = True
         self._count(result)
         if result.attempts > 1:
             self._emit(
