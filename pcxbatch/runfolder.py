@@ -161,8 +161,12 @@ def open_folder(run_dir: Path) -> RunFolder:
     reportdir.check_owned(run_dir)
     try:
         journal = Journal(path)
+    except sqlite3.DatabaseError as exc:
+        raise UnusableError(_damaged(run_dir, exc)) from None
+    try:
         journal.meta()
     except sqlite3.DatabaseError as exc:
+        journal.close()
         raise UnusableError(_damaged(run_dir, exc)) from None
     return RunFolder(run_dir, journal)
 
