@@ -111,7 +111,7 @@ def load_job(target: Path, overrides: Mapping[str, Any] | None = None) -> Job:
         source = "command line"
     else:
         data = _read_yaml(target)
-        base_dir = target.parent
+        base_dir = target.parent.absolute()  # stored paths never depend on the working dir
         source = str(target)
         data.setdefault("name", _slug(target.stem))
     problems = [f"{key}: unknown key" for key in data if key not in JOB_KEYS]

@@ -392,7 +392,7 @@ async def send_pending(
     on_result: Callable[[RowResult], None],
     on_stopping: Callable[[str], None],
 ) -> str | None:
-    """:func:`execute` as a run needs it: SIGINT/SIGTERM stop it gracefully (the requests in
+    """:func:`execute` as a run needs it: SIGINT/SIGTERM/SIGHUP stop it gracefully (the requests in
     flight get :data:`DRAIN_SECONDS` to finish), and a refused credential or the failure guard
     stop it too. Returns why the run stopped early (``on_stopping`` heard it at once), or None.
     """
@@ -426,10 +426,14 @@ async def send_pending(
 
 @contextlib.contextmanager
 def _signals_stop(interrupt: Callable[[str], None]) -> Iterator[None]:
-    """SIGINT and SIGTERM stop the run gracefully while the block runs (main thread only)."""
+    """SIGINT, SIGTERM and SIGHUP (a closed terminal, an ssh session gone) stop the run
+    gracefully while the block runs (main thread only); the handlers that were there before
+    are put back after (asyncio alone would reset them to the defaults, which kill)."""
     loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    before = {sig: signal.getsignal(sig) for sig in signals}
     handled = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in signals:
         # Another thread (the web service's worker) cannot take signals: it stops through
         # its own event instead.
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
@@ -440,6 +444,8 @@ def _signals_stop(interrupt: Callable[[str], None]) -> Iterator[None]:
     finally:
         for sig in handled:
             loop.remove_signal_handler(sig)
+            if before[sig] is not None:
+                signal.signal(sig, before[sig])
 
 
 async def _wait_draining(task: asyncio.Task[None], stop: asyncio.Event) -> None:

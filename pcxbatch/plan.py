@@ -38,7 +38,7 @@ from pcxbatch.model import (
     UndoRow,
     Verdict,
 )
-from pcxbatch.rules import DEFAULT_PAGE_SIZE
+from pcxbatch.rules import DEFAULT_PAGE_SIZE, same_api
 
 #: 2: rows are objects keyed by field name (1 held positional lists).
 PLAN_FORMAT = 2
@@ -230,7 +230,7 @@ def preview_plan(
         job=job_to_dict(job),
         fingerprint=fingerprint(job),
         input={
-            "path": str(job.input),
+            "path": str(job.input.absolute()),
             "file": job.input.name,
             "sha256": meta["input_sha256"],
             "sheet": meta.get("sheet"),
@@ -270,7 +270,9 @@ def load_plan(path: Path) -> Plan:
         body = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UnusableError(f"{path}: no such plan file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except OSError as exc:
+        raise UnusableError(f"{path}: cannot read the plan file: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UnusableError(f"{path}: not a pcxbatch plan file ({exc})") from None
     if not isinstance(body, dict) or body.get("format") != PLAN_FORMAT or "hash" not in body:
         raise UnusableError(f"{path}: not a pcxbatch plan file (or one of an older version)")
@@ -288,35 +290,91 @@ def load_plan(path: Path) -> Plan:
 def check_plan(
     plan: Plan,
     source: Path,
-    job_fingerprint: Mapping[str, Any],
+    job: Job,
     *,
     max_age: timedelta,
     now: datetime,
     applier: str,
-) -> str:
-    """Every check a plan must pass before an apply; returns its input file's SHA-256.
+) -> tuple[Path, str]:
+    """Every check a plan must pass before an apply of ``job`` (the plan's job with the
+    applier's flags); returns where its input file is now and the file's SHA-256.
 
-    Refused (:class:`UnusableError`): a job whose sending settings differ from the plan's, a plan
-    older than ``max_age``, an applier who may not apply it, an input file that changed.
+    Refused (:class:`UnusableError`): a job whose sending settings or target differ from the
+    plan's, a plan older than ``max_age``, an applier who may not apply it, an input file that
+    changed or cannot be found.
     """
-    from pcxbatch.read import file_sha256  # the stdlib part of read; pandas is not loaded
-
-    if dict(job_fingerprint) != plan.fingerprint:
+    check_target(plan, source, job)
+    if not same_sending(plan.fingerprint, fingerprint(job)):
         raise UnusableError(
             f"{source}: applying cannot change what the plan sends (action, status,"
-            " reason, updated_by, sheet, ID pattern, base URL)"
+            " reason, updated_by, sheet, ID pattern)"
         )
     check_age(plan, max_age, now)
     check_second_person(plan, applier)
-    try:
-        digest = file_sha256(Path(plan.input["path"]))
-    except InputError as exc:
-        raise UnusableError(f"{source}: cannot check the plan's input file: {exc}") from None
-    if digest != plan.input["sha256"]:
+    return find_input(plan, source)
+
+
+def plan_target(job: Mapping[str, Any]) -> str | None:
+    """The base URL a plan's job sends to, or None for the built-in sandbox."""
+    return None if job.get("sandbox") is not None else str(job.get("base_url"))
+
+
+def check_target(plan: Plan, source: Path, job: Job) -> None:
+    """Refuse an apply that would send elsewhere than the plan was previewed against: the
+    statuses it saw, and what the reviewer signed off, belong to that API. PCX's two documented
+    host names for the same API count as one (``rules.same_api``)."""
+    previewed = plan_target(plan.job)
+    base_url = str(plan.job.get("base_url"))
+    if previewed is None:
+        if job.base_url == base_url:  # the sandbox plan, sent to a sandbox again
+            return
+        where = f"{job.base_url} (from --base-url or PCX_BASE_URL)"
+    elif job.sandbox is None and same_api(previewed, job.base_url):
+        return
+    else:
+        where = "the built-in sandbox" if job.sandbox is not None else job.base_url
+    raise UnusableError(
+        f"{source}: this plan was previewed against {plan.target}; this apply would send to"
+        f" {where}. A plan applies only to the API it was previewed against: preview against"
+        " that one to make a plan for it"
+    )
+
+
+def same_sending(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """True when two job fingerprints (``config.fingerprint``) send the same thing to the same
+    API: equal, except that the base URL may move between PCX's names for one API."""
+    rest = set(a) | set(b)
+    rest.discard("base_url")
+    return all(a.get(k) == b.get(k) for k in rest) and same_api(
+        str(a.get("base_url")), str(b.get("base_url"))
+    )
+
+
+def find_input(plan: Plan, source: Path) -> tuple[Path, str]:
+    """The plan's input file and its SHA-256: where it was previewed, or else beside the plan
+    (a folder handed over whole). Refused when it is in neither place or it has changed."""
+    from pcxbatch.read import file_sha256  # the stdlib part of read; pandas is not loaded
+
+    recorded = Path(plan.input["path"])
+    beside = source.parent / str(plan.input["file"])
+    places = [recorded] if recorded.absolute() == beside.absolute() else [recorded, beside]
+    present = [p for p in places if p.is_file()]
+    if not present:
+        where = " nor beside the plan (" + str(beside) + ")" if len(places) > 1 else ""
         raise UnusableError(
-            f"{plan.input['file']} has changed since it was previewed; preview it again"
+            f"{source}: the plan's input file {plan.input['file']} is not where it was previewed"
+            f" ({recorded}){where}; put it back in one of those places"
         )
-    return digest
+    for path in present:
+        try:
+            digest = file_sha256(path)
+        except InputError as exc:
+            raise UnusableError(f"{source}: cannot check the plan's input file: {exc}") from None
+        if digest == plan.input["sha256"]:
+            return path, digest
+    raise UnusableError(
+        f"{plan.input['file']} ({present[0]}) has changed since it was previewed; preview it again"
+    )
 
 
 def check_age(plan: Plan, max_age: timedelta, now: datetime) -> None:
@@ -332,12 +390,32 @@ def check_age(plan: Plan, max_age: timedelta, now: datetime) -> None:
 
 
 def check_second_person(plan: Plan, applier: str) -> None:
-    """Refuse when the job requires a second person and the applier previewed the plan."""
-    if plan.job.get("require_second_person") and plan.previewed_by == applier:
+    """Refuse when the job requires a second person and the applier previewed the plan.
+
+    Names are compared without regard to case or surrounding spaces (``Ana`` is ``ana``). Both
+    come from each person's own environment (``PCXBATCH_OPERATOR``, else the login name), so
+    this guards against a mistake, not against someone determined to get round it.
+    """
+    if plan.job.get("require_second_person") and same_person(plan.previewed_by, applier):
         raise UnusableError(
             f"the job requires a second person: {applier} previewed this plan and may not apply"
             " it; ask a colleague to run pcxbatch apply"
         )
+
+
+def same_person(a: str, b: str) -> bool:
+    """True when two operator names are the same name (case and outer spaces ignored)."""
+    return a.strip().casefold() == b.strip().casefold()
+
+
+def plan_transitions(plan: Plan) -> list[tuple[str, str, int]]:
+    """(from, to, rows) of the plan's ``will_change`` rows, most frequent first."""
+    moves: Counter[tuple[str, str]] = Counter(
+        (r.seen_status or "", r.target_status or "")
+        for r in plan.rows
+        if r.verdict is Verdict.WILL_CHANGE
+    )
+    return [(a, b, n) for (a, b), n in moves.most_common()]
 
 
 def plan_items(plan: Plan) -> Iterator[Item]:

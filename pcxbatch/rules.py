@@ -41,6 +41,7 @@ __all__ = [
     "is_loopback",
     "read_action",
     "read_status",
+    "same_api",
     "word_key",
 ]
 
@@ -258,3 +259,24 @@ def _misread_in_path(user_id: str) -> str | None:
 
 def _codepoint(char: str) -> str:
     return f"U+{ord(char):04X}"
+
+
+#: The host names PCX's docs give for the same API (pcxbatch/CONTRACT.md, "Base URL"): a
+#: base URL may move between them (for a resume, an apply) without changing where changes go.
+PCX_API_HOSTS = frozenset({"prod-api.pcxpay.com", "api.pcxpay.com"})
+
+
+def same_api(a: str, b: str) -> bool:
+    """True when base URLs ``a`` and ``b`` (as :func:`check_base_url` gives them) reach the same
+    API: the same URL, or PCX's two documented host names with the same scheme, port and path.
+    """
+    if a.rstrip("/") == b.rstrip("/"):
+        return True
+    one, two = urlsplit(a), urlsplit(b)
+    return (
+        one.scheme == two.scheme == "https"
+        and (one.hostname or "") in PCX_API_HOSTS
+        and (two.hostname or "") in PCX_API_HOSTS
+        and one.port == two.port
+        and one.path.rstrip("/") == two.path.rstrip("/")
+    )

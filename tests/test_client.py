@@ -502,6 +502,7 @@ def test_from_file_reads_the_usual_shapes(
 ) -> None:
     path = tmp_path / "pcx.cred"
     path.write_text(content, encoding="utf-8")
+    path.chmod(0o600)
     assert Credentials.from_file(path) == expected
 
 
@@ -520,6 +521,7 @@ def test_from_file_problems_are_clear_and_never_quote_the_file(
 ) -> None:
     path = tmp_path / "pcx.cred"
     path.write_text(content, encoding="utf-8")
+    path.chmod(0o600)
     with pytest.raises(ConfigError, match=problem) as caught:
         Credentials.from_file(path)
     assert str(path) in str(caught.value)
@@ -533,6 +535,7 @@ def test_from_file_missing_or_unreadable(tmp_path: Path) -> None:
         Credentials.from_file(tmp_path)  # a directory
     binary = tmp_path / "binary"
     binary.write_bytes(b"\xff\xfe\xfa" + SECRET.encode())
+    binary.chmod(0o600)
     with pytest.raises(ConfigError, match="cannot read") as caught:
         Credentials.from_file(binary)
     assert SECRET not in str(caught.value)

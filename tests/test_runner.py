@@ -14,7 +14,7 @@ import os
 import signal
 import sqlite3
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,6 +31,7 @@ from pcxbatch.errors import ExitCode, InternalError, UnusableError
 from pcxbatch.journal import JOURNAL_NAME
 from pcxbatch.limiter import Limiter
 from pcxbatch.model import RowResult
+from pcxbatch.runfolder import UnfinishedRun
 from pcxbatch.runner import apply_plan, preview_job, resume_run, retry_failed, run_job
 from pcxbatch.sandbox import INPROCESS_BASE_URL, Sandbox, SandboxConfig, inprocess_transport
 
@@ -46,6 +47,8 @@ class RecordingUI:
     results: list[RowResult] = field(default_factory=list)
     stops: list[str] = field(default_factory=list)
     resumed: list[Path] = field(default_factory=list)
+    resumed_runs: list[UnfinishedRun] = field(default_factory=list)
+    left: list[UnfinishedRun] = field(default_factory=list)
     confirmations: list[Confirmation] = field(default_factory=list)
 
     def planned(self, plan: Confirmation) -> bool:
@@ -63,8 +66,12 @@ class RecordingUI:
     def stopping(self, reason: str) -> None:
         self.stops.append(reason)
 
-    def resuming(self, run_dir: Path, remaining: int) -> None:
-        self.resumed.append(run_dir)
+    def resuming(self, run: UnfinishedRun) -> None:
+        self.resumed.append(run.path)
+        self.resumed_runs.append(run)
+
+    def left_unfinished(self, runs: Sequence[UnfinishedRun]) -> None:
+        self.left.extend(runs)
 
     def listing(self, pages: int, listed: int, found: int) -> None:
         pass
@@ -202,7 +209,7 @@ def test_a_missing_credential_leaves_no_folder(tmp_path: Path) -> None:
     job = make_job(tmp_path, users(sandbox, "active", 2))
     with pytest.raises(UnusableError, match="no API credential"):
         run_job(job, context(sandbox, credentials=None))
-    assert not [p for p in job.report_dir.iterdir() if p.is_dir()]
+    assert not job.report_dir.exists()  # refused before anything was made
 
 
 def test_an_unexpected_error_before_anything_was_sent_leaves_no_resumable_folder(
@@ -283,20 +290,30 @@ def test_a_resume_after_a_kill_treats_an_unanswered_send_as_possibly_applied(
     assert puts_per_user(sandbox)[ids[1]] == 2
 
 
-def test_a_resume_is_refused_when_the_input_or_the_settings_changed(tmp_path: Path) -> None:
+def test_a_changed_input_or_settings_start_a_new_run_and_the_old_one_is_named(
+    tmp_path: Path,
+) -> None:
     sandbox = Sandbox(SandboxConfig(users=60, seed=SEED, latency_ms=20))
     ids = users(sandbox, "active", 20)
     job = make_job(tmp_path, ids, concurrency=2)
-    first = run_job(job, context(sandbox, interrupt_after(2)))
-    assert first.exit_code is ExitCode.STOPPED
-    with pytest.raises(UnusableError, match="other settings"):
-        run_job(replace(job, reason="something else"), context(sandbox))
+    clock = Clock()
+    first = run_job(job, context(sandbox, interrupt_after(2), clock=clock))
+    assert first.exit_code is ExitCode.STOPPED and first.run_dir is not None
+    ui = RecordingUI()
+    clock.now += timedelta(hours=20)  # the next night
+    other = run_job(replace(job, reason="something else"), context(sandbox, ui, clock=clock))
+    assert other.run_dir != first.run_dir and not ui.resumed
+    assert [u.path for u in ui.left] == [first.run_dir]
+    assert ui.left[0].remaining > 0 and ui.left[0].age_seconds > 20 * 3600
+    assert other.exit_code is ExitCode.STOPPED  # every row done, but an older run is not
+    assert [u.path for u in other.unfinished] == [first.run_dir]
+    assert summary(other)["unfinished_runs"] == [str(first.run_dir)]
+    assert summary(other)["exit_code"] == 3
+    # The old run is never forgotten: an explicit resume finishes it, whatever the file is now.
     job.input.write_text(job.input.read_text() + "extra-user,case x\n")
-    with pytest.raises(UnusableError, match="has changed since the run"):
-        run_job(job, context(sandbox))
-    assert first.run_dir is not None
-    with pytest.raises(UnusableError, match="has changed since the run"):
-        resume_run(first.run_dir, context(sandbox))
+    resumed = resume_run(first.run_dir, context(sandbox))
+    assert resumed.run_dir == first.run_dir and resumed.exit_code is ExitCode.OK
+    assert len(results(resumed)) == 20  # the journal's rows, not tonight's file
 
 
 def test_a_refused_key_stops_the_run_and_the_same_input_resumes_it(tmp_path: Path) -> None:
@@ -310,16 +327,15 @@ def test_a_refused_key_stops_the_run_and_the_same_input_resumes_it(tmp_path: Pat
     assert Counter(r["outcome"] for r in results(stopped))["not_attempted"] == 20
     original = job.input.read_bytes()
     job.input.write_bytes(original + b"extra-user,case x\r\n")
-    before = len(sandbox.requests)
-    with pytest.raises(UnusableError, match=r"hits.csv has changed.*--fresh"):
-        run_job(job, context(sandbox))
-    assert len(sandbox.requests) == before  # nothing was sent
+    tonight = run_job(job, context(sandbox))  # tonight's export: a new run; the old one waits
+    assert tonight.run_dir != stopped.run_dir and tonight.exit_code is ExitCode.STOPPED
+    assert [u.path for u in tonight.unfinished] == [stopped.run_dir]
     job.input.write_bytes(original)
     ui = RecordingUI()
     resumed = run_job(job, context(sandbox, ui))
     assert ui.resumed == [stopped.run_dir] and resumed.exit_code is ExitCode.OK
     fresh = run_job(job, context(sandbox), fresh=True)
-    assert fresh.run_dir != stopped.run_dir
+    assert fresh.run_dir != stopped.run_dir and fresh.exit_code is ExitCode.OK
     assert Counter(r["outcome"] for r in results(fresh)) == {"unchanged": 20}
 
 

@@ -40,12 +40,15 @@ def safe(text: str) -> str:
 
 
 def _enable_debug(_ctx: click.Context, _param: click.Parameter, value: bool) -> None:
-    if value and not logging.getLogger().handlers:
+    if not value:
+        return
+    if not logging.getLogger().handlers:
         logging.basicConfig(
             level=logging.DEBUG,
             stream=sys.stderr,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
+    logging.getLogger().setLevel(logging.DEBUG)  # json mode installed its handler already
 
 
 #: ``--debug`` is accepted before and after the command name.
@@ -115,12 +118,47 @@ insecure_option = click.option(
     "unencrypted). Never for production.",
 )
 
-log_format_option = click.option(
-    "--log-format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="json: one JSON object per event on stderr, for log collectors.",
+log_format_option = _apply(
+    [
+        click.option(
+            "--log-format",
+            type=click.Choice(["text", "json"]),
+            default="text",
+            show_default=True,
+            help="json: every line on stderr is one JSON object (events, warnings, errors), "
+            "for log collectors; nothing goes to stdout unless --summary.",
+        ),
+        click.option(
+            "--summary",
+            is_flag=True,
+            help="With --log-format json: print the closing summary on stdout as well.",
+        ),
+    ]
+)
+
+#: Pacing a resume may change; where it sends may not (beyond PCX's two names for one API).
+resume_options = _apply(
+    [
+        click.option(
+            "--base-url",
+            help="Only PCX's other documented name for the same API "
+            "(prod-api.pcxpay.com <-> api.pcxpay.com); a resume never changes its target.",
+        ),
+        click.option("--rate", type=float, help="Requests per second at most (the API's limit)."),
+        click.option(
+            "--burst", type=int, help="Requests that may go out back to back (default 1)."
+        ),
+        click.option("--concurrency", type=int, help="Requests in flight at most."),
+        click.option(
+            "--yes",
+            "-y",
+            is_flag=True,
+            default=None,
+            help="Do not ask for confirmation (needed for unattended runs).",
+        ),
+        log_format_option,
+        debug_option,
+    ]
 )
 
 send_options = _apply(
