@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pcxbatch.config import Job, fingerprint, job_to_dict
-from pcxbatch.errors import InputError, UnusableError
+from pcxbatch.errors import InputError, StoppedError, UnusableError
 from pcxbatch.model import (
     DEACTIVATED_STATUS,
     SETTABLE_STATUSES,
@@ -79,14 +79,17 @@ async def read_states(
     PCX has no single-user read, so this pages ``GET /users/list`` (filtered by ``org_id`` when
     the job names one) until every wanted user was seen or the list ends. A user never seen
     does not exist (within the filter). ``on_page(pages, users listed, wanted found)`` is
-    called after each page, for progress.
+    called after each page, for progress. A list that never ends (a page key seen before, or
+    far more pages than its ``total`` needs) raises :class:`PagingError` rather than loop.
     """
     listed = 0
     found: dict[str, str] = {}
     key: str | None = None
+    keys: set[str] = set()
     pages = 0
     while True:
-        users, key = await client.list_users(org_id=org_id, limit=page_size, last_evaluated_key=key)
+        page = await client.list_users(org_id=org_id, limit=page_size, last_evaluated_key=key)
+        users, key = page
         pages += 1
         listed += len(users)
         for user in users:
@@ -96,6 +99,31 @@ async def read_states(
             on_page(pages, listed, len(found))
         if key is None or len(found) == len(wanted):
             return found, pages
+        _check_paging(key, keys, pages, getattr(page, "total", None), page_size)
+
+
+class PagingError(StoppedError):
+    """``GET /users/list`` does not come to an end: its paging is broken."""
+
+
+#: Pages a listing may take beyond what its ``total`` needs (users may be added meanwhile).
+SPARE_PAGES = 10
+
+
+def _check_paging(key: str, keys: set[str], pages: int, total: object, size: int) -> None:
+    """Raise :class:`PagingError` when the next page would repeat the listing, or when far
+    more pages were read than the list's own ``total`` needs; else remember ``key``."""
+    if key in keys:
+        raise PagingError(
+            f"the user list does not end: page {pages} gave a last_evaluated_key an earlier page"
+            " gave, so the API would send the same pages for ever; the listing was stopped"
+        )
+    keys.add(key)
+    if isinstance(total, int) and pages > 2 * (total // size + 1) + SPARE_PAGES:
+        raise PagingError(
+            f"the user list does not end: {pages} pages of {size} read, and the API says only"
+            f" {total} users match; the listing was stopped"
+        )
 
 
 def verdict(target_status: str | None, seen: str | None) -> Verdict:
