@@ -40,6 +40,7 @@ from pcxbatch.plan import (
     seal,
     undo_rows,
 )
+from pcxbatch.preflight import check_api
 from pcxbatch.runfolder import KIND_APPLY, KIND_PREVIEW, RunFolder, job_lock
 
 if TYPE_CHECKING:  # the client stack is imported when a run sends, not when the CLI starts
@@ -138,6 +139,7 @@ def preview_job(job: Job, ctx: RunContext, *, plan_out: Path | None = None) -> P
         # A preview reads from the API even for a job marked dry_run: it never writes.
         base_url, credentials, target = _target(replace(job, dry_run=False), ctx, stack)
         assert credentials is not None
+        check_api(job, base_url, credentials, ctx, reads=True)  # before any folder or listing
         folder = runfolder.create(
             job, ctx.clock(), kind=KIND_PREVIEW, sheet=table.sheet, columns=table.columns
         )
@@ -326,6 +328,8 @@ def _run(job: Job, folder: RunFolder, ctx: RunContext, *, new: bool) -> RunResul
             confirmation = _confirmation(job, folder, target, credentials)
             if not ctx.ui.planned(confirmation):
                 return _declined(folder, new=new)
+            if credentials and not job.dry_run and any(confirmation.to_send.values()):
+                check_api(job, base_url, credentials, ctx)  # raises before anything is sent
         except BaseException:
             if new:
                 folder.discard()
@@ -485,6 +489,8 @@ async def _send_all(job: Job, journal: Journal, client: PcxClient, ui: RunUI) ->
             guard=FailureGuard(job.max_failure_rate, job.failure_window),
             on_result=ui.result,
             on_stopping=ui.stopping,
+            on_notice=ui.notice,
+            give_up_after=job.give_up_after,
         )
     finally:
         await client.aclose()
