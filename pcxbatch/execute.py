@@ -64,7 +64,8 @@ class Sender(Protocol):
 
 @dataclass(frozen=True)
 class FailureGuard:
-    """Stop the run when more than ``threshold`` of the last ``window`` sent rows failed.
+    """Stop the run when more than ``threshold`` of the last ``window`` sent rows failed, or
+    when the API stopped answering for ``give_up_after`` seconds (``retry.ApiWatch``).
 
     A wrong file or a broken key should not burn through a whole list. On a file with fewer
     than ``2 * window`` rows to send, the guard judges the last half of them instead (at least
@@ -73,6 +74,8 @@ class FailureGuard:
 
     threshold: float = 0.5
     window: int = 50
+    #: A dead API stops the run too: attempts failing with no answer for this long.
+    give_up_after: float = GIVE_UP_AFTER
     least: int = 10
 
 
@@ -412,13 +415,12 @@ async def send_pending(
     on_result: Callable[[RowResult], None],
     on_stopping: Callable[[str], None],
     on_notice: Callable[[str], None] = lambda _t: None,
-    give_up_after: float = GIVE_UP_AFTER,
 ) -> str | None:
     """:func:`execute` as a run needs it: SIGINT/SIGTERM stop it gracefully (the requests in
     flight get :data:`DRAIN_SECONDS` to finish), and a refused credential, the failure guard, a
-    dead API (``retry.ApiWatch``: ``give_up_after`` s) or a wait too long stop it too; waits
-    the API asks for go to ``on_notice``. Returns why the run stopped early (``on_stopping``
-    heard it as soon as the requests in flight were done), or None.
+    dead API (``retry.ApiWatch``, after the guard's ``give_up_after`` s) or a wait too long stop
+    it too; waits the API asks for go to ``on_notice``. Returns why the run stopped early
+    (``on_stopping`` heard it as soon as the requests in flight were done), or None.
     """
     stop = asyncio.Event()
     reasons: list[str] = []
@@ -437,7 +439,7 @@ async def send_pending(
             stop=stop,
             on_result=on_result,
             guard=guard,
-            watch=ApiWatch(stop, give_up_after, on_notice),
+            watch=ApiWatch(stop, (guard or FailureGuard()).give_up_after, on_notice),
         )
     )
     try:

@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import ssl
 import urllib.parse
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -63,11 +63,19 @@ class ApiNotAnswering(StoppedError):
 
 
 def check_api(
-    job: Job, base_url: str, credentials: Credentials, ctx: RunContext, *, reads: bool = False
-) -> Preflight:
+    job: Job,
+    base_url: str,
+    credentials: Credentials | None,
+    ctx: RunContext,
+    to_send: Mapping[str, int] | None = None,
+) -> Preflight | None:
     """The runner's preflight: :func:`preflight` through a client of its own (one connection),
-    on the context's async runner. ``reads``: the operation must read (a preview)."""
+    on the context's async runner. ``to_send``: the rows per action a run is about to send
+    (a dry run, or nothing to send, needs no check); ``None``: a preview, which must read."""
+    if credentials is None or (to_send is not None and (job.dry_run or not any(to_send.values()))):
+        return None
     client = ctx.client_factory(job, base_url, credentials, connections=1)
+    reads = to_send is None
     result: Preflight = ctx.run_async(preflight(client, notice=ctx.ui.notice, must_read=reads))
     return result
 

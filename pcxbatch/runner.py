@@ -139,7 +139,7 @@ def preview_job(job: Job, ctx: RunContext, *, plan_out: Path | None = None) -> P
         # A preview reads from the API even for a job marked dry_run: it never writes.
         base_url, credentials, target = _target(replace(job, dry_run=False), ctx, stack)
         assert credentials is not None
-        check_api(job, base_url, credentials, ctx, reads=True)  # before any folder or listing
+        check_api(job, base_url, credentials, ctx)  # it must read: checked before any folder
         folder = runfolder.create(
             job, ctx.clock(), kind=KIND_PREVIEW, sheet=table.sheet, columns=table.columns
         )
@@ -328,8 +328,7 @@ def _run(job: Job, folder: RunFolder, ctx: RunContext, *, new: bool) -> RunResul
             confirmation = _confirmation(job, folder, target, credentials)
             if not ctx.ui.planned(confirmation):
                 return _declined(folder, new=new)
-            if credentials and not job.dry_run and any(confirmation.to_send.values()):
-                check_api(job, base_url, credentials, ctx)  # raises before anything is sent
+            check_api(job, base_url, credentials, ctx, confirmation.to_send)  # before any PUT
         except BaseException:
             if new:
                 folder.discard()
@@ -466,31 +465,26 @@ async def _read_states(client: PcxClient, job: Job, journal: Journal, ui: RunUI)
     from pcxbatch.plan import read_states
 
     wanted = journal.pending_user_ids()
-    try:
+    async with client:
         if not wanted:
             return {}
         found, _pages = await read_states(
             client, wanted, org_id=job.org_id, page_size=job.list_page_size, on_page=ui.listing
         )
         return found
-    finally:
-        await client.aclose()
 
 
 async def _send_all(job: Job, journal: Journal, client: PcxClient, ui: RunUI) -> str | None:
     """Execute the pending rows through ``client`` (closed after); why the run stopped, or None."""
     from pcxbatch.execute import FailureGuard, send_pending
 
-    try:
+    async with client:
         return await send_pending(
             journal,
             client,
             concurrency=job.concurrency,
-            guard=FailureGuard(job.max_failure_rate, job.failure_window),
+            guard=FailureGuard(job.max_failure_rate, job.failure_window, job.give_up_after),
             on_result=ui.result,
             on_stopping=ui.stopping,
             on_notice=ui.notice,
-            give_up_after=job.give_up_after,
         )
-    finally:
-        await client.aclose()
