@@ -3,26 +3,27 @@
 In: a base URL, a :class:`~pcxbatch.credentials.Credentials`, the run's shared
 :class:`~pcxbatch.limiter.Limiter`, a :class:`~pcxbatch.retry.RetryPolicy`. Out: one
 :class:`CallResult` per status change (never an exception for an answer the API gave, except
-401/403, which raise :class:`~pcxbatch.errors.AuthError`), and :class:`UserState` pages from
-``GET /users/list``.
+401/403, which raise :class:`~pcxbatch.errors.AuthError`), :class:`UsersPage` pages from
+``GET /users/list``, and the preflight's :meth:`PcxClient.probe`.
 
 What every call does (pcxbatch/CONTRACT.md):
 
 - Checks the user ID with ``pcxbatch.rules.check_user_id`` (the job's pattern and the
-  path-safety rule, the one ``validate`` applies) and percent-encodes it before it goes into the
-  URL path. A refused ID raises ``ValueError``: ``validate`` should have turned it into an
-  ``invalid`` row long before.
+  path-safety rule, the one ``validate`` applies) and percent-encodes it into the URL path. A
+  refused ID raises ``ValueError``: ``validate`` should have made it an ``invalid`` row.
 - Sends both ``Authorization`` and ``X-Api-Key`` (the unused one is the literal ``NONE``).
-- Each attempt first takes a slot from the limiter; a 429 tells the limiter ``on_throttled``,
-  any other answer ``on_success``.
-- Retries 429, 502, 503, 504 and transport errors (timeouts, resets, dropped connections) up to
-  :attr:`RetryPolicy.max_attempts` attempts in all, waiting ``Retry-After`` when the server sends
-  one (capped at ``MAX_RETRY_AFTER``), else the policy's jittered exponential backoff. Never
-  retries other statuses. When attempts run out, the last answer is returned, not raised.
+- Each attempt takes a slot from the limiter (a 429 tells it ``on_throttled``, any other answer
+  ``on_success``) and has a total deadline (``deadline``, the job's ``request_timeout``) around
+  the whole exchange, the body read included: a trickling answer times out too.
+- The attempts of a call run under ``retry.Retrier``: 429, 502, 503, 504 and transport errors
+  are retried with backoff or ``Retry-After``, a ``Retry-After`` over the policy's ``max_wait``
+  stops the run, a listener (:meth:`PcxClient.listen`) hears of every attempt, and after
+  :meth:`PcxClient.halt` no new attempt starts. One DEBUG line per attempt: method, path,
+  status, time; never a header or a credential.
 - Marks the result ``ambiguous`` when an earlier attempt may have been applied by the server
   although we never saw it succeed: a 504 or 502 from the gateway (its integration ran, or may
-  have), or a connection that failed after the request was sent. A connect error is not
-  ambiguous: nothing was sent.
+  have), or a connection that failed after the request was sent (or outlived its deadline). A
+  connect error is not ambiguous: nothing was sent.
 
 Secrets never leave ``Credentials`` except as request headers, and no message built here
 contains a header or a response's user object (personal data).
@@ -32,9 +33,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import math
 import re
+import ssl
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Awaitable, Callable
@@ -48,12 +52,16 @@ from pcxbatch import __version__
 from pcxbatch.credentials import Credentials
 from pcxbatch.errors import AuthError, StoppedError
 from pcxbatch.limiter import Limiter
-from pcxbatch.model import SETTABLE_STATUSES
+from pcxbatch.model import SETTABLE_STATUSES, UsersPage, UserState
 from pcxbatch.retry import (
     AMBIGUOUS_STATUSES,
-    MAX_RETRY_AFTER,
+    DEADLINE,
     RETRY_STATUSES,
+    Attempt,
+    AttemptListener,
+    Retrier,
     RetryPolicy,
+    Tally,
     parse_retry_after,
 )
 from pcxbatch.rules import DEFAULT_ID_PATTERN, check_base_url, check_user_id, compile_id_pattern
@@ -66,6 +74,7 @@ __all__ = [
     "PcxClient",
     "RetryPolicy",
     "UserState",
+    "UsersPage",
     "parse_retry_after",
 ]
 
@@ -74,6 +83,8 @@ log = logging.getLogger(__name__)
 #: The gateway gives up after ~29 s; our read timeout must be longer so that we see its 504
 #: (and its request id) instead of guessing.
 TIMEOUT = httpx.Timeout(connect=10.0, read=35.0, write=35.0, pool=None)
+#: Attempts of the preflight read: enough to ride out a blip, few enough to fail fast.
+PROBE_ATTEMPTS = 3
 #: Connections per httpx pool (see PcxClient.__init__ for why there are several pools).
 CONNECTIONS_PER_POOL = 4
 #: Messages are for a report cell, not for dumping a whole error page.
@@ -110,15 +121,6 @@ class CallResult:
         return self.http_status is not None and 200 <= self.http_status < 300
 
 
-@dataclass(frozen=True)
-class UserState:
-    """What pcxbatch needs to know about a user (no personal data)."""
-
-    user_id: str
-    status: str
-    org_id: str | None
-
-
 class ListUsersError(StoppedError):
     """``GET /users/list`` failed after every attempt; ``result`` says how."""
 
@@ -126,26 +128,6 @@ class ListUsersError(StoppedError):
         self.result = result
         status = result.http_status if result.http_status is not None else "no answer"
         super().__init__(f"listing users failed ({status}): {result.message}")
-
-
-@dataclass(frozen=True)
-class _Try:
-    """One attempt, boiled down to what we keep (no response object, no headers)."""
-
-    status: int | None
-    message: str
-    request_id: str | None
-    body: dict[str, Any] | None
-    retry_after: float | None
-    retryable: bool
-
-
-@dataclass
-class _Tally:
-    attempts: int = 0
-    throttled: int = 0
-    ambiguous: bool = False
-    request_id: str | None = None
 
 
 # --- parsing answers -------------------------------------------------------------------------
@@ -188,13 +170,8 @@ def _read_answer(
     return text, body
 
 
-_NOTHING_SENT: tuple[type[httpx.TransportError], ...] = (
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    httpx.PoolTimeout,
-    httpx.ProxyError,
-)
-_RETRYABLE_ERRORS: tuple[type[httpx.TransportError], ...] = (
+_NOTHING_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
+_RETRYABLE_ERRORS = (
     httpx.TimeoutException,
     httpx.NetworkError,
     httpx.RemoteProtocolError,
@@ -222,6 +199,20 @@ def _describe_error(exc: httpx.RequestError) -> str:
     return what
 
 
+def _failure_kind(exc: httpx.RequestError) -> str:
+    """The kind of a failure with no answer (see :meth:`PcxClient.probe`)."""
+    if isinstance(exc, httpx.ConnectError):
+        cause: BaseException | None = exc
+        while cause is not None:  # the ssl error sits under httpx's and httpcore's ConnectError
+            if isinstance(cause, ssl.SSLError):
+                return "certificate" if isinstance(cause, ssl.SSLCertVerificationError) else "tls"
+            cause = cause.__cause__ or cause.__context__
+        return "connect"
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout"
+    return "dropped" if isinstance(exc, httpx.NetworkError | httpx.RemoteProtocolError) else "other"
+
+
 # --- the client ------------------------------------------------------------------------------
 
 
@@ -230,8 +221,8 @@ class PcxClient:
 
     ``transport`` replaces the network (tests: ``httpx.MockTransport``/``ASGITransport``);
     ``sleep`` replaces ``asyncio.sleep`` between retries; ``id_pattern`` overrides
-    ``rules.DEFAULT_ID_PATTERN``. ``max_connections`` should match the run's concurrency:
-    one pooled, kept-alive connection per worker.
+    ``rules.DEFAULT_ID_PATTERN``. ``max_connections`` should match the run's concurrency.
+    ``deadline``: seconds one attempt may take in all (on the event loop's clock).
 
     ``base_url`` is checked by ``rules.check_base_url``, the rule job files are checked by:
     ``https://``; plain ``http://`` only for a loopback host (the local sandbox) or when the user
@@ -252,16 +243,19 @@ class PcxClient:
         id_pattern: str | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         allow_insecure_http: bool = False,
+        deadline: float = DEADLINE,
     ) -> None:
         if retry.max_attempts < 1:
             raise ValueError("RetryPolicy.max_attempts must be at least 1")
+        if not deadline > 0:
+            raise ValueError("deadline must be positive")
         self.base_url = check_base_url(
             base_url, allow_insecure_http=allow_insecure_http or transport is not None
         )
         self.credentials = credentials
         self._limiter = limiter
         self._retry = retry
-        self._sleep = sleep
+        self._retrier = Retrier(retry, sleep)
         self._id_pattern = compile_id_pattern(
             id_pattern if id_pattern is not None else DEFAULT_ID_PATTERN
         )
@@ -270,14 +264,17 @@ class PcxClient:
         self._headers = httpx.Headers(
             {**credentials.headers(), "User-Agent": USER_AGENT, "Accept": "application/json"}
         )
-        self._timeout = TIMEOUT.as_dict()
-        # Requests go straight to httpx transports rather than through httpx.AsyncClient, whose
-        # layers (URL merging, cookie jar, auth and redirect flows, hooks) cost a third of a
-        # request's CPU and give pcxbatch nothing: redirects are never followed, no cookies.
+        # httpx's own timeouts (per connect, per read) stay under the attempt's deadline.
+        self._timeout = {
+            k: v if v is None else min(v, deadline) for k, v in TIMEOUT.as_dict().items()
+        }
+        self._deadline = deadline
+        self._base_path = urllib.parse.urlsplit(self.base_url).path
+        # Straight to httpx transports: httpx.AsyncClient's layers (URL merging, cookies, auth
+        # and redirect flows, hooks) cost a third of a request's CPU and give pcxbatch nothing.
         # httpcore's pool scans all its connections on every request (encode/httpx#3215): one
-        # pool of 32 connections costs more CPU than the requests themselves and caps a run
-        # at a few hundred calls/s. Several small pools, each request sent through the least
-        # busy one, keep that scan short. An in-process transport has no pool: used as given.
+        # pool of 32 costs more CPU than the requests and caps a run at a few hundred calls/s;
+        # several small pools, each request through the least busy one, keep the scan short.
         self._transports: list[httpx.AsyncBaseTransport]
         if transport is None:
             pools = math.ceil(max_connections / CONNECTIONS_PER_POOL)
@@ -311,6 +308,14 @@ class PcxClient:
     def __repr__(self) -> str:
         return f"PcxClient({self.base_url!r}, {self.credentials.describe()})"
 
+    def listen(self, listener: AttemptListener) -> None:
+        """Tell ``listener`` about every attempt and ``Retry-After`` wait from now on."""
+        self._retrier.listener = listener
+
+    def halt(self) -> None:
+        """No new attempt: calls waiting for a slot or a retry raise ``retry.Halted`` at once."""
+        self._retrier.brake.apply()
+
     # --- the calls ---------------------------------------------------------------------------
 
     async def deactivate(self, user_id: str, *, updated_by: str, reason: str | None) -> CallResult:
@@ -336,7 +341,7 @@ class PcxClient:
         org_id: str | None = None,
         limit: int = 100,
         last_evaluated_key: str | None = None,
-    ) -> tuple[list[UserState], str | None]:
+    ) -> UsersPage:
         """One page of ``GET /users/list``: the users and the key of the next page (None: last).
 
         Raises AuthError on 401/403 and :class:`ListUsersError` when the page cannot be had.
@@ -354,15 +359,19 @@ class PcxClient:
             if not isinstance(entry, dict) or not isinstance(entry.get("user_id"), str | int):
                 continue
             org = entry.get("org_id")
-            users.append(
-                UserState(
-                    user_id=str(entry["user_id"]),
-                    status=str(entry.get("status") or ""),
-                    org_id=str(org) if org not in (None, "") else None,
-                )
-            )
-        key = result.body.get("last_evaluated_key")
-        return users, (str(key) if key not in (None, "") else None)
+            org = str(org) if org not in (None, "") else None
+            users.append(UserState(str(entry["user_id"]), str(entry.get("status") or ""), org))
+        key, total = result.body.get("last_evaluated_key"), result.body.get("total")
+        total = total if isinstance(total, int) and not isinstance(total, bool) else None
+        return UsersPage(users, str(key) if key not in (None, "") else None, total)
+
+    async def probe(self, attempts: int = PROBE_ATTEMPTS) -> Attempt:
+        """The preflight's one cheap read, ``GET /users/list?limit=1``, with at most
+        ``attempts`` attempts: the last attempt, whatever it got (401/403 included, no raise).
+        Its ``failure`` says what kind of failure got no answer: ``connect``, ``tls`` (TLS
+        refused: a plain port?), ``certificate``, ``timeout``, ``dropped`` or ``other``."""
+        last, _ = await self._tries("GET", "users/list", None, {"limit": 1}, attempts)
+        return last
 
     # --- machinery ---------------------------------------------------------------------------
 
@@ -385,29 +394,8 @@ class PcxClient:
         json: dict[str, Any] | None = None,
         params: dict[str, str | int] | None = None,
     ) -> CallResult:
-        """One call under the retry policy: attempt; while the answer is retryable (see
-        ``_attempt``) and attempts remain, wait (``RetryPolicy.wait``) and attempt again.
-
-        A plain loop rather than a ``tenacity.AsyncRetrying`` per call: the policy reads in
-        these lines, and costs nothing per request. A tenacity controller cannot be shared by
-        concurrent calls (it keeps the iteration on itself), and building and driving one cost
-        45-55 us of CPU per call on this machine, about 5 % of a request (bench/RESULTS.md).
-        """
-        tally = _Tally()
-        policy = self._retry
-        last = await self._attempt(tally, method, path, json, params)
-        while last.retryable and tally.attempts < policy.max_attempts:
-            wait = policy.wait(tally.attempts, last.retry_after)
-            log.debug(
-                "%s %s: attempt %d got %s; retrying in %.2f s",
-                method,
-                path,
-                tally.attempts,
-                last.status or last.message,
-                wait,
-            )
-            await self._sleep(wait)
-            last = await self._attempt(tally, method, path, json, params)
+        """One call under the retry policy; 401/403 raise AuthError."""
+        last, tally = await self._tries(method, path, json, params, self._retry.max_attempts)
         if last.status in (401, 403):
             raise AuthError(last.status, last.message, last.request_id or tally.request_id)
         return CallResult(
@@ -420,15 +408,24 @@ class PcxClient:
             body=last.body,
         )
 
+    async def _tries(
+        self, method: str, path: str, json: Any, params: Any, attempts: int
+    ) -> tuple[Attempt, Tally]:
+        tally = Tally()
+        attempt = functools.partial(self._attempt, tally, method, path, json, params)
+        name = f"{method} {self._base_path}/{path}"  # for the log: no query, no host
+        return await self._retrier.run(attempt, tally, attempts=attempts, name=name), tally
+
     async def _attempt(
         self,
-        tally: _Tally,
+        tally: Tally,
         method: str,
         path: str,
         json: dict[str, Any] | None,
         params: dict[str, str | int] | None,
-    ) -> _Try:
-        await self._limiter.acquire()
+    ) -> Attempt:
+        """One attempt: a send slot, the request, the whole answer within the deadline."""
+        await self._retrier.brake.wait(self._limiter.acquire, ambiguous=tally.ambiguous)
         tally.attempts += 1
         request = httpx.Request(
             method,
@@ -440,37 +437,55 @@ class PcxClient:
         )
         pool = self._busy.index(min(self._busy))
         self._busy[pool] += 1
+        started = time.perf_counter()
         try:
-            response = await self._transports[pool].handle_async_request(request)
-            try:
-                await response.aread()
-            finally:
-                await response.aclose()
-        except httpx.RequestError as exc:
-            if not isinstance(exc, _NOTHING_SENT):
-                tally.ambiguous = True
-            retryable = isinstance(exc, _RETRYABLE_ERRORS)
-            return _Try(None, _describe_error(exc), None, None, None, retryable)
+            async with asyncio.timeout(self._deadline):
+                response = await self._transports[pool].handle_async_request(request)
+                try:
+                    await response.aread()
+                finally:
+                    await response.aclose()
+        except (httpx.RequestError, TimeoutError) as exc:
+            attempt = self._failed(tally, exc)
+        else:
+            attempt = self._answered(tally, response)
         finally:
             self._busy[pool] -= 1
+        return dataclasses.replace(attempt, seconds=time.perf_counter() - started)
+
+    def _failed(self, tally: Tally, exc: httpx.RequestError | TimeoutError) -> Attempt:
+        """An attempt that got no answer: a transport error, or the deadline passed."""
+        if isinstance(exc, TimeoutError):  # the deadline: the request may well have arrived
+            tally.ambiguous = True
+            message = f"no complete answer within {self._deadline:g} s"
+            return Attempt(None, message, None, None, None, True, "timeout")
+        if not isinstance(exc, _NOTHING_SENT):
+            tally.ambiguous = True
+        retryable = isinstance(exc, _RETRYABLE_ERRORS)
+        message = self.credentials.redact(_describe_error(exc))
+        return Attempt(None, message, None, None, None, retryable, _failure_kind(exc))
+
+    def _answered(self, tally: Tally, response: httpx.Response) -> Attempt:
+        """An attempt the server answered: what it said, and what the limiter must know."""
         status = response.status_code
         request_id = response.headers.get("x-amzn-RequestId")
         if request_id:
-            request_id = self.credentials.redact(request_id)
-            tally.request_id = request_id
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        if retry_after is not None:
-            # Capped once, here: both the wait and what the limiter is told use the cap.
-            retry_after = min(retry_after, MAX_RETRY_AFTER)
+            request_id = tally.request_id = self.credentials.redact(request_id)
+        header = response.headers.get("Retry-After")
+        retry_after = parse_retry_after(header)
         if status == 429:
             tally.throttled += 1
-            self._limiter.on_throttled(retry_after)
+            # A wait longer than the run may take is not passed on: the call stops the run.
+            long = retry_after is not None and retry_after > self._retry.max_wait
+            self._limiter.on_throttled(None if long else retry_after)
         else:
             self._limiter.on_success()
         if status in AMBIGUOUS_STATUSES:
             tally.ambiguous = True
         message, body = _read_answer(response, self.credentials.redact)
-        return _Try(status, message, request_id, body, retry_after, status in RETRY_STATUSES)
+        header = _clean(self.credentials.redact(header)) if header else None
+        retry = status in RETRY_STATUSES
+        return Attempt(status, message, request_id, body, retry_after, retry, None, header)
 
 
 def _environment_proxy(url: httpx.URL) -> str | None:

@@ -23,6 +23,7 @@ import yaml
 
 from pcxbatch.errors import ConfigError
 from pcxbatch.model import DEACTIVATED_STATUS, SETTABLE_STATUSES, Action
+from pcxbatch.retry import DEADLINE, GIVE_UP_AFTER, MAX_RETRY_AFTER
 from pcxbatch.rules import (
     DEFAULT_BASE_URL,
     DEFAULT_ID_PATTERN,
@@ -62,6 +63,16 @@ class Job:
     burst: int = 1
     concurrency: int = 8
     max_attempts: int = 8
+    # --- waiting on the API: how long a request, a server's wait, a dead API may take --------
+    #: Seconds one attempt may take in all, the answer's body included (the gateway gives up
+    #: after ~29 s, so its 504 is seen).
+    request_timeout: float = DEADLINE
+    #: The longest ``Retry-After`` a run waits for; a longer one (a daily quota) stops the run,
+    #: resumable, with the time the API named.
+    max_retry_wait: float = MAX_RETRY_AFTER
+    #: Seconds of attempts failing with no answer (refused, timed out, 5xx) before the run
+    #: stops, resumable, rather than fail every row.
+    give_up_after: float = GIVE_UP_AFTER
     id_pattern: str = DEFAULT_ID_PATTERN
     max_rows: int | None = None
     max_bytes: int | None = None  # None: read's default limit
@@ -221,6 +232,9 @@ _NUMBER_KEYS: tuple[tuple[str, type, float, float], ...] = (
     ("burst", int, 1, 10_000),
     ("concurrency", int, 1, 512),
     ("max_attempts", int, 1, 100),
+    ("request_timeout", float, 1, 3600),
+    ("max_retry_wait", float, 0, 7 * 24 * 3600),
+    ("give_up_after", float, 5, 7 * 24 * 3600),
     ("max_rows", int, 1, 100_000_000),
     ("max_bytes", int, 1, 10**12),
     ("max_failure_rate", float, 0.0, 1.0),

@@ -59,6 +59,11 @@ class RunUI(Protocol):
         """A preview read another page of users (pages so far, users listed, the file's found)."""
         ...
 
+    def notice(self, text: str) -> None:
+        """Something a person should know while the run goes on (a wait the API asked for, a
+        key that may not read); not a stop, not a row."""
+        ...
+
 
 class ClientFactory(Protocol):
     """Builds the client a run sends through (tests inject an in-process transport)."""
@@ -79,10 +84,11 @@ def make_client(
         base_url,
         credentials,
         limiter=Limiter(job.rate, job.burst),
-        retry=RetryPolicy(max_attempts=job.max_attempts),
+        retry=RetryPolicy(max_attempts=job.max_attempts, max_wait=job.max_retry_wait),
         max_connections=connections,
         id_pattern=job.id_pattern,
         allow_insecure_http=job.allow_insecure_http,
+        deadline=job.request_timeout,
     )
 
 

@@ -1,9 +1,8 @@
 """The plan stage: what each checked row would do to its user, and the reviewed plan file.
 
 In: checked rows (from ``validate``, as the journal's :class:`~pcxbatch.model.ReportLine`), the
-users' current statuses (read with :func:`read_states` through any client that can page
-``GET /users/list``), who is previewing. Out: a :class:`~pcxbatch.model.PlanRow` per row with its
-:class:`~pcxbatch.model.Verdict` (``will_change`` from → to, ``unchanged``, ``not_found``, or the
+users' current statuses (read by ``listing.read_states``), who is previewing. Out: a
+:class:`~pcxbatch.model.PlanRow` per row with its :class:`~pcxbatch.model.Verdict` (``will_change`` from → to, ``unchanged``, ``not_found``, or the
 row's ``invalid``/``duplicate``), a :class:`Tally` of counts and transitions for the reviewer, and
 a :class:`Plan` file that ``pcxbatch apply`` sends exactly, refusing it when it was altered, its
 input changed, or it is too old; :func:`plan_items` turns a plan back into the rows to record.
@@ -19,11 +18,11 @@ import hashlib
 import json
 import os
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from pcxbatch.config import Job, fingerprint, job_to_dict
 from pcxbatch.errors import InputError, UnusableError
@@ -38,64 +37,10 @@ from pcxbatch.model import (
     UndoRow,
     Verdict,
 )
-from pcxbatch.rules import DEFAULT_PAGE_SIZE, same_api
+from pcxbatch.rules import same_api
 
 #: 2: rows are objects keyed by field name (1 held positional lists).
 PLAN_FORMAT = 2
-
-
-class UserLike(Protocol):
-    """What a listed user offers (``pcxbatch.client.UserState``)."""
-
-    @property
-    def user_id(self) -> str: ...
-    @property
-    def status(self) -> str: ...
-
-
-class StateReader(Protocol):
-    """A client that can page ``GET /users/list`` (``pcxbatch.client.PcxClient``)."""
-
-    async def list_users(
-        self,
-        *,
-        status: str | None = None,
-        org_id: str | None = None,
-        limit: int = 100,
-        last_evaluated_key: str | None = None,
-    ) -> tuple[Sequence[UserLike], str | None]: ...
-
-
-async def read_states(
-    client: StateReader,
-    wanted: Collection[str],
-    *,
-    org_id: str | None = None,
-    page_size: int = DEFAULT_PAGE_SIZE,
-    on_page: Callable[[int, int, int], None] | None = None,
-) -> tuple[dict[str, str], int]:
-    """Current status of each user in ``wanted`` that exists; also how many pages were read.
-
-    PCX has no single-user read, so this pages ``GET /users/list`` (filtered by ``org_id`` when
-    the job names one) until every wanted user was seen or the list ends. A user never seen
-    does not exist (within the filter). ``on_page(pages, users listed, wanted found)`` is
-    called after each page, for progress.
-    """
-    listed = 0
-    found: dict[str, str] = {}
-    key: str | None = None
-    pages = 0
-    while True:
-        users, key = await client.list_users(org_id=org_id, limit=page_size, last_evaluated_key=key)
-        pages += 1
-        listed += len(users)
-        for user in users:
-            if user.user_id in wanted:
-                found[user.user_id] = user.status
-        if on_page is not None:
-            on_page(pages, listed, len(found))
-        if key is None or len(found) == len(wanted):
-            return found, pages
 
 
 def verdict(target_status: str | None, seen: str | None) -> Verdict:
@@ -473,8 +418,3 @@ def undo_status(seen: str) -> tuple[str, str]:
     if seen == DEACTIVATED_STATUS or seen in SETTABLE_STATUSES:
         return seen, ""
     return "", f"cannot be restored: PCX has no call that sets the status {seen!r}"
-
-
-def undo_action(seen: str) -> str:
-    """The undo row's action: a deactivation to restore ``inactive``, else a status change."""
-    return (Action.DEACTIVATE if seen == DEACTIVATED_STATUS else Action.SET_STATUS).value

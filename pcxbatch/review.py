@@ -41,6 +41,7 @@ from pcxbatch.plan import (
     preview_plan,
     seal,
 )
+from pcxbatch.preflight import check_api
 from pcxbatch.runfolder import KIND_APPLY, KIND_PREVIEW, job_lock
 from pcxbatch.runner import _run, _target
 
@@ -73,6 +74,7 @@ def preview_job(job: Job, ctx: RunContext, *, plan_out: Path | None = None) -> P
         stack.enter_context(folder)
         folder.journal.add_items(items)
         check_max_rows(job, folder.journal)
+        check_api(job, base_url, credentials, ctx)  # it must read (its folder goes if not)
         client = ctx.client_factory(job, base_url, credentials, connections=1)
         found = ctx.run_async(_read_states(client, job, folder.journal, ctx.ui))
         folder.journal.set_seen(found)
@@ -171,15 +173,13 @@ def apply_plan(
 
 async def _read_states(client: PcxClient, job: Job, journal: Journal, ui: RunUI) -> dict[str, str]:
     """The current status of every pending row's user that exists (a preview's one read)."""
-    from pcxbatch.plan import read_states
+    from pcxbatch.listing import read_states
 
     wanted = journal.pending_user_ids()
-    try:
+    async with client:
         if not wanted:
             return {}
         found, _pages = await read_states(
             client, wanted, org_id=job.org_id, page_size=job.list_page_size, on_page=ui.listing
         )
         return found
-    finally:
-        await client.aclose()

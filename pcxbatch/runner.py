@@ -51,6 +51,7 @@ from pcxbatch.intake import (
 )
 from pcxbatch.model import Outcome, ReportLine
 from pcxbatch.plan import undo_rows
+from pcxbatch.preflight import check_api
 from pcxbatch.read import file_sha256
 from pcxbatch.reportdir import environment_problem
 from pcxbatch.runfolder import RunFolder, UnfinishedRun, job_lock
@@ -281,6 +282,7 @@ def _run(
             confirmation = _confirmation(job, folder, target, credentials, plan)
             if not ctx.ui.planned(confirmation):
                 return _declined(folder, new=new)
+            check_api(job, base_url, credentials, ctx, confirmation.to_send)  # before any PUT
         except BaseException:
             if new:
                 folder.discard()
@@ -459,14 +461,13 @@ async def _send_all(job: Job, journal: Journal, client: PcxClient, ui: RunUI) ->
     """Execute the pending rows through ``client`` (closed after); why the run stopped, or None."""
     from pcxbatch.execute import FailureGuard, send_pending
 
-    try:
+    async with client:
         return await send_pending(
             journal,
             client,
             concurrency=job.concurrency,
-            guard=FailureGuard(job.max_failure_rate, job.failure_window),
+            guard=FailureGuard(job.max_failure_rate, job.failure_window, job.give_up_after),
             on_result=ui.result,
             on_stopping=ui.stopping,
+            on_notice=ui.notice,
         )
-    finally:
-        await client.aclose()

@@ -40,6 +40,12 @@ def safe(text: str) -> str:
 
 
 def _enable_debug(_ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """``--debug``: DEBUG lines on stderr, each with every credential-shaped text redacted.
+
+    httpx and httpcore stay at INFO: at DEBUG httpcore prints raw headers, and a server that
+    reflects the key or JWT in one (``WWW-Authenticate``, say) would put it on stderr; the
+    client logs each attempt (method, path, status, time) instead.
+    """
     if not value:
         return
     if not logging.getLogger().handlers:
@@ -49,6 +55,22 @@ def _enable_debug(_ctx: click.Context, _param: click.Parameter, value: bool) -> 
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
     logging.getLogger().setLevel(logging.DEBUG)  # json mode installed its handler already
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.INFO)
+    # The environment's secrets by value, and anything shaped like a PCX key or a JWT (a key
+    # from a credentials file included): no line on stderr carries one.
+    known = [v for n in ("PCX_API_KEY", "PCX_JWT") if len(v := os.environ.get(n, "").strip()) > 7]
+    shapes = re.compile(r"(pcx_[A-Za-z0-9-]{1,40}_)[^\s'\"]+|eyJ[\w-]*\.[\w-]+\.[\w-]+")
+
+    def redact(record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        for secret in known:
+            text = text.replace(secret, "[redacted]")
+        record.msg, record.args = shapes.sub(lambda m: (m[1] or "") + "[redacted]", text), None
+        return True
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(redact)
 
 
 #: ``--debug`` is accepted before and after the command name.

@@ -142,6 +142,11 @@ class TerminalUI:
         console = self._progress.console if self._progress else err
         console.print(f"stopping: {safe(reason)}", markup=False)
 
+    def notice(self, text: str) -> None:
+        """Something to know while the run goes on (a wait the API asked for, say)."""
+        console = self._progress.console if self._progress else err
+        console.print(f"note: {safe(text)}", markup=False)
+
     def resuming(self, run: UnfinishedRun) -> None:
         """Say that an unfinished run is being finished rather than a new one started."""
         say(
@@ -199,7 +204,7 @@ class JsonUI(TerminalUI):
     """One JSON object per event on stderr (``--log-format json``), for log collectors.
 
     Events: ``run_planned``, ``run_resumed``, ``run_started``, ``row_retried``, ``row_failed``,
-    ``row_not_found``,
+    ``row_not_found``, ``notice``,
     ``run_stopping``, ``progress`` (at most every 5 s) and ``run_finished``. Credentials appear
     only as their safe description; row events carry the row number, not the row's cells.
     """
@@ -270,6 +275,9 @@ class JsonUI(TerminalUI):
 
     def stopping(self, reason: str) -> None:
         self._emit("run_stopping", reason=reason)
+
+    def notice(self, text: str) -> None:
+        self._emit("notice", message=text)
 
     def finished(self, result: RunResult) -> None:
         self._emit(

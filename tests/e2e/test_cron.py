@@ -146,17 +146,17 @@ def test_json_logs_are_one_object_per_line_without_secrets(
 
 
 def test_the_failure_guard_stops_a_hopeless_run(tmp_path: Path, sandbox_factory: Any) -> None:
-    server = sandbox_factory(users=50, seed=9)
-    unknown = [[f"0000000{i:02d}-0000-4000-8000-000000000000"] for i in range(60)]
+    server = sandbox_factory(users=100, seed=9, fail_rate=1.0)
+    ids = [[i] for i in active_ids(100, 9, 60)]
     job = write_job(
-        tmp_path, server, write_csv(tmp_path / "in.csv", ["user_id"], unknown),
-        max_failure_rate=0.5, failure_window=10, concurrency=1,
+        tmp_path, server, write_csv(tmp_path / "in.csv", ["user_id"], ids),
+        max_failure_rate=0.5, failure_window=10, concurrency=1, max_attempts=1,
     )  # fmt: skip
     ran = pcxbatch("run", job, env={"PCX_API_KEY": server.api_key})
     assert ran.code == 3
     assert "10 of the last 10 rows failed" in ran.stdout
     counts = Counter(r["outcome"] for r in ran.results())
-    assert counts["not_found"] == 10 and counts["not_attempted"] == 50
+    assert counts["failed"] == 10 and counts["not_attempted"] == 50
     assert len(puts(server)) == 10
 
 

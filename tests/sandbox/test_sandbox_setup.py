@@ -153,6 +153,11 @@ def test_a_job_may_carry_only_settings_without_secrets_or_addresses() -> None:
         "fail_rate",
         "ghost_rate",
         "drop_rate",
+        "gateway_missing_path",
+        "retry_after_seconds",
+        "trickle_ms",
+        "repeat_page_key",
+        "echo_credential",
         "deactivate_inactive",
         "same_status",
     }
