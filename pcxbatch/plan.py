@@ -2,10 +2,11 @@
 
 In: checked rows (from ``validate``, as the journal's :class:`~pcxbatch.model.ReportLine`), the
 users' current statuses (read by ``listing.read_states``), who is previewing. Out: a
-:class:`~pcxbatch.model.PlanRow` per row with its :class:`~pcxbatch.model.Verdict` (``will_change`` from → to, ``unchanged``, ``not_found``, or the
-row's ``invalid``/``duplicate``), a :class:`Tally` of counts and transitions for the reviewer, and
-a :class:`Plan` file that ``pcxbatch apply`` sends exactly, refusing it when it was altered, its
-input changed, or it is too old; :func:`plan_items` turns a plan back into the rows to record.
+:class:`~pcxbatch.model.PlanRow` per row with its :class:`~pcxbatch.model.Verdict`
+(``will_change`` from → to, ``unchanged``, ``not_found``, or the row's ``invalid``/``duplicate``),
+a :class:`Tally` of counts and transitions for the reviewer, and a :class:`Plan` file that
+``pcxbatch apply`` sends exactly, refusing it when it was altered, its input changed, or it is
+too old; :func:`plan_items` turns a plan back into the rows to record.
 
 The plan file is JSON with a SHA-256 over its canonical form: it shows accidental or careless
 edits, not a determined forger (anyone can recompute it); who may apply is the job's rule.
