@@ -11,7 +11,8 @@ knew four loopback names and raised on it).
 - Base URLs: :func:`check_base_url` (https; plain http only to :func:`is_loopback` hosts or when
   asked for by name), :data:`DEFAULT_BASE_URL`.
 - Words: :func:`read_action` and :func:`read_status` look a spelling up in :data:`ACTION_WORDS`
-  and :data:`STATUS_WORDS` after :func:`word_key` (case, spaces, ``_ - .`` ignored).
+  and :data:`STATUS_WORDS` after :func:`word_key` (case, spaces, ``_ - .`` ignored);
+  :func:`near_action` and :func:`near_status` say which word a misspelling is closest to.
 - User IDs: :func:`check_user_id` (the path-safety rule, then the job's pattern),
   :func:`compile_id_pattern`, :data:`DEFAULT_ID_PATTERN`.
 - Column headers: :data:`COLUMN_FIELDS` and the spellings that name each
@@ -22,6 +23,7 @@ knew four loopback names and raised on it).
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
 import unicodedata
@@ -47,6 +49,8 @@ __all__ = [
     "header_key",
     "is_loopback",
     "is_user_id_header",
+    "near_action",
+    "near_status",
     "read_action",
     "read_status",
     "word_key",
@@ -170,6 +174,30 @@ STATUS_WORDS: Mapping[str, str] = MappingProxyType(
         **{word_key(word): DEACTIVATED_STATUS for word in _DEACTIVATION_WORDS},
     }
 )
+
+
+# The spellings a "did you mean" suggests, by word_key: the words a person would write.
+_ACTION_SPELLINGS = {
+    word_key(word): word for word in ("deactivate", "deactivation", "set_status", "activate")
+}
+_STATUS_SPELLINGS = {word_key(word): word for word in (*SETTABLE_STATUSES, *_DEACTIVATION_WORDS)}
+
+
+def near_action(text: str) -> str | None:
+    """The action word a misspelt ``text`` is closest to (``deactivte`` -> ``deactivate``), or
+    ``None`` when none is close."""
+    return _near(text, _ACTION_SPELLINGS)
+
+
+def near_status(text: str) -> str | None:
+    """The status word a misspelt ``text`` is closest to (``rejectd`` -> ``rejected``), or
+    ``None`` when none is close."""
+    return _near(text, _STATUS_SPELLINGS)
+
+
+def _near(text: str, spellings: Mapping[str, str]) -> str | None:
+    close = difflib.get_close_matches(word_key(text), list(spellings), n=1, cutoff=0.75)
+    return spellings[close[0]] if close else None
 
 
 def read_action(text: str) -> Action | None:
