@@ -270,6 +270,10 @@ def _no_user_ids(
             f"the workbook's other sheets are {sheets}: read '{first}' with --sheet "
             f'"{first}" (sheet: in the job)'
         )
+        return InputError("; ".join(parts))
+    if other_sheets:
+        listed = ", ".join(f"'{printable(name)}'" for name, _ in other_sheets[:_LIST_COLUMNS])
+        parts.append(f"the workbook's other sheets ({listed}) have none either")
     id_like = [h for h in columns if header_key(h).endswith("id") and _field_of(h) is None]
     if id_like:
         parts.append(
@@ -281,12 +285,11 @@ def _no_user_ids(
             "name the user ID column 'user_id' (also accepted: User ID, userId, user, id, uid), "
             'or say which it is: --column user_id="HEADER" (columns: in the job)'
         )
-    if not with_ids:
-        parts.append(
-            f"if the header is not row {header_row or 1}, give its row number: --header-row N "
-            f"(header_row: in the job; without it the header is looked for in the first "
-            f"{HEADER_SEARCH_ROWS} rows)"
-        )
+    parts.append(
+        f"if the header is not row {header_row or 1}, give its row number: --header-row N "
+        f"(header_row: in the job; without it the header is looked for in the first "
+        f"{HEADER_SEARCH_ROWS} rows)"
+    )
     return InputError("; ".join(parts))
 
 
