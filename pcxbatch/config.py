@@ -458,6 +458,8 @@ def _slug(name: str) -> str:
 _FINGERPRINT_KEYS = (
     "sheet",
     "hidden_rows",
+    "header_row",
+    "columns",
     "action",
     "status",
     "reason",

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from e2e.conftest import pcxbatch
 
+from pcxbatch import runfolder
 from pcxbatch.cli import run_cli
 from pcxbatch.config import job_from_dict, job_to_dict, load_job
-from pcxbatch.errors import ConfigError, ExitCode
+from pcxbatch.errors import ConfigError, ExitCode, UnusableError
 from pcxbatch.sandbox import SandboxConfig, start
 from pcxbatch.sandbox.server import RunningSandbox
 
@@ -239,3 +241,15 @@ def test_no_damaged_id_reaches_the_api(tmp_path: Path, case_users: RunningSandbo
     assert deactivation.body == {"updated_by": "m.lee", "reason": "Fraud ring FR-2211"}
     statuses = {user_id: user["status"] for user_id, user in case_users.sandbox.users.items()}
     assert statuses["12345"] == statuses["00012345"] == "active"  # neither was touched
+
+
+def test_a_run_is_not_resumed_under_another_column_mapping(tmp_path: Path) -> None:
+    job = load_job(CASE_EXPORT, {"column": (NEW_STATUS,), "report_dir": tmp_path})
+    folder = runfolder.create(job, datetime.now(UTC), sheet="Cases", columns=["User ID"])
+    folder.journal.set_meta(state=runfolder.STATE_READY)
+    runfolder.check_resumable(folder, job)  # the same settings: fine
+    for other in ({"column": ("status=Current Status",)}, {"header_row": 3}):
+        changed = load_job(CASE_EXPORT, {"column": (NEW_STATUS,), "report_dir": tmp_path, **other})
+        with pytest.raises(UnusableError, match="made with other settings"):
+            runfolder.check_resumable(folder, changed)
+    folder.journal.close()
