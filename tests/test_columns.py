@@ -253,3 +253,23 @@ def test_a_run_is_not_resumed_under_another_column_mapping(tmp_path: Path) -> No
         with pytest.raises(UnusableError, match="made with other settings"):
             runfolder.check_resumable(folder, changed)
     folder.journal.close()
+
+
+def test_a_csv_whose_id_column_has_another_name_is_told_the_flag(tmp_path: Path) -> None:
+    path = tmp_path / "hits.csv"
+    path.write_text("Hits export\nrun 7\n\nCustomer ID;Change To\n00123;inactive\n", "utf-8")
+    ran = pcxbatch("validate", path)
+    assert ran.code == ExitCode.UNUSABLE
+    assert (
+        "no user ID column; the columns are 'Customer ID', 'Change To' (from row 4); if "
+        "'Customer ID' holds the PCX user IDs, say so: --column user_id=\"Customer ID\""
+    ) in ran.stderr
+    ran = pcxbatch("validate", path, "--column", "user_id=Customer ID")
+    assert "if column 'Change To' holds the new status, say so: --column status=" in ran.stderr
+    ran = pcxbatch(
+        "validate", path, "--column", "user_id=Customer ID", "--column", "status=Change To"
+    )
+    assert ran.code == ExitCode.FILE_PROBLEMS
+    out = " ".join(ran.stdout.split())
+    assert "row 5: a deactivation needs updated_by (who answers for the change)" in out
+    assert "or give --updated-by NAME (updated_by: in the job)" in out

@@ -879,9 +879,17 @@ def test_title_rows_above_a_workbook_header_are_skipped(tmp_path: Path) -> None:
 
 def test_the_header_the_job_maps_user_id_to_is_found_below_titles(tmp_path: Path) -> None:
     path = write(tmp_path, "c.csv", "Export\nCustomer ID,Status\nc1,active\n")
-    assert read_table(path).header_row == 1  # not found: the first line, as always
     table = read_table(path, id_header="customer id")
     assert (table.header_row, rows_of(table)) == (2, [(3, ("c1", "active"))])
+
+
+def test_without_a_user_id_header_the_widest_row_is_taken_for_the_header(tmp_path: Path) -> None:
+    # It has no user-ID column either, so validate refuses the table; but its message then lists
+    # the columns a person would call the header's, not the title's.
+    path = write(tmp_path, "c.csv", "Export\n\nCustomer ID,Status\nc1,active\nc2,active\n")
+    table = read_table(path)
+    assert (table.header_row, table.columns) == (3, ("Customer ID", "Status"))
+    assert rows_of(table) == [(4, ("c1", "active")), (5, ("c2", "active"))]
 
 
 def test_a_wide_row_above_an_id_header_is_data_not_a_title(tmp_path: Path) -> None:

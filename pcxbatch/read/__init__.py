@@ -28,8 +28,10 @@ What the rows look like:
   first of the first 20 non-blank rows that holds a user-ID header (one of its aliases, or the
   header the job maps ``user_id`` to), provided the rows above it are narrow enough to be titles
   (at most 2 cells filled, or half as many as the header); those title rows are skipped. When
-  no such row is found, the header is the first non-blank row, and a workbook's ``Table``
-  lists in ``other_sheets`` which of its other sheets has a user-ID header. Blank rows (every
+  no such row is found, the header is the first non-blank row (the first of the widest when no
+  row holds a user-ID header at all, since the table is refused then and its columns are the
+  ones to name), and a workbook's ``Table`` lists in ``other_sheets`` which of its other
+  sheets has a user-ID header. Blank rows (every
   cell empty or spaces, including rows of only separators and blank trailing rows) are
   skipped.
 - Header names: stripped, runs of whitespace (an Alt+Enter line break, say) become one space; an

@@ -87,28 +87,34 @@ def find_header(
     (:func:`~pcxbatch.rules.is_user_id_header`, ``mapped`` being the header the job names for
     it), provided every non-blank row above it is narrow enough to be a title (at most 2 cells
     filled, or half as many as the header): those are skipped; a wider row above it would be
-    data, or the header itself. Else the first non-blank row, as if nothing had been searched.
+    data, or the header itself. Else the first non-blank row, as if nothing had been searched;
+    but when no row searched holds a user-ID header at all, the first of the widest rows, which
+    is the likeliest header: no user-ID column can be found in it either, so the table is
+    refused, and the message then lists the columns a person would call the header's.
     ``None``: every row is blank.
     """
     if header_row is not None:
         return _named_header(rows, where, header_row)
     seen: list[RawRow] = []
-    widest_above = 0
+    widths: list[int] = []
+    named = False  # whether a row searched holds a user-ID header (under wider rows)
     for raw in rows:
         filled = sum(1 for cell in raw[1] if cell)
         if not filled:
             continue
-        titles = widest_above <= max(_TITLE_CELLS, filled // 2)
-        if titles and any(is_user_id_header(cell, mapped) for cell in raw[1] if cell):
-            return Header(raw[0], raw[1], matched=True)
+        if any(is_user_id_header(cell, mapped) for cell in raw[1] if cell):
+            if max(widths, default=0) <= max(_TITLE_CELLS, filled // 2):
+                return Header(raw[0], raw[1], matched=True)
+            named = True
         seen.append(raw)
-        widest_above = max(widest_above, filled)
+        widths.append(filled)
         if len(seen) >= HEADER_SEARCH_ROWS:
             break
     if not seen:
         return None
-    first, *after = seen
-    return Header(first[0], first[1], matched=False, after=after)
+    chosen = 0 if named else widths.index(max(widths))
+    header, after = seen[chosen], seen[chosen + 1 :]
+    return Header(header[0], header[1], matched=False, after=after)
 
 
 def _named_header(rows: Iterator[RawRow], where: str, header_row: int) -> Header:
