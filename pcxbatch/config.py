@@ -11,6 +11,7 @@ names (``credentials_file``), so a job file can be shared and committed safely.
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import re
@@ -25,6 +26,7 @@ from pcxbatch.errors import ConfigError
 from pcxbatch.model import DEACTIVATED_STATUS, SETTABLE_STATUSES, Action
 from pcxbatch.retry import DEADLINE, GIVE_UP_AFTER, MAX_RETRY_AFTER
 from pcxbatch.rules import (
+    COLUMN_FIELDS,
     DEFAULT_BASE_URL,
     DEFAULT_ID_PATTERN,
     DEFAULT_PAGE_SIZE,
@@ -33,6 +35,7 @@ from pcxbatch.rules import (
     compile_id_pattern,
     read_action,
     read_status,
+    word_key,
 )
 from pcxbatch.sandbox.config import SandboxSetting, sandbox_settings
 
@@ -52,6 +55,13 @@ class Job:
     sheet: str | int | None = None
     #: Workbook rows hidden by hand or by a filter: refuse the file, skip them, or include them.
     hidden_rows: str = "refuse"
+    # --- where the table is in the input, and which column is which (issue 13) ---------------
+    #: The header's row number as the spreadsheet shows it; ``None``: the first of the first 20
+    #: non-blank rows that holds a user-ID header (title rows above it are skipped).
+    header_row: int | None = None
+    #: Each field's column, by its header text: ``columns: {status: "New Status"}`` in a job,
+    #: ``--column status="New Status"`` (repeatable, wins per field) on the command line.
+    columns: Mapping[str, str] = field(default_factory=dict)
     action: Action | None = None
     status: str | None = None
     reason: str | None = None
@@ -169,6 +179,7 @@ def _check(data: Mapping[str, Any], source: str, problems: list[str]) -> Job:
     _check_numbers(check)
     _check_id_pattern(check)
     _check_sandbox_key(check)
+    _check_table_layout(check)
     if problems:
         raise ConfigError(source, problems)
     return Job(source=source, raw=dict(data), **check.values)
@@ -343,6 +354,55 @@ def _check_id_pattern(check: _Values) -> None:
         check.problems.append(f"id_pattern: {exc}")
 
 
+_FIELD_KEYS = {word_key(name): name for name in COLUMN_FIELDS}
+
+
+def _check_table_layout(check: _Values) -> None:
+    """``header_row``, and ``columns`` (a mapping of field -> header text) with the flag
+    ``--column FIELD=HEADER`` (key ``column``, a list of texts) on top of it, field by field."""
+    header_row = check.number("header_row", int, 1, 1_048_576)
+    if header_row is not None:
+        check.values["header_row"] = header_row
+    mapped: dict[str, str] = {}
+    for name, header, where in _column_pairs(check):
+        known = _FIELD_KEYS.get(word_key(name))  # user_id, User ID and user-id are one field
+        if known is None:
+            near = difflib.get_close_matches(name, COLUMN_FIELDS, n=1)
+            hint = f" (did you mean {near[0]}?)" if near else ""
+            fields_ = ", ".join(COLUMN_FIELDS)
+            check.problems.append(
+                f"{where}: {name!r} is not a field{hint}; the fields are {fields_}"
+            )
+        elif (
+            isinstance(header, bool) or not isinstance(header, str | int) or not str(header).strip()
+        ):
+            check.problems.append(f"{where}: {known} must name a header (the column's title)")
+        else:
+            mapped[known] = " ".join(str(header).split())
+    if mapped:
+        check.values["columns"] = mapped
+
+
+def _column_pairs(check: _Values) -> list[tuple[str, object, str]]:
+    """(field, header, where it was set) from ``columns:``, then from each ``--column``."""
+    pairs: list[tuple[str, object, str]] = []
+    columns = check.data.get("columns")
+    if isinstance(columns, Mapping):
+        pairs = [(str(name), header, "columns") for name, header in columns.items()]
+    elif columns is not None:
+        check.problems.append('columns: must map fields to headers, e.g. {status: "New Status"}')
+    flags = check.data.get("column") or ()
+    for text in [flags] if isinstance(flags, str) else flags:
+        name, equals, header = str(text).partition("=")
+        if equals:
+            pairs.append((name.strip(), header, "--column"))
+        else:
+            check.problems.append(
+                f'--column {text}: must be FIELD=HEADER, e.g. status="New Status"'
+            )
+    return pairs
+
+
 def _check_sandbox_key(check: _Values) -> None:
     """``sandbox``: absent or false for a real API; true or a mapping of its settings."""
     sandbox = check.data.get("sandbox")
@@ -412,6 +472,8 @@ def _slug(name: str) -> str:
 _FINGERPRINT_KEYS = (
     "sheet",
     "hidden_rows",
+    "header_row",
+    "columns",
     "action",
     "status",
     "reason",

@@ -25,24 +25,23 @@ if TYPE_CHECKING:
 
 
 def read_input(job: Job) -> Table:
-    """The job's input table, under the job's size limit (``read``'s default when unset)."""
-    from pcxbatch.read import read_table
+    """The job's input table, under the job's size limit (``read``'s default when unset), with
+    its header found where the job says (``header_row``, the column mapped to ``user_id``)."""
+    from pcxbatch.read import MAX_INPUT_BYTES, read_table
 
-    if job.max_bytes is None:
-        return read_table(job.input, sheet=job.sheet, hidden_rows=job.hidden_rows)
     return read_table(
-        job.input, sheet=job.sheet, max_bytes=job.max_bytes, hidden_rows=job.hidden_rows
-    )
+        job.input, sheet=job.sheet, hidden_rows=job.hidden_rows, header_row=job.header_row,
+        max_bytes=job.max_bytes or MAX_INPUT_BYTES, id_header=job.columns.get("user_id"),
+    )  # fmt: skip
 
 
 def check_table(table: Table, job: Job) -> Iterator[Item]:
-    """Every row of ``table`` checked under the job's defaults and ID pattern, in order.
+    """Every row of ``table`` checked under the job's defaults, column mapping and ID pattern,
+    in order. The columns are resolved at once (a missing user ID column raises here); rows
+    lazily."""
+    from pcxbatch.validate import check_rows, table_columns
 
-    The columns are resolved at once (a missing user ID column raises here); rows lazily.
-    """
-    from pcxbatch.validate import check_rows, resolve_columns
-
-    columns = resolve_columns(table.columns, str(job.input))
+    columns = table_columns(table, str(job.input), job.columns)
     defaults = RowDefaults(job.action, job.status, job.reason, job.updated_by)
     return check_rows(table.rows, columns, defaults, id_pattern=job.id_pattern)
 

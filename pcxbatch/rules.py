@@ -11,14 +11,19 @@ knew four loopback names and raised on it).
 - Base URLs: :func:`check_base_url` (https; plain http only to :func:`is_loopback` hosts or when
   asked for by name), :data:`DEFAULT_BASE_URL`.
 - Words: :func:`read_action` and :func:`read_status` look a spelling up in :data:`ACTION_WORDS`
-  and :data:`STATUS_WORDS` after :func:`word_key` (case, spaces, ``_ - .`` ignored).
+  and :data:`STATUS_WORDS` after :func:`word_key` (case, spaces, ``_ - .`` ignored);
+  :func:`near_action` and :func:`near_status` say which word a misspelling is closest to.
 - User IDs: :func:`check_user_id` (the path-safety rule, then the job's pattern),
   :func:`compile_id_pattern`, :data:`DEFAULT_ID_PATTERN`.
+- Column headers: :data:`COLUMN_FIELDS` and the spellings that name each
+  (:data:`HEADER_ALIASES`, compared by :func:`header_key`); :func:`is_user_id_header`, which is
+  how ``read`` finds the header row and ``validate`` the user-ID column.
 - :data:`DEFAULT_PAGE_SIZE` for ``GET /users/list``.
 """
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
 import unicodedata
@@ -30,15 +35,22 @@ from pcxbatch.model import DEACTIVATED_STATUS, SETTABLE_STATUSES, Action
 
 __all__ = [
     "ACTION_WORDS",
+    "COLUMN_FIELDS",
     "DEFAULT_BASE_URL",
     "DEFAULT_ID_PATTERN",
     "DEFAULT_PAGE_SIZE",
+    "HEADER_ALIASES",
+    "HEADER_SEARCH_ROWS",
     "HIDDEN_ROW_CHOICES",
     "STATUS_WORDS",
     "check_base_url",
     "check_user_id",
     "compile_id_pattern",
+    "header_key",
     "is_loopback",
+    "is_user_id_header",
+    "near_action",
+    "near_status",
     "read_action",
     "read_status",
     "same_api",
@@ -165,6 +177,30 @@ STATUS_WORDS: Mapping[str, str] = MappingProxyType(
 )
 
 
+# The spellings a "did you mean" suggests, by word_key: the words a person would write.
+_ACTION_SPELLINGS = {
+    word_key(word): word for word in ("deactivate", "deactivation", "set_status", "activate")
+}
+_STATUS_SPELLINGS = {word_key(word): word for word in (*SETTABLE_STATUSES, *_DEACTIVATION_WORDS)}
+
+
+def near_action(text: str) -> str | None:
+    """The action word a misspelt ``text`` is closest to (``deactivte`` -> ``deactivate``), or
+    ``None`` when none is close."""
+    return _near(text, _ACTION_SPELLINGS)
+
+
+def near_status(text: str) -> str | None:
+    """The status word a misspelt ``text`` is closest to (``rejectd`` -> ``rejected``), or
+    ``None`` when none is close."""
+    return _near(text, _STATUS_SPELLINGS)
+
+
+def _near(text: str, spellings: Mapping[str, str]) -> str | None:
+    close = difflib.get_close_matches(word_key(text), list(spellings), n=1, cutoff=0.75)
+    return spellings[close[0]] if close else None
+
+
 def read_action(text: str) -> Action | None:
     """The action ``text`` names (see :data:`ACTION_WORDS`), or ``None``."""
     return ACTION_WORDS.get(word_key(text))
@@ -174,6 +210,62 @@ def read_status(text: str) -> str | None:
     """The status ``text`` names: one of ``SETTABLE_STATUSES``, or ``DEACTIVATED_STATUS`` for
     the words that mean a deactivation (``inactive``, ``deactivated``); else ``None``."""
     return STATUS_WORDS.get(word_key(text))
+
+
+# --- column headers -----------------------------------------------------------------------------
+
+#: The fields a table's columns can hold, in the order messages list them; the names a job's
+#: ``columns:`` mapping and ``--column FIELD=HEADER`` use.
+COLUMN_FIELDS: tuple[str, ...] = ("user_id", "status", "action", "reason", "updated_by")
+
+#: The header spellings that name each field, compared by :func:`header_key`. ``updated_by``
+#: is whoever answers for the change: case systems call that column after the step a person
+#: signed (reviewed, approved, actioned).
+HEADER_ALIASES: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "user_id": ("user_id", "userid", "user", "id", "uid", "pcx_user_id"),
+        "status": ("status", "target_status", "new_status"),
+        "action": ("action",),
+        "reason": ("reason", "status_reason", "deactivation_reason"),
+        "updated_by": (
+            "updated_by",
+            "changed_by",
+            "modified_by",
+            "reviewed_by",
+            "reviewer",
+            "approved_by",
+            "approver",
+            "actioned_by",
+            "processed_by",
+            "deactivated_by",
+            "decided_by",
+            "authorised_by",
+            "authorized_by",
+        ),
+    }
+)
+
+#: How many non-blank rows at the top of a sheet are searched for the header (the first that
+#: holds a user-ID header); title rows above it are skipped.
+HEADER_SEARCH_ROWS = 20
+
+
+def header_key(text: str) -> str:
+    """How header texts are compared: :func:`word_key` after dropping every whitespace, a line
+    break inside a cell included (``User\nID`` is ``User ID``)."""
+    return word_key("".join(text.split()))
+
+
+_USER_ID_KEYS = frozenset(header_key(alias) for alias in HEADER_ALIASES["user_id"])
+
+
+def is_user_id_header(text: str, mapped: str | None = None) -> bool:
+    """Whether header cell ``text`` names the user-ID column: one of its aliases, or the header
+    ``mapped`` that the job names for it (``columns: {user_id: ...}``)."""
+    key = header_key(text)
+    if mapped is not None and key == header_key(mapped):
+        return True
+    return key in _USER_ID_KEYS
 
 
 # --- user IDs ---------------------------------------------------------------------------------

@@ -1,18 +1,25 @@
 """Check rows: find the known columns, then turn each source row into exactly one ``Item``.
 
-In: a table's column names (for :func:`resolve_columns`), then its ``SourceRow`` stream, the
-resolved :class:`Columns`, the job's :class:`~pcxbatch.model.RowDefaults` and the user-ID pattern
-(for :func:`check_rows`). Out: one :class:`~pcxbatch.model.Item` per row, same order, same row
-number. A usable row has ``outcome=None``; an unusable one ``Outcome.INVALID``, and a repeated
-user ``Outcome.DUPLICATE``, each with a message naming the row and the column as a person reads
-them (``row 7, column 'User ID': empty``); ``validate_ids`` words the user-ID messages, saying
-how a spreadsheet probably mangled the ID on its way. Only a table that cannot be used at all
-(no user-ID column, two columns for one field) raises ``InputError``. No third-party imports.
+In: a table's column names and the job's column mapping (for :func:`resolve_columns` and
+:func:`table_columns`, in :mod:`~pcxbatch.validate_columns`), then its ``SourceRow`` stream,
+the resolved :class:`Columns`, the job's :class:`~pcxbatch.model.RowDefaults` and the user-ID
+pattern (for :func:`check_rows`). Out: one :class:`~pcxbatch.model.Item` per row, same order,
+same row number, with the file-level notes about its columns (:class:`CheckedRows`). A usable
+row has ``outcome=None``; an unusable one ``Outcome.INVALID``, and a repeated user
+``Outcome.DUPLICATE``, each with a message naming the row and the column as a person reads them
+(``row 7, column 'User ID': empty``) and, where the job could fill the gap, the flag and the
+job key that do. ``validate_ids`` words the user-ID messages, saying how a spreadsheet probably
+mangled the ID on its way; whether a number lost its leading zeros is judged against the IDs of
+the column up to :data:`_ID_LOOKAHEAD` rows below it. Only a table that cannot be used at all
+raises ``InputError``: no user-ID column, two columns for one field, or nothing anywhere (no
+action or status column, no action or status in the job) that says what to do with any row.
+No third-party imports.
 
 How a row's action is decided: the row's ``action`` cell; else its status cell (``inactive``,
 ``deactivated`` or ``deactivate`` mean a deactivation, any settable status a status change);
 else the job's action; else the job's status. When the job names an action and a row's status
 says the other one, the row is invalid rather than quietly doing something the job did not ask.
+A misspelt action or status is invalid, with the word it is closest to ("did you mean").
 
 Messages quote cell texts with ``repr`` and column names with any control character escaped, so
 no cell can put terminal escape sequences into what is printed.
@@ -21,8 +28,8 @@ no cell can put terminal escape sequences into what is printed.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 from pcxbatch.errors import InputError
@@ -39,48 +46,33 @@ from pcxbatch.model import (
 from pcxbatch.rules import (
     DEFAULT_ID_PATTERN,
     compile_id_pattern,
+    near_action,
+    near_status,
     read_action,
     read_status,
-    word_key,
 )
-from pcxbatch.validate_ids import formula_like, id_problem, printable, show
+from pcxbatch.validate_columns import Columns, column_flag, resolve_columns, short, table_columns
+from pcxbatch.validate_ids import IdColumn, formula_like, id_problem, show
 
 __all__ = [
     "MAX_REASON_LENGTH",
     "MAX_UPDATED_BY_LENGTH",
+    "CheckedRows",
     "Columns",
     "check_rows",
     "resolve_columns",
+    "table_columns",
 ]
 
 MAX_REASON_LENGTH = 1000
 MAX_UPDATED_BY_LENGTH = 256
 
-# Header aliases, compared after rules.word_key (case, spaces, "_", "-" and "." ignored), the
-# comparison action and status words get.
-_FIELD_ALIASES: dict[str, tuple[str, ...]] = {
-    "user_id": ("user_id", "userid", "user", "id", "uid", "pcx_user_id"),
-    "action": ("action",),
-    "status": ("status", "target_status", "new_status"),
-    "reason": ("reason", "status_reason", "deactivation_reason"),
-    "updated_by": ("updated_by", "changed_by"),
-}
-_FIELD_LABELS = {
-    "user_id": "user ID",
-    "action": "action",
-    "status": "status",
-    "reason": "reason",
-    "updated_by": "updated_by",
-}
 _ALLOWED_STATUSES = ", ".join(SETTABLE_STATUSES) + f" or {DEACTIVATED_STATUS} (to deactivate)"
 _ALLOWED_ACTIONS = f"{Action.DEACTIVATE.value} or {Action.SET_STATUS.value}"
-
-# read names a repeated header "Name (2)"; such a column still counts for its field, so that
-# two "User ID" columns are reported as ambiguous instead of one being silently ignored.
-_REPEAT_SUFFIX = re.compile(r"\s\(\d+\)$")
-# A "no user ID column" message lists this many columns, each cut to this many characters.
-_LIST_COLUMNS = 20
-_COLUMN_SHOWN = 40
+# What a message tells a person to do when the row lacks something the job could give.
+_SET_STATUS = "give --status (status: in the job) for rows that leave it empty"
+_SET_ACTION = "give --action (action: in the job) for rows that leave it empty"
+_SET_UPDATED_BY = "give --updated-by NAME (updated_by: in the job) for rows that leave it empty"
 
 _CACHE_LIMIT = 10_000
 _W = TypeVar("_W")
@@ -90,67 +82,21 @@ _INSTRUCTION_CODES: dict[tuple[Action, str], int] = {
     (Action.DEACTIVATE, DEACTIVATED_STATUS): 0,
     **{(Action.SET_STATUS, s): i for i, s in enumerate(SETTABLE_STATUSES, start=1)},
 }
+# How many rows below a row its ID column is read before the row's ID is judged: enough for
+# the IDs stored as text to show that a number lost its leading zeros (see IdColumn).
+_ID_LOOKAHEAD = 10_000
 
 
-@dataclass(frozen=True)
-class Columns:
-    """Where each known field is in the table (an index into its columns), ``None`` if absent.
+class CheckedRows(Iterator[Item]):
+    """What :func:`check_rows` returns: its items, lazily and in order, with ``notes``, what a
+    person should read once about the file's columns (``Columns.notes``)."""
 
-    ``names`` are the table's column names, used in messages.
-    """
+    def __init__(self, items: Iterator[Item], notes: tuple[str, ...]) -> None:
+        self._items = items
+        self.notes = notes
 
-    user_id: int
-    action: int | None
-    status: int | None
-    reason: int | None
-    updated_by: int | None
-    names: tuple[str, ...]
-
-
-_ALIAS_TO_FIELD: dict[str, str] = {
-    word_key(alias): field for field, aliases in _FIELD_ALIASES.items() for alias in aliases
-}
-
-
-def resolve_columns(columns: Sequence[str], source: str) -> Columns:
-    """Find the known fields among ``columns`` (header names); ``source`` names the input file.
-
-    Raises ``InputError`` when there is no user-ID column or when two columns claim one field.
-    """
-    found: dict[str, int] = {}
-    for index, name in enumerate(columns):
-        field = _ALIAS_TO_FIELD.get(word_key(_REPEAT_SUFFIX.sub("", name)))
-        if field is None:
-            continue
-        if field in found:
-            first = _short(columns[found[field]])
-            raise InputError(
-                f"{source}: columns '{first}' and '{_short(name)}' both look like the "
-                f"{_FIELD_LABELS[field]} column; rename or remove one of them"
-            )
-        found[field] = index
-    if "user_id" not in found:
-        listed = ", ".join(f"'{_short(name)}'" for name in columns[:_LIST_COLUMNS]) or "none"
-        if len(columns) > _LIST_COLUMNS:
-            listed += f" and {len(columns) - _LIST_COLUMNS} more ({len(columns)} columns)"
-        raise InputError(
-            f"{source}: no user ID column; the columns are {listed}. "
-            "Name the user ID column 'user_id' (also accepted: User ID, userId, user, id, uid)"
-        )
-    return Columns(
-        user_id=found["user_id"],
-        action=found.get("action"),
-        status=found.get("status"),
-        reason=found.get("reason"),
-        updated_by=found.get("updated_by"),
-        names=tuple(columns),
-    )
-
-
-def _short(name: str, limit: int = _COLUMN_SHOWN) -> str:
-    """A column name fit for a one-line message: printable and at most ``limit`` characters."""
-    name = printable(name)
-    return name if len(name) <= limit else name[: limit - 3] + "..."
+    def __next__(self) -> Item:
+        return next(self._items)
 
 
 def _is_formula(notes: dict[int, CellNote], column: int | None, text: str) -> bool:
@@ -182,12 +128,15 @@ class _RowChecker:
         self.pattern = pattern
         self.defaults = defaults
         names = columns.names
-        self.label = {i: f"column '{_short(name, 80)}'" for i, name in enumerate(names)}
+        self.label = {i: f"column '{short(name, 80)}'" for i, name in enumerate(names)}
         self.status_label = self._label(columns.status)
         self.action_label = self._label(columns.action)
-        # Status and action cells repeat a handful of spellings: remember what each one meant.
+        self.ids = IdColumn()
+        # Status and action cells repeat a handful of spellings: remember what each one meant,
+        # and what was said about each misspelling.
         self.statuses: dict[str, str | None] = {}
         self.actions: dict[str, Action | None] = {}
+        self.unknown: dict[tuple[str, str], str] = {}
         self.default_status: str | None = None
         self.default_status_problem: str | None = None
         if defaults.status:
@@ -204,7 +153,8 @@ class _RowChecker:
         """What is wrong with the row's user ID, as its message part; None when usable."""
         index = self.columns.user_id
         note = row.notes.get(index) if row.notes else None
-        return id_problem(self.label[index], row.values[index], note, self.pattern)
+        text, where = row.values[index], self.label[index]
+        return id_problem(where, text, note, self.pattern) or self.ids.lost_zeros(where, text, note)
 
     def check(self, row: SourceRow) -> tuple[Item, list[str]]:
         """Resolve the row's instruction (all but the user ID) and list what is wrong with it."""
@@ -235,28 +185,26 @@ class _RowChecker:
 
     def _row_status(self, row: SourceRow, problems: list[str]) -> str | None:
         """The row's status cell read (``rules.read_status``); None when empty or unusable."""
-        allowed = f"use {_ALLOWED_STATUSES}"
-        words = (self.statuses, read_status, "status", allowed)
+        words = (self.statuses, read_status, "status")
         return self._row_word(row, self.columns.status, self.status_label, words, problems)
 
     def _row_action(self, row: SourceRow, problems: list[str]) -> Action | None:
         """The row's action cell read (``rules.read_action``); None when empty or unusable."""
-        allowed = f"use {_ALLOWED_ACTIONS}"
-        words = (self.actions, read_action, "action", allowed)
+        words = (self.actions, read_action, "action")
         return self._row_word(row, self.columns.action, self.action_label, words, problems)
 
-    @staticmethod
     def _row_word(
+        self,
         row: SourceRow,
         column: int | None,
         label: str,
-        words: tuple[dict[str, _W | None], Callable[[str], _W | None], str, str],
+        words: tuple[dict[str, _W | None], Callable[[str], _W | None], str],
         problems: list[str],
     ) -> _W | None:
         """One word cell (status or action) read through its cache: ``words`` is (cache,
-        reader, what the word is, the allowed words). A formula cell is refused even when
-        empty (never calculated), rather than quietly falling back on the job's defaults."""
-        cache, read, kind, allowed = words
+        reader, what the word is). A formula cell is refused even when empty (never
+        calculated), rather than quietly falling back on the job's defaults."""
+        cache, read, kind = words
         text = row.values[column] if column is not None else ""
         if _is_formula(row.notes, column, text):
             problems.append(f"{label}: a formula, not a value")
@@ -265,8 +213,21 @@ class _RowChecker:
             return None
         word = _cached_word(text, cache, read)
         if word is None:
-            problems.append(f"{label}: unknown {kind} {show(text)} ({allowed})")
+            problems.append(f"{label}: {self._unknown_word(kind, text)}")
         return word
+
+    def _unknown_word(self, kind: str, text: str) -> str:
+        """What a message says of an unknown status or action ``text``: the word it is closest
+        to, if any, and the words allowed (remembered, like the words read)."""
+        said = self.unknown.get((kind, text))
+        if said is None:
+            near = near_status(text) if kind == "status" else near_action(text)
+            allowed = _ALLOWED_STATUSES if kind == "status" else _ALLOWED_ACTIONS
+            guess = f"did you mean {near!r}? " if near else ""
+            said = f"unknown {kind} {show(text)} ({guess}use {allowed})"
+            if len(self.unknown) < _CACHE_LIMIT:
+                self.unknown[kind, text] = said
+        return said
 
     def _row_text(
         self,
@@ -296,9 +257,14 @@ class _RowChecker:
                 f"action deactivate (a deactivated user ends {DEACTIVATED_STATUS!r})"
             )
         if not updated_by:
+            column = self.columns.updated_by
             problems.append(
-                "a deactivation needs updated_by: add an 'updated_by' column "
-                "or set updated_by in the job"
+                f"{self.label[column]}: empty; a deactivation needs updated_by (who answers for "
+                f"the change): fill it in, or {_SET_UPDATED_BY}"
+                if column is not None
+                else "a deactivation needs updated_by (who answers for the change): add an "
+                "'Updated By' column (Reviewed By, Approved By and Changed By are read too), "
+                "or give --updated-by NAME (updated_by: in the job)"
             )
         return DEACTIVATED_STATUS
 
@@ -308,10 +274,16 @@ class _RowChecker:
         """A status change's target status (the row's, else the job's), if it can be set."""
         target = row_status or self.default_status
         if target is None:
+            settable = ", ".join(SETTABLE_STATUSES)
             problems.append(
                 self.default_status_problem
-                or "a status change needs a status: add a 'status' column or set "
-                f"status in the job (one of {', '.join(SETTABLE_STATUSES)})"
+                or (
+                    f"{self.status_label}: empty; a status change needs the new status (one "
+                    f"of {settable}): fill it in, or {_SET_STATUS}"
+                    if self.columns.status is not None
+                    else "a status change needs a status: add a 'Status' column, or give "
+                    f"--status (status: in the job), one of {settable}"
+                )
             )
         elif target == DEACTIVATED_STATUS:
             where = (
@@ -345,11 +317,28 @@ class _RowChecker:
             if self.default_status == DEACTIVATED_STATUS:
                 return Action.DEACTIVATE
             return Action.SET_STATUS
-        problems.append(
-            self.default_status_problem
-            or "no action: add an 'action' or 'status' column, or set action in the job"
-        )
+        problems.append(self.default_status_problem or self._nothing_says())
         return None
+
+    def _nothing_says(self) -> str:
+        """Why a row's action cannot be decided: its action and status cells are empty (the
+        file has at least one of those columns: check_rows refuses a file with neither)."""
+        action, status = self.columns.action, self.columns.status
+        if action is not None and status is not None:
+            return (
+                f"columns '{short(self.columns.names[action], 80)}' and "
+                f"'{short(self.columns.names[status], 80)}' are both empty, so nothing says "
+                f"what to do: fill in one of them, or {_SET_ACTION}"
+            )
+        if status is not None:
+            return (
+                f"{self.status_label}: empty, so nothing says what to do: put the new status in "
+                f"the cell ({_ALLOWED_STATUSES}), or {_SET_STATUS}"
+            )
+        return (
+            f"{self.action_label}: empty, so nothing says what to do: put "
+            f"{_ALLOWED_ACTIONS} in the cell, or {_SET_ACTION}"
+        )
 
 
 def _message(row: int, problems: list[str]) -> str:
@@ -371,14 +360,71 @@ def check_rows(
     defaults: RowDefaults,
     *,
     id_pattern: str = DEFAULT_ID_PATTERN,
-) -> Iterator[Item]:
+) -> CheckedRows:
     """One ``Item`` per row, lazily and in order (see the module docstring for the rules).
 
     The first row with a usable user ID is the one acted on; a later row with the same ID is a
     ``DUPLICATE`` naming that first row. Raises ``ValueError`` if ``id_pattern`` is not a valid
-    regular expression.
+    regular expression. When nothing (no action or status column, no action or status in
+    ``defaults``) could decide any row, iterating raises one ``InputError`` for the file,
+    once every row has been read (so that a file that cannot be read says that first).
     """
     checker = _RowChecker(columns, defaults, compile_id_pattern(id_pattern))
+    undecidable = _undecidable(columns, defaults)
+    if undecidable is not None:
+        return CheckedRows(_refusing(rows, undecidable), columns.notes)
+    return CheckedRows(_checked(_looking_ahead(rows, checker), checker), columns.notes)
+
+
+def _refusing(rows: Iterable[SourceRow], error: InputError) -> Iterator[Item]:
+    for _ in rows:
+        pass
+    raise error
+    yield  # a generator: nothing is read, or raised, before the first item is asked for
+
+
+def _undecidable(columns: Columns, defaults: RowDefaults) -> InputError | None:
+    """The error for a file none of whose rows can say what to do (one message, not one per
+    row), or ``None`` when a row can."""
+    if columns.action is not None or columns.status is not None:
+        return None
+    if defaults.action is not None or defaults.status is not None:
+        return None
+    unused = [columns.names[index] for index in columns.unused]
+    hint = ""
+    if len(unused) == 1:
+        hint = f"; if column '{short(unused[0])}' holds the new status, say so: " + column_flag(
+            "status", unused[0]
+        )
+    elif unused:
+        listed = ", ".join(f"'{short(name)}'" for name in unused[:10])
+        hint = (
+            f"; if one of the columns not read ({listed}) holds the new status, say which: "
+            '--column status="HEADER" (columns: in the job)'
+        )
+    return InputError(
+        f"{columns.source or 'the input'}: nothing says what to do with the rows: there is no "
+        "status or action column, and the job sets no --action or --status (action: or status: "
+        f"in the job){hint}"
+    )
+
+
+def _looking_ahead(rows: Iterable[SourceRow], checker: _RowChecker) -> Iterator[SourceRow]:
+    """``rows`` as they come, each once the checker's ``IdColumn`` has seen the user IDs of up
+    to :data:`_ID_LOOKAHEAD` rows below it."""
+    index = checker.columns.user_id
+    observe = checker.ids.observe
+    waiting: deque[SourceRow] = deque()
+    for row in rows:
+        observe(row.values[index], row.notes.get(index) if row.notes else None)
+        waiting.append(row)
+        if len(waiting) > _ID_LOOKAHEAD:
+            yield waiting.popleft()
+    yield from waiting
+
+
+def _checked(rows: Iterable[SourceRow], checker: _RowChecker) -> Iterator[Item]:
+    """The items of ``check_rows``: each row checked, then judged against the rows before it."""
     first_rows: dict[str, int] = {}  # user ID -> row number << 3 | instruction code
     for row in rows:
         id_problem = checker.user_id_problem(row)

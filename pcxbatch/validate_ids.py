@@ -4,8 +4,9 @@ In: an ID cell's text, what ``read`` noticed about the cell (a :class:`~pcxbatch
 where the cell is (its column, as a message names it) and the job's ID pattern. Out: the
 message part for an unusable ID (``column 'User ID': '1.23457E+14' is a number in scientific
 notation: ...``), or ``None``: :func:`id_problem`. ``validate`` asks it for every row; the rule
-itself (pattern and path safety) is ``rules.check_user_id``. Also the quoting helpers that keep
-cell texts in messages printable. No third-party imports.
+itself (pattern and path safety) is ``rules.check_user_id``. An :class:`IdColumn` judges the
+IDs that only the rest of their column shows to be damaged (leading zeros lost). Also the
+quoting helpers that keep cell texts in messages printable. No third-party imports.
 
 What a message says about how the ID was probably mangled on its way through a spreadsheet
 (the row is invalid in each case; nothing is guessed or repaired):
@@ -16,10 +17,15 @@ What a message says about how the ID was probably mangled on its way through a s
   what Excel makes of ``1.23457E+14`` when it reads a CSV back, so digits are lost;
 - a number cell (or digits alone) that fails the ID pattern: leading zeros may have been lost,
   and when zeros put back in front would make it match, the message says so;
+- a number cell that matches the pattern but is shorter than the column's zero-padded IDs, or
+  than every all-digit ID the column stores as text (:class:`IdColumn`): leading zeros were
+  probably lost. So is a text ID of digits shorter than the column's zero-padded IDs, when
+  they are all padded to one width (a CSV that a spreadsheet opened and saved);
 - a formula cell (from ``read``), or a text starting with ``=`` in the ID, status or action
   column: a formula, never evaluated, never sent;
-- a spreadsheet error value (``#N/A``), or an ISO date or time (a spreadsheet took the ID for a
-  date).
+- a spreadsheet error value (``#N/A``), or a date or time (a spreadsheet took the ID for a
+  date): the ISO text ``read`` makes of a date cell, or a date as a CSV shows one
+  (``01/03/2024``, ``1-Mar-24``).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import re
 from pcxbatch.model import CellNote
 from pcxbatch.rules import check_user_id
 
-__all__ = ["formula_like", "id_problem", "printable", "show"]
+__all__ = ["IdColumn", "formula_like", "id_problem", "printable", "show"]
 
 # How Excel shows a big number in a General cell, e.g. 1.23457E+14 (or 1,23457E+14).
 _SCIENTIFIC = re.compile(r"^[+-]?\d+(?:[.,]\d*)?[eE][+-]\d+$")
@@ -39,9 +45,14 @@ _DIGITS = re.compile(r"^[0-9]+$")
 _ERROR_VALUES = frozenset(
     {"#N/A", "#REF!", "#VALUE!", "#DIV/0!", "#NAME?", "#NUM!", "#NULL!", "#SPILL!", "#CALC!"}
 )
-# What read makes of a date or time cell (ISO 8601).
+# What read makes of a date or time cell (ISO 8601, with a UTC offset if it had one), and how a
+# date cell reads in a CSV a spreadsheet saved: 01/03/2024, 1.3.24, 1-Mar-24, 2024/03/01.
 _DATE_LIKE = re.compile(
-    r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$|^\d{1,2}:\d{2}(?::\d{2})?$"
+    r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2})?)?$"
+    r"|^\d{1,2}:\d{2}(?::\d{2})?$"
+    r"|^(?:\d{1,2}[/.]\d{1,2}[/.]\d{2}(?:\d{2})?|\d{4}/\d{1,2}/\d{1,2})"
+    r"(?: \d{1,2}:\d{2}(?::\d{2})?)?$"
+    r"|^\d{1,2}-[A-Za-z]{3}-\d{2}(?:\d{2})?$"
 )
 # Excel shows a number of 12 digits or more in a General cell as 1.23457E+14: 6 significant
 # digits. A CSV saved like that and read back holds 123457000000000.
@@ -137,6 +148,64 @@ def _refused_id(
             f"zeros lost (a spreadsheet that opened the file?); {_FIX_NUMBER}"
         )
     return f"{where}: {show(user_id)} {why}"
+
+
+class IdColumn:
+    """What a column's IDs stored as text say about its other IDs: the shortest all-digit one,
+    and the widths of those that begin with ``0`` (zero-padded), an example of each.
+
+    :meth:`observe` every ID of the column (``validate`` does so some rows ahead of the row it
+    judges), then :meth:`lost_zeros` says whether an ID that is otherwise usable probably lost
+    its leading zeros in a spreadsheet.
+    """
+
+    __slots__ = ("padded", "shortest")
+
+    def __init__(self) -> None:
+        self.shortest: str | None = None  # the shortest all-digit ID stored as text
+        self.padded: dict[int, str] = {}  # width -> a zero-padded all-digit ID of that width
+
+    def observe(self, user_id: str, note: CellNote | None) -> None:
+        """Take the ID cell's text (``note`` is what ``read`` noticed about it) into account."""
+        if note is not None or not (user_id.isdigit() and user_id.isascii()):
+            return  # numbers are what is judged; formulas and other IDs say nothing of widths
+        if self.shortest is None or len(user_id) < len(self.shortest):
+            self.shortest = user_id
+        if user_id[0] == "0" and len(user_id) not in self.padded and len(self.padded) < 8:
+            self.padded[len(user_id)] = user_id
+
+    def lost_zeros(self, where: str, user_id: str, note: CellNote | None) -> str | None:
+        """The message part for an all-digit ID (at ``where``) that probably lost its leading
+        zeros, judged by the IDs observed so far; ``None`` when nothing says so."""
+        if not (user_id.isdigit() and user_id.isascii()) or note not in (None, CellNote.NUMBER):
+            return None
+        number = note is CellNote.NUMBER
+        width = max(self.padded, default=0)
+        one_width = len(self.padded) == 1
+        if len(user_id) < width and (number or (one_width and user_id[0] != "0")):
+            like = self.padded[width]
+            guess = (
+                f"it was probably {user_id.zfill(width)} with its leading zeros lost"
+                if one_width
+                else "its leading zeros were probably lost"
+            )
+            padded = f"zero-padded to {width} digits (like {like!r})"
+            if number:
+                return (
+                    f"{where}: {user_id} was stored as a number, but the column's other IDs are "
+                    f"{padded}: {guess}; {_FIX_NUMBER}"
+                )
+            return (
+                f"{where}: {show(user_id)} is shorter than the column's other IDs, which are "
+                f"{padded}: {guess} (a spreadsheet that opened the file?); {_FIX_NUMBER}"
+            )
+        if number and self.shortest is not None and len(user_id) < len(self.shortest):
+            return (
+                f"{where}: {user_id} was stored as a number, and is shorter than every ID the "
+                f"column holds as text ({len(self.shortest)} digits or more, like "
+                f"{self.shortest!r}): its leading zeros were probably lost; {_FIX_NUMBER}"
+            )
+        return None
 
 
 def show(text: str) -> str:

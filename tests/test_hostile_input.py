@@ -10,6 +10,7 @@ cells, hidden sheets, encrypted workbooks, other formats renamed to ``.xlsx``.
 from __future__ import annotations
 
 import codecs
+import datetime
 import io
 import os
 import random
@@ -25,11 +26,13 @@ from hypothesis import strategies as st
 
 from pcxbatch import read as read_module
 from pcxbatch.errors import InputError
-from pcxbatch.model import Item, RowDefaults
+from pcxbatch.model import Action, Item, RowDefaults
 from pcxbatch.read import read_table
-from pcxbatch.validate import check_rows, resolve_columns
+from pcxbatch.rules import is_user_id_header
+from pcxbatch.validate import check_rows, resolve_columns, table_columns
 
 DEFAULTS = RowDefaults(updated_by="ops")
+DEACTIVATE = RowDefaults(action=Action.DEACTIVATE, updated_by="ops")
 # PCX_FUZZ_EXAMPLES=2000 makes a long bug hunt; the default keeps the suite quick.
 FUZZ = settings(
     max_examples=int(os.environ.get("PCX_FUZZ_EXAMPLES", "40")),
@@ -46,7 +49,9 @@ def consume(path: Path, sheet: str | int | None = None) -> list[Item] | InputErr
     try:
         table = read_table(path, sheet=sheet)
         columns = resolve_columns(table.columns, str(path))
-        items = list(check_rows(table.rows, columns, DEFAULTS))
+        # A file of IDs alone is run with an action, as its job would have to give one.
+        alone = columns.action is None and columns.status is None
+        items = list(check_rows(table.rows, columns, DEACTIVATE if alone else DEFAULTS))
     except InputError as exc:
         assert_clear(exc, path)
         return exc
@@ -444,10 +449,11 @@ def test_merged_cells_above_the_header_are_fine(tmp_path: Path) -> None:
     sheet.write_row(3, 0, ["u1", "inactive"])
     sheet.merge_range(3, 5, 6, 6, "a remark far right of the table")
     book.close()
-    # The title row is the first non-blank row, so it is the header: a clear error, not rows
-    # that mean something else.
+    # The merged title above the header is skipped like any title row; the merged remark is
+    # right of the table. Row numbers stay the sheet's.
     result = consume(path)
-    assert isinstance(result, InputError)
+    assert not isinstance(result, InputError)
+    assert [(item.row, item.user_id, item.outcome) for item in result] == [(4, "u1", None)]
 
 
 def test_merged_cells_right_of_the_table_are_ignored(tmp_path: Path) -> None:
@@ -696,3 +702,77 @@ def test_a_row_number_past_the_last_row_of_a_sheet_is_refused(tmp_path: Path) ->
     result = consume(write(tmp_path, "far.xlsx", _rezip(PLAIN_XLSX, far)))
     assert isinstance(result, InputError)
     assert "past row 1,048,576" in str(result)
+
+
+# --- the analyst's workbook, as Excel stores it --------------------------------------------------
+
+
+def test_an_excel_style_workbook_with_titles_and_damaged_ids(tmp_path: Path) -> None:
+    # openpyxl stores cells the way Excel does: an int as a number cell, a datetime as a number
+    # with a date format, a formula without a cached value (never calculated).
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "Export"
+    sheet.append(["Case export, June"])
+    sheet.merge_cells("A1:D1")
+    sheet.append(["Exported by", "j.doe"])
+    sheet.append(["Customer ID", "Decision", "Approved By", "Ticket #"])
+    sheet.append(["000123", "inactive", "j.doe", 1])
+    sheet.append([124, "inactive", "j.doe", 2])
+    sheet.append([datetime.datetime(2024, 3, 1), "inactive", "j.doe", 3])
+    sheet.append(['="000"&"126"', "inactive", "j.doe", 4])
+    sheet.append(["000127", "", "j.doe", 5])
+    path = tmp_path / "export.xlsx"
+    book.save(path)
+    table = read_table(path, id_header="customer id")
+    assert (table.header_row, table.columns[:2]) == (3, ("Customer ID", "Decision"))
+    columns = table_columns(table, str(path), {"user_id": "Customer ID", "status": "Decision"})
+    checked = check_rows(table.rows, columns, RowDefaults())
+    items = {item.row: item for item in checked}
+    assert checked.notes == (
+        "columns not read: 'Ticket #' (to read one as a field, map it: --column FIELD=\"HEADER\", "
+        "or columns: in the job; FIELD is one of user_id, status, action, reason, updated_by)",
+    )
+    assert items[4].outcome is None and items[4].updated_by == "j.doe"
+    assert "probably 000124 with its leading zeros lost" in items[5].message
+    assert "looks like a date" in items[6].message
+    assert "a formula, not a value" in items[7].message
+    assert items[8].message.startswith("row 8, column 'Decision': empty, so nothing says")
+
+
+TITLE_TEXT = st.text(alphabet="abcdefgh :-0123456789", min_size=1, max_size=30).filter(
+    lambda text: not is_user_id_header(text)
+)
+
+
+@FUZZ
+@given(
+    titles=st.lists(
+        st.lists(TITLE_TEXT, min_size=1, max_size=2) | st.just([]), min_size=0, max_size=8
+    ),
+    width=st.integers(1, 5),
+    data=st.lists(st.lists(st.sampled_from(["u1", "x", "", "user", "id"]), max_size=5), max_size=6),
+)
+def test_titles_above_a_header_are_skipped_and_no_data_row_is_lost(
+    tmp_path_factory: pytest.TempPathFactory,
+    titles: list[list[str]],
+    width: int,
+    data: list[list[str]],
+) -> None:
+    header = ["User ID", *(f"field {n}" for n in range(1, width))]
+    grid = [*titles, header, *data]
+    path = tmp_path_factory.mktemp("t") / "t.csv"
+    path.write_text("".join(",".join(cells) + "\n" for cells in grid), encoding="utf-8")
+    if sum(1 for cells in titles if any(cells)) >= 20:
+        return
+    table = read_table(path)
+    assert table.header_row == len(titles) + 1
+    expected = [
+        number
+        for number, cells in enumerate(data, start=table.header_row + 1)
+        if any(cells[:width])
+    ]
+    try:
+        assert [row.row for row in table.rows] == expected
+    except InputError as exc:
+        assert "more cells than the header" in str(exc)  # a data row wider than the header

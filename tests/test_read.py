@@ -848,3 +848,105 @@ def test_a_text_file_accepts_sheet_zero_as_text(tmp_path: Path) -> None:
     path = write(tmp_path, "u.csv", "user_id\nu1\n")
     assert rows_of(read_table(path, sheet="0")) == [(2, ("u1",))]
     assert_input_error(path, "is a text file with no sheets", "1")
+
+
+# --- where the header is -----------------------------------------------------------------------
+
+
+def test_title_lines_above_a_csv_header_are_skipped(tmp_path: Path) -> None:
+    # A case system's export: a title, a line of who and when, a blank line, then the table. The
+    # title decides neither the separator nor the header, and row numbers stay the file's.
+    path = write(
+        tmp_path,
+        "cases.csv",
+        "KYC review batch 2024-06\nExported by;j.doe\n\nUser ID;New Status\n00123;rejected\n",
+    )
+    table = read_table(path)
+    assert (table.separator, table.header_row, table.columns) == (";", 4, ("User ID", "New Status"))
+    assert rows_of(table) == [(5, ("00123", "rejected"))]
+
+
+def test_title_rows_above_a_workbook_header_are_skipped(tmp_path: Path) -> None:
+    path = workbook(
+        tmp_path,
+        {"Cases": [["Case export, June"], [], ["Customer", "User\nID", "Status"], ["Ada", 7, "x"]]},
+    )
+    table = read_table(path)
+    assert (table.header_row, table.columns) == (3, ("Customer", "User ID", "Status"))
+    assert [(row.row, row.values) for row in table.rows] == [(4, ("Ada", "7", "x"))]
+    assert table.other_sheets == ()
+
+
+def test_the_header_the_job_maps_user_id_to_is_found_below_titles(tmp_path: Path) -> None:
+    path = write(tmp_path, "c.csv", "Export\nCustomer ID,Status\nc1,active\n")
+    table = read_table(path, id_header="customer id")
+    assert (table.header_row, rows_of(table)) == (2, [(3, ("c1", "active"))])
+
+
+def test_without_a_user_id_header_the_widest_row_is_taken_for_the_header(tmp_path: Path) -> None:
+    # It has no user-ID column either, so validate refuses the table; but its message then lists
+    # the columns a person would call the header's, not the title's.
+    path = write(tmp_path, "c.csv", "Export\n\nCustomer ID,Status\nc1,active\nc2,active\n")
+    table = read_table(path)
+    assert (table.header_row, table.columns) == (3, ("Customer ID", "Status"))
+    assert rows_of(table) == [(4, ("c1", "active")), (5, ("c2", "active"))]
+
+
+def test_a_wide_row_above_an_id_header_is_data_not_a_title(tmp_path: Path) -> None:
+    # The header names no user-ID column, and a data cell happens to read "user": that row is
+    # not taken for the header, which would silently drop the rows above it.
+    path = write(tmp_path, "c.csv", "Customer ID,Status,Note\nc1,inactive,x\nc2,inactive,user\n")
+    table = read_table(path)
+    assert table.header_row == 1
+    assert [number for number, _ in rows_of(table)] == [2, 3]
+
+
+def test_the_header_is_searched_for_in_the_first_twenty_filled_rows(tmp_path: Path) -> None:
+    titles = "".join(f"title {n}\n\n" for n in range(20))
+    path = write(tmp_path, "c.csv", titles + "user_id\nu1\n")
+    table = read_table(path)
+    assert (table.header_row, table.columns) == (1, ("title 0",))  # not found: the first row
+    path = write(tmp_path, "d.csv", titles[: -len("title 19\n\n")] + "user_id\nu1\n")
+    assert read_table(path).header_row == 39
+
+
+def test_header_row_names_the_header_as_the_spreadsheet_numbers_it(tmp_path: Path) -> None:
+    path = write(tmp_path, "c.csv", "sep=;\nReport\nCustomer;State\nc1;active\n")
+    table = read_table(path, header_row=2)
+    assert (table.columns, rows_of(table)) == (("Customer", "State"), [(3, ("c1", "active"))])
+    book = workbook(tmp_path, {"S": [["Report"], ["Customer", "State"], ["c1", "active"]]})
+    table = read_table(book, header_row=2)
+    assert (table.header_row, [(r.row, r.values) for r in table.rows]) == (
+        2,
+        [(3, ("c1", "active"))],
+    )
+
+
+def test_header_row_must_hold_the_header(tmp_path: Path) -> None:
+    path = write(tmp_path, "c.csv", "Report\n\nuser_id\nu1\n")
+    with pytest.raises(InputError, match=r"c\.csv: row 2, set as the header row .* is blank"):
+        read_table(path, header_row=2)
+    with pytest.raises(InputError, match=r"c\.csv: has no row 9 \(its last row is 4\)"):
+        read_table(path, header_row=9)
+    book = workbook(tmp_path, {"S": [["user_id"], ["u1"]]})
+    with pytest.raises(InputError, match=r"sheet 'S': has no row 5 .*--header-row"):
+        read_table(book, header_row=5)
+
+
+def test_a_sheet_without_user_ids_says_which_other_sheet_has_them(tmp_path: Path) -> None:
+    path = workbook(
+        tmp_path,
+        {
+            "Summary": [["Review summary"], ["Cases", 3]],
+            "Cases": [["Title"], ["User ID", "Status"], ["u1", "active"]],
+            "Lists": [["Statuses"], ["active"]],
+        },
+    )
+    table = read_table(path)
+    assert table.sheet == "Summary"
+    assert table.other_sheets == (("Cases", True), ("Lists", False))
+    assert read_table(path, sheet="Cases").other_sheets == ()
+    assert read_table(path, id_header="Statuses").other_sheets == (
+        ("Cases", True),
+        ("Lists", True),
+    )

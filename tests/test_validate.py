@@ -93,14 +93,18 @@ def test_missing_user_id_column_lists_the_columns_found() -> None:
     assert "'Email', 'Status'" in message
 
 
-def test_two_columns_for_one_field_are_named() -> None:
-    with pytest.raises(InputError, match=r"f\.csv: columns 'Status' and 'new_status' both"):
+def test_two_columns_for_one_field_are_named_with_the_flag_that_picks_one() -> None:
+    with pytest.raises(InputError) as caught:
         resolve_columns(["user_id", "Status", "new_status"], "f.csv")
+    assert str(caught.value) == (
+        "f.csv: columns 'Status' and 'new_status' could both be the status column; say which "
+        'one: --column status="new_status" (columns: {status: "new_status"} in the job)'
+    )
 
 
 def test_a_repeated_user_id_header_is_ambiguous() -> None:
     # read names the second of two identical headers "User ID (2)".
-    with pytest.raises(InputError, match=r"'User ID' and 'User ID \(2\)' both look like the user"):
+    with pytest.raises(InputError, match=r"'User ID' and 'User ID \(2\)' could both be the user"):
         resolve_columns(["User ID", "User ID (2)"], "f.csv")
 
 
@@ -354,22 +358,83 @@ def test_a_status_change_cannot_set_inactive() -> None:
     assert "cannot be set by a status change; use the action deactivate" in message
 
 
-def test_a_status_change_without_a_status() -> None:
-    message = invalid(row(9, "u1", "set_status"))
-    assert message.startswith("row 9: a status change needs a status")
-    assert "active, pending_verification, rejected, not_verified" in message
-
-
-def test_a_deactivation_without_updated_by() -> None:
-    message = invalid(row(9, "u1", "deactivate"), RowDefaults())
-    assert message == (
-        "row 9: a deactivation needs updated_by: add an 'updated_by' column "
-        "or set updated_by in the job"
+def test_a_status_change_with_an_empty_status_cell() -> None:
+    assert invalid(row(9, "u1", "set_status")) == (
+        "row 9, column 'Status': empty; a status change needs the new status (one of active, "
+        "pending_verification, rejected, not_verified): fill it in, or give --status (status: "
+        "in the job) for rows that leave it empty"
     )
 
 
-def test_no_action_anywhere() -> None:
-    assert invalid(row(9, "u1"), RowDefaults()).startswith("row 9: no action")
+def test_a_status_change_without_a_status_column() -> None:
+    columns = resolve_columns(["User ID", "Action"], "f.csv")
+    (item,) = check(SourceRow(9, ("u1", "set_status")), columns=columns)
+    assert item.message == (
+        "row 9: a status change needs a status: add a 'Status' column, or give --status "
+        "(status: in the job), one of active, pending_verification, rejected, not_verified"
+    )
+
+
+def test_a_deactivation_with_an_empty_updated_by_cell_names_the_flag_and_the_key() -> None:
+    assert invalid(row(9, "u1", "deactivate"), RowDefaults()) == (
+        "row 9, column 'Updated By': empty; a deactivation needs updated_by (who answers for "
+        "the change): fill it in, or give --updated-by NAME (updated_by: in the job) for rows "
+        "that leave it empty"
+    )
+
+
+def test_a_deactivation_without_an_updated_by_column_names_the_flag_and_the_key() -> None:
+    columns = resolve_columns(["User ID", "Status"], "f.csv")
+    (item,) = check(SourceRow(9, ("u1", "inactive")), columns=columns, defaults=RowDefaults())
+    assert item.message == (
+        "row 9: a deactivation needs updated_by (who answers for the change): add an "
+        "'Updated By' column (Reviewed By, Approved By and Changed By are read too), or give "
+        "--updated-by NAME (updated_by: in the job)"
+    )
+
+
+def test_empty_action_and_status_cells_say_the_cells_are_empty() -> None:
+    assert invalid(row(9, "u1"), RowDefaults()) == (
+        "row 9: columns 'Action' and 'Status' are both empty, so nothing says what to do: fill "
+        "in one of them, or give --action (action: in the job) for rows that leave it empty"
+    )
+
+
+def test_an_empty_cell_in_the_only_status_column_says_so() -> None:
+    # The analyst's file: a status column, no action column, one status left blank. Not "no
+    # action column": the column is there, the cell is empty.
+    columns = resolve_columns(["User ID", "New Status", "Reviewed By"], "f.xlsx")
+    items = check(
+        SourceRow(4, ("u1", "rejected", "j.doe")),
+        SourceRow(5, ("u2", "", "j.doe")),
+        columns=columns,
+        defaults=RowDefaults(),
+    )
+    assert items[0].outcome is None
+    assert items[1].message == (
+        "row 5, column 'New Status': empty, so nothing says what to do: put the new status in "
+        "the cell (active, pending_verification, rejected, not_verified or inactive (to "
+        "deactivate)), or give --status (status: in the job) for rows that leave it empty"
+    )
+
+
+def test_nothing_anywhere_to_decide_the_rows_is_one_error_for_the_file() -> None:
+    # 'Change To' names no field, so no row could say what to do: one message, naming the
+    # column and the flag, instead of the same complaint on every row.
+    columns = resolve_columns(["User ID", "Change To", "Reason"], "cases.csv")
+    rows = (SourceRow(n, ("u1", "rejected", "x")) for n in range(2, 1000))
+    with pytest.raises(InputError) as caught:
+        list(check_rows(rows, columns, RowDefaults()))
+    assert str(caught.value) == (
+        "cases.csv: nothing says what to do with the rows: there is no status or action column, "
+        "and the job sets no --action or --status (action: or status: in the job); if column "
+        "'Change To' holds the new status, say so: --column status=\"Change To\" (columns: "
+        '{status: "Change To"} in the job)'
+    )
+    columns = resolve_columns(["User ID", "Change To", "Ticket #"], "cases.csv")
+    with pytest.raises(InputError, match=r"columns not read \('Change To', 'Ticket #'\)"):
+        list(check_rows([], columns, RowDefaults()))
+    assert list(check_rows([], columns, RowDefaults(action=Action.SET_STATUS))) == []
 
 
 def test_an_unknown_job_status() -> None:
@@ -560,7 +625,7 @@ def test_a_missing_id_column_among_thousands_is_a_short_message() -> None:
         resolve_columns(names, "wide.csv")
     message = str(caught.value)
     assert len(message) < 1500
-    assert "and 4980 more (5000 columns)" in message
+    assert "and 4988 more (5000 columns)" in message
 
 
 @given(
@@ -581,3 +646,185 @@ def test_every_id_is_either_safe_and_matching_or_invalid_with_a_reason(
         assert item.outcome is Outcome.INVALID
         assert item.message.startswith("row 2")
         assert "\x1b" not in item.message
+
+
+# --- the analyst's files: columns named by the job, words misspelt, IDs a spreadsheet damaged ----
+
+
+def test_the_job_maps_fields_to_headers_it_does_not_recognise() -> None:
+    header = ("Customer ID", "Change To", "Why", "Who")
+    mapping = {"user_id": "customer id", "status": "Change To", "reason": "Why"}
+    columns = resolve_columns(header, "f.csv", mapping={**mapping, "updated_by": "WHO"})
+    assert (columns.user_id, columns.status, columns.reason, columns.updated_by) == (0, 1, 2, 3)
+    assert columns.notes == ()
+    (item,) = check(SourceRow(2, ("c1", "inactive", "fraud", "j.doe")), columns=columns)
+    assert (item.user_id, item.action, item.reason, item.updated_by, item.outcome) == (
+        "c1",
+        Action.DEACTIVATE,
+        "fraud",
+        "j.doe",
+        None,
+    )
+
+
+def test_a_mapped_header_the_file_lacks_is_refused_with_a_suggestion() -> None:
+    with pytest.raises(InputError) as caught:
+        resolve_columns(["User ID", "New Status"], "f.csv", mapping={"status": "New Stat"})
+    assert str(caught.value) == (
+        "f.csv: has no column 'New Stat', which status is mapped to (columns: in the job, or "
+        "--column); its columns are 'User ID', 'New Status'; did you mean 'New Status'?"
+    )
+
+
+def test_one_header_mapped_to_two_fields_is_refused() -> None:
+    with pytest.raises(InputError, match="column 'Decision' is mapped to both status and action"):
+        resolve_columns(
+            ["User ID", "Decision"], "f.csv", mapping={"status": "Decision", "action": "decision"}
+        )
+
+
+def test_a_new_and_a_current_status_column_ask_for_the_mapping() -> None:
+    header = ("User ID", "Customer Name", "Current Status", "New Status", "Reviewed By")
+    with pytest.raises(InputError) as caught:
+        resolve_columns(header, "cases.xlsx", sheet="Cases")
+    assert str(caught.value) == (
+        "cases.xlsx, sheet 'Cases': columns 'Current Status' and 'New Status' could both be the "
+        'status column; say which one: --column status="New Status" (columns: {status: "New '
+        'Status"} in the job)'
+    )
+    columns = resolve_columns(header, "cases.xlsx", mapping={"status": "New Status"})
+    assert (columns.status, columns.updated_by, columns.unused) == (3, 4, (1, 2))
+    assert columns.notes == (
+        "columns not read: 'Customer Name', 'Current Status' (to read one as a field, map it: "
+        '--column FIELD="HEADER", or columns: in the job; FIELD is one of user_id, status, '
+        "action, reason, updated_by)",
+    )
+
+
+def test_a_status_date_column_is_not_a_second_status() -> None:
+    columns = resolve_columns(["User ID", "Status", "Status Date", "Status Reason"], "f.csv")
+    assert (columns.status, columns.reason, columns.unused) == (1, 3, (2,))
+
+
+@pytest.mark.parametrize(
+    "header", ["Reviewed By", "Updated By", "Changed By", "Approved By", "approver", "ActionedBy"]
+)
+def test_who_signed_the_change_is_the_updated_by_column(header: str) -> None:
+    assert resolve_columns(["User ID", header], "f.csv").updated_by == 1
+
+
+def test_two_signers_ask_which_one_is_updated_by() -> None:
+    with pytest.raises(InputError, match=r'say which one: --column updated_by="Reviewed By"'):
+        resolve_columns(["User ID", "Reviewed By", "Approved By"], "f.csv")
+
+
+def test_a_column_the_mapping_replaces_is_noted_once() -> None:
+    columns = resolve_columns(
+        ["User ID", "Customer ID", "Stauts"], "f.csv", mapping={"user_id": "Customer ID"}
+    )
+    assert columns.user_id == 1
+    assert columns.notes[0] == (
+        "column 'User ID' is not read: user_id comes from 'Customer ID', as the job maps it"
+    )
+    assert columns.notes[1].startswith("columns not read: 'Stauts' (did you mean status?)")
+    assert check_rows([], columns, RowDefaults(action=Action.SET_STATUS)).notes == columns.notes
+
+
+def test_no_user_id_column_suggests_the_id_like_one_and_the_header_row() -> None:
+    with pytest.raises(InputError) as caught:
+        resolve_columns(["Customer ID", "Status"], "c.csv", header_row=1)
+    assert str(caught.value) == (
+        "c.csv: no user ID column; the columns are 'Customer ID', 'Status' (from row 1); if "
+        "'Customer ID' holds the PCX user IDs, say so: --column user_id=\"Customer ID\" "
+        '(columns: {user_id: "Customer ID"} in the job); if the header is not row 1, give its '
+        "row number: --header-row N (header_row: in the job; without it the header is looked "
+        "for in the first 20 rows)"
+    )
+
+
+def test_no_user_id_column_on_the_first_sheet_names_the_sheet_that_has_one() -> None:
+    with pytest.raises(InputError) as caught:
+        resolve_columns(
+            ["Review summary"],
+            "cases.xlsx",
+            sheet="Summary",
+            header_row=1,
+            other_sheets=[("Cases", True), ("Lists", False)],
+        )
+    message = str(caught.value)
+    assert message.startswith("cases.xlsx, sheet 'Summary': no user ID column; the columns are")
+    assert (
+        "the workbook's other sheets are 'Cases' (has one), 'Lists' (none): read 'Cases' with "
+        '--sheet "Cases" (sheet: in the job)'
+    ) in message
+
+
+def test_a_misspelt_status_or_action_says_what_it_is_close_to() -> None:
+    assert invalid(row(6, "u1", "", "Rejectd")) == (
+        "row 6, column 'Status': unknown status 'Rejectd' (did you mean 'rejected'? use active, "
+        "pending_verification, rejected, not_verified or inactive (to deactivate))"
+    )
+    assert invalid(row(7, "u1", "deactiavte")).startswith(
+        "row 7, column 'Action': unknown action 'deactiavte' (did you mean 'deactivate'? use "
+    )
+
+
+def number(user_id: int, row_number: int) -> SourceRow:
+    return row(row_number, str(user_id), "deactivate", notes={0: CellNote.NUMBER})
+
+
+def text(user_id: str, row_number: int) -> SourceRow:
+    return row(row_number, user_id, "deactivate")
+
+
+def test_a_number_among_zero_padded_ids_lost_its_zeros_even_when_it_matches() -> None:
+    # 12345 matches the ID pattern, and would have been sent: a 404 at best, someone else's
+    # account at worst. The padded IDs below it are what show it.
+    items = check(text("00012340", 4), number(12345, 5), text("00012346", 6))
+    assert [item.outcome for item in items] == [None, Outcome.INVALID, None]
+    assert items[1].message == (
+        "row 5, column 'User ID': 12345 was stored as a number, but the column's other IDs are "
+        "zero-padded to 8 digits (like '00012340'): it was probably 00012345 with its leading "
+        "zeros lost; format the column as text in the source file and export it again"
+    )
+
+
+def test_a_number_shorter_than_every_text_id_lost_its_zeros() -> None:
+    items = check(number(4512, 2), text("700100", 3), text("700101", 4))
+    assert items[0].message.startswith(
+        "row 2, column 'User ID': 4512 was stored as a number, and is shorter than every ID the "
+        "column holds as text (6 digits or more, like '700100'): its leading zeros were "
+        "probably lost"
+    )
+    assert [item.outcome for item in items[1:]] == [None, None]
+
+
+def test_a_column_of_numbers_alone_is_not_second_guessed() -> None:
+    items = check(number(7, 2), number(12345, 3), number(987654, 4), text("USR-1", 5))
+    assert [item.outcome for item in items] == [None, None, None, None]
+
+
+def test_text_digits_shorter_than_the_columns_padding_lost_their_zeros() -> None:
+    # A CSV someone opened and saved in a spreadsheet, then pasted more rows into.
+    items = check(text("000123", 2), text("4567", 3), text("045678", 4), text("456789", 5))
+    assert [item.outcome for item in items] == [None, Outcome.INVALID, None, None]
+    assert items[1].message.startswith(
+        "row 3, column 'User ID': '4567' is shorter than the column's other IDs, which are "
+        "zero-padded to 6 digits (like '000123'): it was probably 004567 with its leading zeros "
+        "lost (a spreadsheet that opened the file?)"
+    )
+
+
+def test_the_padded_ids_that_show_the_damage_may_come_thousands_of_rows_later() -> None:
+    rows = [number(12345, 2), *(text(f"u{n}", n) for n in range(3, 5000)), text("00099999", 5000)]
+    items = check(*rows)
+    assert items[0].outcome is Outcome.INVALID and "00012345" in items[0].message
+    assert [item.row for item in items] == list(range(2, 5001))
+
+
+@pytest.mark.parametrize(
+    "value", ["2024-03-01T10:00:00+02:00", "01/03/2024", "1.3.24", "1-Mar-24", "2024/03/01"]
+)
+def test_more_dates_are_caught(value: str) -> None:
+    message = invalid(row(2, value, "deactivate"))
+    assert "looks like a date or time: a spreadsheet may have taken the ID for a date" in message

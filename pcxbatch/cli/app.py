@@ -291,13 +291,15 @@ def validate(target: Path, show: int, log_format: str, summary: bool, **flags: A
     file cannot be used at all.
     """
     from pcxbatch.cli.summaries import print_validation
+    from pcxbatch.cli.ui import warn
     from pcxbatch.runner import check_table, read_input
 
     job = load_job(target, overrides(flags))
     table = read_input(job)
     counts: Counter[str] = Counter()
     problems: list[tuple[int, str, str]] = []
-    for item in check_table(table, job):
+    items = check_table(table, job)
+    for item in items:
         if item.outcome is None:
             counts[f"ready: {item.action.value if item.action else '?'}"] += 1
         else:
@@ -305,6 +307,8 @@ def validate(target: Path, show: int, log_format: str, summary: bool, **flags: A
             if len(problems) < show:
                 problems.append((item.row, item.outcome.value, item.message))
     print_validation(f"{safe(str(job.input))}", table.sheet, counts, problems)
+    for note in getattr(items, "notes", ()):  # about the file, said once (e.g. unread columns)
+        warn(f"note: {safe(note)}")
     return ExitCode.FILE_PROBLEMS if counts["invalid"] or counts["duplicate"] else ExitCode.OK
 
 

@@ -114,6 +114,20 @@ job_options = _apply(
             " (never sent), or include them.",
         ),
         click.option(
+            "--header-row",
+            type=int,
+            help="Row number of the header, as the spreadsheet shows it (default: the first of"
+            " the first 20 filled rows that names a user ID column; titles above it are skipped).",
+        ),
+        click.option(
+            "--column",
+            "column",
+            multiple=True,
+            metavar='FIELD="HEADER"',
+            help="The column that holds FIELD (user_id, status, action, reason, updated_by),"
+            ' by its header, e.g. --column status="New Status". Repeatable.',
+        ),
+        click.option(
             "--action",
             type=click.Choice(["deactivate", "set_status"]),
             help="Action for rows that don't say (deactivate, or set_status via /activate).",

@@ -2,8 +2,9 @@
 pandas (and openpyxl for reading).
 
 In: a path to a ``.csv``/``.tsv``/``.txt`` text file or a ``.xlsx``/``.xlsm`` workbook (and, for
-workbooks, a sheet name or 0-based index and what to do with hidden rows), and the largest file
-size to accept. Out: a :class:`Table` whose ``columns`` are the header texts and whose ``rows``
+workbooks, a sheet name or 0-based index and what to do with hidden rows), the largest file
+size to accept, and, if the job says, the header's row number or the header of its user-ID
+column. Out: a :class:`Table` whose ``columns`` are the header texts and whose ``rows``
 yield one :class:`~pcxbatch.model.SourceRow` per non-blank data row, in file order, with every
 cell as stripped text. A file that cannot be used raises :class:`~pcxbatch.errors.InputError`
 with one line naming the file and the problem, both when the table is opened and while its rows
@@ -23,8 +24,16 @@ What the rows look like:
 - Row numbers are the ones a spreadsheet shows. In a CSV each *record* is a row, so a quoted cell
   that spans several lines stays on one row, exactly as Excel displays it; blank lines count, so
   skipping them never shifts later numbers. In a workbook they are the sheet's own row numbers.
-- The header is the first non-blank row; blank rows (every cell empty or spaces, including rows
-  of only separators and blank trailing rows) are skipped.
+- The header is the row ``header_row`` names (its number as a spreadsheet shows it), else the
+  first of the first 20 non-blank rows that holds a user-ID header (one of its aliases, or the
+  header the job maps ``user_id`` to), provided the rows above it are narrow enough to be titles
+  (at most 2 cells filled, or half as many as the header); those title rows are skipped. When
+  no such row is found, the header is the first non-blank row (the first of the widest when no
+  row holds a user-ID header at all, since the table is refused then and its columns are the
+  ones to name), and a workbook's ``Table`` lists in ``other_sheets`` which of its other
+  sheets has a user-ID header. Blank rows (every
+  cell empty or spaces, including rows of only separators and blank trailing rows) are
+  skipped.
 - Header names: stripped, runs of whitespace (an Alt+Enter line break, say) become one space; an
   empty header becomes ``column N`` (N counted from 1), and a repeated one gets `` (2)``,
   `` (3)``, ... so every name is unique and stable from run to run.
@@ -122,6 +131,8 @@ def read_table(
     sheet: str | int | None = None,
     max_bytes: int | None = MAX_INPUT_BYTES,
     hidden_rows: str = "refuse",
+    header_row: int | None = None,
+    id_header: str | None = None,
 ) -> Table:
     """Open ``path`` and read its header; the rows are read lazily as ``Table.rows`` is iterated.
 
@@ -131,8 +142,10 @@ def read_table(
     accepted (``None``: no limit, and no bound on what a workbook unpacks to either).
     ``hidden_rows`` says what to do with a workbook's hidden data rows, one of
     :data:`HIDDEN_ROW_CHOICES`: ``"refuse"`` the file, ``"skip"`` them (listed in
-    ``Table.skipped_rows``) or ``"include"`` them. Raises ``InputError`` for any unusable file,
-    ``ValueError`` for a ``hidden_rows`` not among the choices.
+    ``Table.skipped_rows``) or ``"include"`` them. ``header_row`` is the header's row number (from
+    1, as a spreadsheet shows it; ``None``: searched for), ``id_header`` the header of the user-ID
+    column when the job names it (a row holding it is a header row too). Raises ``InputError``
+    for any unusable file, ``ValueError`` for a ``hidden_rows`` not among the choices.
     """
     if hidden_rows not in HIDDEN_ROW_CHOICES:
         raise ValueError(f"hidden_rows must be one of {HIDDEN_ROW_CHOICES}, not {hidden_rows!r}")
@@ -145,14 +158,14 @@ def read_table(
             raise InputError(f"{path}: is a text file with no sheets; remove the sheet setting")
         from pcxbatch.read import text
 
-        return text.read_text(path)
+        return text.read_text(path, header_row, id_header)
     if max_bytes is not None:
         _check_unpacked(path, size, ooxml.package_parts(path), max_bytes)
     else:
         ooxml.package_parts(path)  # what the file really is, all the same
     from pcxbatch.read import workbook
 
-    return workbook.read_workbook(path, sheet, hidden_rows)
+    return workbook.read_workbook(path, sheet, hidden_rows, header_row, id_header)
 
 
 def file_sha256(path: Path) -> str:

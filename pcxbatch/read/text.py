@@ -8,8 +8,9 @@ written. How the encoding, the separator, the header and the row numbers are fou
 package's contract (:mod:`pcxbatch.read`); a file that cannot be read raises
 :class:`~pcxbatch.errors.InputError`, when opened or while its rows are read.
 
-The header is found with the standard library's ``csv`` module, so that a sniffed separator and a
-hidden ``sep=`` line are settled before pandas reads the rest in bulk.
+The header is found with the standard library's ``csv`` module (:func:`~pcxbatch.read.common.
+find_header` over the first records), so that a sniffed separator, a hidden ``sep=`` line and
+title lines above the header are settled before pandas reads the rest in bulk.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import codecs
 import csv
 import io
 import re
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,7 +32,10 @@ from pcxbatch.read.common import (
     OLE_MAGIC,
     SAVE_AS,
     ZIP_MAGIC,
+    Header,
+    RawRow,
     Table,
+    find_header,
     os_reason,
     unique_names,
     why,
@@ -51,9 +56,11 @@ _OPEN_QUOTE = re.compile(r"EOF inside string starting at row (\d+)")
 _SEPARATOR_HINT = re.compile(r'"?sep=([^\r\n"])"?[^\S\r\n]*\r?\n', re.IGNORECASE)
 
 
-def read_text(path: Path) -> Table:
-    """Open text file ``path``: detect its encoding and separator and read its header; the rows
-    are read as ``Table.rows`` is iterated. Raises ``InputError`` for a file that cannot be used."""
+def read_text(path: Path, header_row: int | None = None, mapped: str | None = None) -> Table:
+    """Open text file ``path``: detect its encoding and separator and find its header (the row
+    ``header_row``, else as :func:`~pcxbatch.read.common.find_header` searches, ``mapped`` being
+    the user-ID header the job names); the rows are read as ``Table.rows`` is iterated. Raises
+    ``InputError`` for a file that cannot be used."""
     encoding = _detect_encoding(path)
     try:
         with open(path, encoding=encoding, newline="") as handle:
@@ -65,7 +72,7 @@ def read_text(path: Path) -> Table:
             separator, hidden = hint.group(1), 1
         else:
             separator = _sniff_separator(sample, complete)
-        header, header_index = _find_text_header(path, encoding, separator, hidden)
+        header = _find_text_header(path, (encoding, separator, hidden), header_row, mapped)
     except InputError:
         raise
     except Exception as exc:
@@ -74,9 +81,10 @@ def read_text(path: Path) -> Table:
         raise InputError(f"{path}: cannot be read as text: {why(exc)}") from exc
     if header is None:
         raise InputError(f"{path}: has no header row (every line is blank)")
-    columns = unique_names([cell.strip() for cell in header])
+    columns = unique_names(header.cells)
+    header_index = header.number - 1 + hidden  # the header's record, counting a sep= line
     rows = _text_rows(path, encoding, separator, len(columns), header_index, hidden)
-    return Table(path, None, columns, header_index + 1 - hidden, rows, encoding, separator)
+    return Table(path, None, columns, header.number, rows, encoding, separator)
 
 
 def _detect_encoding(path: Path) -> str:
@@ -134,39 +142,46 @@ def _decodes(handle: io.BufferedReader, encoding: str) -> bool | None:
 
 
 def _sniff_separator(sample: str, complete: bool) -> str:
-    """Pick ``,``, ``;`` or tab: the one that splits the header into most cells consistently
-    with the lines below it; ``,`` for a one-column file."""
+    """Pick ``,``, ``;`` or tab: the one that splits the most records into the same number of
+    cells (at least 2), the most cells breaking a tie; ``,`` for a one-column file. The most
+    common width counts, not the first record's, so title lines above the header do not
+    decide."""
     if not complete:  # the sample's last line is probably cut short
         sample = sample[: sample.rfind("\n") + 1] or sample
     best: tuple[float, int, int] = (0.0, 0, 0)
     chosen = ","
     for rank, separator in enumerate(reversed(_SEPARATORS)):
-        records: list[list[str]] = []
+        widths: Counter[int] = Counter()
         for record in csv.reader(io.StringIO(sample, newline=""), delimiter=separator):
             if any(cell.strip() for cell in record):
-                records.append(record)
-                if len(records) >= _SNIFF_RECORDS:
+                widths[len(record)] += 1
+                if widths.total() >= _SNIFF_RECORDS:
                     break
-        if not records or len(records[0]) < 2:
+        if not widths:
             continue
-        width = len(records[0])
-        body = records[1:]
-        consistency = sum(len(r) == width for r in body) / len(body) if body else 1.0
-        score = (consistency, width, rank)
+        count, width = max((n, w) for w, n in widths.items())
+        if width < 2:
+            continue
+        score = (count / widths.total(), width, rank)
         if score > best:
             best, chosen = score, separator
     return chosen
 
 
 def _find_text_header(
-    path: Path, encoding: str, separator: str, skip: int
-) -> tuple[list[str] | None, int]:
-    """The first non-blank record after ``skip`` records, and its 0-based record index."""
+    path: Path, how: tuple[str, str, int], header_row: int | None, mapped: str | None
+) -> Header | None:
+    """The header (see ``read_text``); ``how`` is the encoding, the separator, and how many
+    records to skip unseen (Excel's ``sep=`` line)."""
+    encoding, separator, hidden = how
     with open(path, encoding=encoding, newline="") as handle:
-        for index, record in enumerate(csv.reader(handle, delimiter=separator)):
-            if index >= skip and any(cell.strip() for cell in record):
-                return record, index
-    return None, 0
+        records = csv.reader(handle, delimiter=separator)
+        raw: Iterator[RawRow] = (
+            (index + 1 - hidden, [cell.strip() for cell in record], {})
+            for index, record in enumerate(records)
+            if index >= hidden
+        )
+        return find_header(raw, str(path), header_row, mapped)
 
 
 def _text_rows(

@@ -2,7 +2,8 @@
 read-only mode: the only module that uses openpyxl for reading.
 
 In: the path of a workbook whose package :func:`pcxbatch.read.ooxml.package_parts` has already
-checked, a sheet name or 0-based index (or ``None``), and what to do with hidden rows. Out: a
+checked, a sheet name or 0-based index (or ``None``), what to do with hidden rows, and the
+header's row number or the user-ID header the job names (to find the header by). Out: a
 :class:`~pcxbatch.read.common.Table` whose rows are read lazily, one openpyxl row at a time, each
 cell as text with a :class:`~pcxbatch.model.CellNote` where the text is not what the cell held
 (a formula, a number). Which sheet is read, what a cell's text is, and when merged cells or
@@ -14,19 +15,30 @@ the read fails.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import itertools
 import warnings
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import openpyxl
 
 from pcxbatch.errors import InputError
 from pcxbatch.model import CellNote, SourceRow
 from pcxbatch.read import ooxml
-from pcxbatch.read.common import Table, damaged_workbook, unique_names, why
+from pcxbatch.read.common import (
+    Header,
+    RawRow,
+    Table,
+    damaged_workbook,
+    find_header,
+    unique_names,
+    why,
+)
+from pcxbatch.rules import HEADER_SEARCH_ROWS, is_user_id_header
 
 # The last row of an Excel sheet.
 _EXCEL_MAX_ROW = 1_048_576
@@ -36,13 +48,20 @@ _EXACT_DIGITS_LIMIT = 10**15
 # openpyxl warns about styles, data validation and the like: nothing a user can act on.
 warnings.filterwarnings("ignore", category=UserWarning, module=r"openpyxl(\..*)?")
 
-# One row of a sheet as read: its number, its cells' texts and what was noticed about them.
-_RawRow = tuple[int, list[str], dict[int, CellNote]]
+# A glance at another sheet for a user-ID header reads no further down than this.
+_GLANCE_ROWS = 200
 
 
-def read_workbook(path: Path, sheet: str | int | None, hidden_rows: str) -> Table:
-    """Open workbook ``path``, pick its sheet and read its header; the rows are read as
-    ``Table.rows`` is iterated. ``hidden_rows`` is one of
+def read_workbook(
+    path: Path,
+    sheet: str | int | None,
+    hidden_rows: str,
+    header_row: int | None = None,
+    mapped: str | None = None,
+) -> Table:
+    """Open workbook ``path``, pick its sheet and find its header (the row ``header_row``, else
+    as :func:`~pcxbatch.read.common.find_header` searches, ``mapped`` being the user-ID header
+    the job names); the rows are read as ``Table.rows`` is iterated. ``hidden_rows`` is one of
     :data:`~pcxbatch.read.common.HIDDEN_ROW_CHOICES`. Raises ``InputError`` for a workbook that
     cannot be used."""
     books: list[Any] = [_open_workbook(path, data_only=True)]
@@ -50,7 +69,10 @@ def read_workbook(path: Path, sheet: str | int | None, hidden_rows: str) -> Tabl
     try:
         try:
             opened = _open_sheet(path, books, sheet)
-            return _read_table(path, opened, hidden_rows)
+            header = _header(path, opened, header_row, mapped)
+            others = () if header.matched else _glance_at_sheets(books[0], opened.title, mapped)
+            table = _read_table(path, opened, header, hidden_rows, others)
+            return dataclasses.replace(table, rows=_closing(books, table.rows))
         except InputError:
             raise
         except Exception as exc:
@@ -69,15 +91,26 @@ class _Sheet:
     title: str
     values: Any
     scan: ooxml.SheetScan
-    raw: Generator[_RawRow, None, None]
+    raw: Generator[RawRow, None, None]
 
 
-def _read_table(path: Path, sheet: _Sheet, hidden_rows: str) -> Table:
-    """Read the sheet's header and check the table below it (merged cells, hidden rows)."""
-    header = _first_filled(sheet.raw)
+def _header(path: Path, sheet: _Sheet, header_row: int | None, mapped: str | None) -> Header:
+    """The sheet's header row (see ``read_workbook``)."""
+    header = find_header(sheet.raw, f"{path}: sheet '{sheet.title}'", header_row, mapped)
     if header is None:
         raise InputError(f"{path}: sheet '{sheet.title}' has no header row (the sheet is blank)")
-    header_number, header_cells = header
+    return header
+
+
+def _read_table(
+    path: Path,
+    sheet: _Sheet,
+    header: Header,
+    hidden_rows: str,
+    other_sheets: tuple[tuple[str, bool], ...],
+) -> Table:
+    """Check the table below ``header`` (merged cells, hidden rows) and make it a ``Table``."""
+    header_number, header_cells = header.number, header.cells
     width = len(header_cells)
     while not header_cells[width - 1]:
         width -= 1
@@ -88,8 +121,39 @@ def _read_table(path: Path, sheet: _Sheet, hidden_rows: str) -> Table:
         if skipped and hidden_rows == "refuse":
             _refuse_hidden(path, sheet, skipped)
     columns = unique_names(header_cells[:width])
-    rows = _workbook_data(sheet.raw, width, frozenset(skipped))
-    return Table(path, sheet.title, columns, header_number, rows, skipped_rows=skipped)
+    raw = itertools.chain(header.after, sheet.raw)
+    rows = _workbook_data(raw, width, frozenset(skipped))
+    return Table(
+        path, sheet.title, columns, header_number, rows, skipped_rows=skipped,
+        other_sheets=other_sheets,
+    )  # fmt: skip
+
+
+def _glance_at_sheets(book: Any, title: str, mapped: str | None) -> tuple[tuple[str, bool], ...]:
+    """Every sheet but ``title``, in tab order, with whether it has a user-ID header: what to
+    tell someone whose sheet has none."""
+    return tuple(
+        (name, _has_id_header(book[name], mapped)) for name in book.sheetnames if name != title
+    )
+
+
+def _has_id_header(sheet: Any, mapped: str | None) -> bool:
+    """Whether one of the sheet's first :data:`~pcxbatch.rules.HEADER_SEARCH_ROWS` non-blank
+    rows (within its first ``_GLANCE_ROWS``) holds a user-ID header."""
+    if not hasattr(sheet, "iter_rows"):  # a chart sheet has no rows
+        return False
+    sheet.reset_dimensions()
+    rows = sheet.iter_rows(max_row=_GLANCE_ROWS, values_only=True)
+    try:
+        filled = (cells for cells in (_row_texts(values)[0] for values in rows) if any(cells))
+        return any(
+            is_user_id_header(cell, mapped)
+            for cells in itertools.islice(filled, HEADER_SEARCH_ROWS)
+            for cell in cells
+            if cell
+        )
+    finally:
+        rows.close()  # releases the part of the zip it reads
 
 
 def _open_workbook(path: Path, *, data_only: bool) -> Any:
@@ -103,8 +167,7 @@ def _open_workbook(path: Path, *, data_only: bool) -> Any:
 
 
 def _open_sheet(path: Path, books: list[Any], sheet: str | int | None) -> _Sheet:
-    """The sheet to read (``books[0]`` is the workbook), with a generator of its rows that
-    closes ``books`` when done."""
+    """The sheet to read (``books[0]`` is the workbook), with a generator of its rows."""
     book = books[0]
     names = list(book.sheetnames)
     states = {name: getattr(book[name], "sheet_state", "visible") for name in names}
@@ -115,7 +178,7 @@ def _open_sheet(path: Path, books: list[Any], sheet: str | int | None) -> _Sheet
     part = _sheet_part(path, title, sheet_obj)
     scan = ooxml.scan_sheet(path, part)
     formula_cells = _formula_cells(path, title, books, part, scan.formulas)
-    raw = _workbook_rows(path, title, books, sheet_obj, formula_cells)
+    raw = _workbook_rows(path, title, sheet_obj, formula_cells)
     return _Sheet(title, sheet_obj, scan, raw)
 
 
@@ -187,14 +250,6 @@ def _listed(names: list[str], visible: list[str]) -> str:
     if hidden:
         listed += " (hidden: " + ", ".join(f"'{name}'" for name in hidden) + ")"
     return listed
-
-
-def _first_filled(raw: Iterator[_RawRow]) -> tuple[int, list[str]] | None:
-    """The number and cells of the first row with any text (the header), or ``None``."""
-    for number, cells, _ in raw:
-        if any(cells):
-            return number, cells
-    return None
 
 
 def _refuse_merges(path: Path, sheet: _Sheet, inside: list[str]) -> None:
@@ -285,13 +340,14 @@ def _formula_cells_by_openpyxl(formula_sheet: Any) -> Iterator[tuple[int, int]]:
 def _workbook_rows(
     path: Path,
     title: str,
-    books: list[Any],
     values_sheet: Any,
     formula_cells: Iterator[tuple[int, int]],
-) -> Generator[_RawRow, None, None]:
+) -> Generator[RawRow, None, None]:
     """Every row of the sheet (blank ones too) as (row number, cell texts, notes).
 
-    Closes the workbooks when done; parsing errors become ``InputError`` naming the row.
+    Parsing errors become ``InputError`` naming the row. The workbooks stay open when the rows
+    run out (the header search may read them all, and the checks below the header still need
+    them): ``_closing`` closes them once the data rows are done.
     """
     number = 0
     try:
@@ -318,7 +374,6 @@ def _workbook_rows(
         close = getattr(formula_cells, "close", None)
         if close is not None:
             close()  # releases the zip file the formula scan holds open
-        _close(books)
 
 
 def _row_texts(values: tuple[object, ...]) -> tuple[list[str], dict[int, CellNote]]:
@@ -351,6 +406,21 @@ def _note_formulas(
             notes[formula[1] - 1] = CellNote.FORMULA
         formula = next(formula_cells, None)
     return formula
+
+
+def _closing(books: list[Any], rows: Iterator[SourceRow]) -> Iterator[SourceRow]:
+    """``rows``, closing ``books`` once the rows are done, fail, or are dropped unread."""
+
+    def closing() -> Generator[SourceRow | None, None, None]:
+        try:
+            yield None
+            yield from rows
+        finally:
+            _close(books)
+
+    started = closing()
+    next(started)  # a started generator runs its finally when dropped; an unstarted one never
+    return cast(Iterator[SourceRow], started)
 
 
 def _close(books: list[Any]) -> None:
