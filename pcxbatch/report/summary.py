@@ -122,7 +122,7 @@ def _target(s: Mapping[str, Any], label: str) -> list[SheetLine]:
     lines = [_fact(label, s.get("base_url") or s.get("target"))]
     if "sandbox" in s:
         note = (
-            "pcxbatch's built-in stand-in for PCX on this computer: no real user was changed"
+            "a stand-in for PCX on this computer: no real user was changed"
             if s["sandbox"]
             else "the PCX API at the base URL above"
         )
@@ -214,10 +214,14 @@ def _ending(s: Mapping[str, Any]) -> list[SheetLine]:
     return lines
 
 
-def _counts(title: str, counts: Mapping[str, int], meanings: Mapping[str, str]) -> list[SheetLine]:
+def _counts(
+    title: str, counts: Mapping[str, int], meanings: Mapping[str, str], *, notes: bool = True
+) -> list[SheetLine]:
     lines = [SheetLine(title, kind="heading")]
     names = [*meanings, *(k for k in counts if k not in meanings)]
-    lines += [_fact(str(name), int(counts.get(name, 0)), meanings.get(name, "")) for name in names]
+    for name in names:
+        note = meanings.get(name, "") if notes else ""
+        lines.append(_fact(str(name), int(counts.get(name, 0)), note))
     return lines
 
 
@@ -235,7 +239,7 @@ def _moves(title: str, moves: Sequence[Mapping[str, Any]], none: str) -> list[Sh
 
 def _whole_file(whole: Mapping[str, Any], dry_run: bool, run_id: str) -> list[SheetLine]:
     title = "Every row of the file: its final outcome, from this run and the earlier ones"
-    lines = _counts(title, whole.get("counts") or {}, OUTCOME_MEANINGS)
+    lines = _counts(title, whole.get("counts") or {}, OUTCOME_MEANINGS, notes=False)
     lines.insert(1, _fact("Rows of the file", whole.get("rows")))
     for rid, n in (whole.get("rows_by_run") or {}).items():
         if rid == run_id:

@@ -66,12 +66,15 @@ MAX_WIDTH = 60
 #: Summary sheet: the widest its label column is made, and its value and note columns.
 _SUMMARY_WIDTHS = (40, 70, 70)
 
-#: How wide a character of Calibri is, next to a digit (Excel's width unit), where it is not
-#: about one: for guessing how many lines a wrapped text takes.
+#: How wide a character of Calibri 11 is next to a digit (Excel's width unit), where it is not
+#: about 0.95: for guessing how many lines a wrapped text takes.
 _INK = {
-    **dict.fromkeys(" ilj.,:;'!|()[]{}-/tfrI", 0.6),
-    **dict.fromkeys("mwMW", 1.6),
-    **dict.fromkeys("ABCDEFGHJKLNOPQRSTUVXYZ", 1.2),
+    **dict.fromkeys(" ilj.,:;'!|", 0.45),
+    **dict.fromkeys("ftrsz-/()[]{}I", 0.7),
+    **dict.fromkeys("cgkvxy", 0.9),
+    **dict.fromkeys("mw", 1.5),
+    **dict.fromkeys("ABCDEFGHJKLNOPQRSTUVXYZ", 1.15),
+    **dict.fromkeys("MW", 1.8),
 }
 
 #: Points per line of text (Excel's default row height for Calibri 11), and Excel's most.
@@ -124,13 +127,14 @@ def _measure(text: str, width: float = MAX_WIDTH) -> tuple[int, int]:
     """
     if len(text) <= width - 2 and "\n" not in text:  # the common case, cheaply: it fits
         return text_width(text), 1
-    per_line = width - 3  # margins, and the ends of lines that word wrapping leaves empty
+    room = width - 2  # the cell's margins
     lines = 0
     widest = 0
     for part in text.split("\n"):
         widest = max(widest, text_width(part))
-        ink = sum(_INK.get(ch, 2.0 if ord(ch) > 0x2E80 else 1.0) for ch in part)
-        lines += max(1, math.ceil(ink / per_line))
+        ink = sum(_INK.get(ch, 2.0 if ord(ch) > 0x2E80 else 0.95) for ch in part)
+        # Word wrapping leaves the end of each line empty: count a line as 80 % full.
+        lines += 1 if ink <= room else math.ceil(ink / (room * 0.8))
     return widest, lines
 
 
