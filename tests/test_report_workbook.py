@@ -10,13 +10,16 @@ says how they look when rendered (LibreOffice).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import openpyxl
 import pytest
 
-from pcxbatch.model import Outcome, PlanRow, ReportLine, Verdict
+from pcxbatch import runfolder
+from pcxbatch.journal import JOURNAL_NAME, Journal
+from pcxbatch.model import Action, Item, Outcome, PlanRow, ReportLine, Verdict
 from pcxbatch.report import (
     PREVIEW_HEADERS,
     RESULT_COLUMNS,
@@ -229,7 +232,8 @@ def test_the_sandbox_a_dry_run_and_a_stop_are_said_plainly(tmp_path: Path) -> No
     assert got["Exit code"][0] == 3
     assert got["Hidden rows skipped"][0].startswith("45: rows 5, 6, 7")
     assert "all in summary.json" in got["Hidden rows skipped"][0]
-    assert "Changes a run would make by this run, from \u2192 to" in texts(ws)
+    assert "Changes this dry run plans, from \u2192 to" in texts(ws)
+    assert got["Would be sent to (base URL)"][0] == "http://127.0.0.1:4000/v1"
     assert got["label_printer"][0] == "inkjet"
 
 
@@ -423,3 +427,43 @@ def test_long_or_multi_line_text_wraps_and_its_row_grows(tmp_path: Path, text: s
     assert ws.cell(row=2, column=col).alignment.wrap_text
     assert ws.column_dimensions[chr(ord("A") + col - 1)].width < 61
     assert ws.row_dimensions[2].height >= 4 * 15  # four lines or more
+
+
+# --- the runs a retry follows on from ----------------------------------------------------------
+
+
+def _run_folder(path: Path, rows: Sequence[int], previous: str | None) -> None:
+    path.mkdir(parents=True)
+    journal = Journal(path / JOURNAL_NAME)
+    journal.set_meta(previous_run=previous)
+    journal.add_items(
+        Item(row, UUID, Action.DEACTIVATE, "inactive", None, "ops", Outcome.INVALID, f"r{row}")
+        for row in rows
+    )
+    journal.close()
+
+
+def test_a_chain_of_retries_is_followed_back_to_the_first_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reports = tmp_path / "reports"
+    _run_folder(reports / "run-1", [2, 3, 4], None)
+    _run_folder(reports / "run-2", [3], "reports/run-1")  # given relative to another directory
+    _run_folder(reports / "run-3", [3], str(reports / "run-2"))
+    monkeypatch.chdir(tmp_path / "reports")  # where "reports/run-1" does not resolve
+    with runfolder.open_folder(reports / "run-3") as folder, runfolder.earlier_runs(folder) as runs:
+        assert [(rid, [ln.row for ln in lines or ()]) for rid, lines in runs] == [
+            ("run-2", [3]),
+            ("run-1", [2, 3, 4]),
+        ]
+
+
+def test_a_missing_earlier_run_ends_the_chain_and_is_named(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run-2"
+    _run_folder(run_dir, [3], str(tmp_path / "gone" / "run-1"))
+    with runfolder.open_folder(run_dir) as folder, runfolder.earlier_runs(folder) as runs:
+        assert runs == [("run-1", None)]
+    with runfolder.open_folder(run_dir) as folder:
+        folder.journal.set_meta(previous_run=None)
+        with runfolder.earlier_runs(folder) as runs:
+            assert runs == []

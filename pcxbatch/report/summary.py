@@ -180,7 +180,7 @@ def _the_run(s: Mapping[str, Any]) -> list[SheetLine]:
         _fact("Run", s.get("run_id")),
         _fact("What it was", _what(s)),
         _fact("Job", s.get("job"), job_note),
-        *_target(s, "Sent to (base URL)"),
+        *_target(s, "Would be sent to (base URL)" if s.get("dry_run") else "Sent to (base URL)"),
         _fact("Credential", s.get("credential"), "named by its non-secret prefix only"),
         *_input(s),
         *_people(s),
@@ -251,7 +251,7 @@ def _whole_file(whole: Mapping[str, Any], dry_run: bool, run_id: str) -> list[Sh
         lines.append(_fact("Could not be read", rid, note))
     verb = "planned" if dry_run else "made"
     return lines + _moves(
-        f"Changes {verb} over all these runs, from \u2192 to",
+        f"Changes {verb} by all these runs, from \u2192 to",
         whole.get("transitions") or [],
         "No user was changed.",
     )
@@ -291,7 +291,7 @@ def results_sheet(summary: Mapping[str, Any], columns: Sequence[str]) -> list[Sh
         *_ending(s),
         *_counts("Rows of this run, per outcome", s.get("counts") or {}, OUTCOME_MEANINGS),
         *_moves(
-            f"Changes {'a run would make' if dry else 'made'} by this run, from \u2192 to",
+            f"Changes {'this dry run plans' if dry else 'made by this run'}, from \u2192 to",
             s.get("transitions") or [],
             "No user was changed by this run.",
         ),
