@@ -48,6 +48,10 @@ def final_lines(
     of the message alone still sees it was not this run's doing (the id is the first item of
     the pair). With no earlier runs, this run's lines come through unchanged.
     """
+    if not any(found is not None for _rid, found in earlier):
+        for line in lines:  # nothing to merge: the common case, without the heap
+            yield run_id, line
+        return
     streams = [_ranked(0, run_id, lines)]
     streams += [
         _ranked(rank, rid, found)
