@@ -220,6 +220,7 @@ def test_the_sandbox_a_dry_run_and_a_stop_are_said_plainly(tmp_path: Path) -> No
         stopped="interrupted (Ctrl-C)",
         exit_code=3,
         hidden_rows_skipped=list(range(5, 50)),
+        unfinished_runs=["/srv/reports/20261130T020000Z-sanctions"],
         label_printer="inkjet",  # a fact the sheet does not know still shows
     )
     write_results(tmp_path, INPUT_COLUMNS, [line(2, outcome=Outcome.PLANNED)], xlsx=True,
@@ -234,6 +235,8 @@ def test_the_sandbox_a_dry_run_and_a_stop_are_said_plainly(tmp_path: Path) -> No
     assert "all in summary.json" in got["Hidden rows skipped"][0]
     assert "Changes this dry run plans, from \u2192 to" in texts(ws)
     assert got["Would be sent to (base URL)"][0] == "http://127.0.0.1:4000/v1"
+    assert got["Runs left unfinished"][0] == 1
+    assert "20261130T020000Z-sanctions" in got["Runs left unfinished"][1]
     assert got["label_printer"][0] == "inkjet"
 
 

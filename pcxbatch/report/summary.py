@@ -85,6 +85,7 @@ _SHOWN = frozenset(
         "stopped",
         "exit_code",
         "hidden_rows_skipped",
+        "unfinished_runs",
         "plan",
         "plan_hash",
         "previewed_by",
@@ -208,6 +209,10 @@ def _ending(s: Mapping[str, Any]) -> list[SheetLine]:
         _fact("Retries", s.get("retries"), "attempts beyond the first, over all rows"),
         _fact("Throttled answers", s.get("throttled"), "429 answers, waited out and retried"),
     ]
+    if s.get("unfinished_runs"):
+        left = [_run_id(path) for path in s["unfinished_runs"]]
+        note = "earlier runs of the job left with rows unsent: " + ", ".join(left)
+        lines.append(_fact("Runs left unfinished", len(left), note))
     if s.get("hidden_rows_skipped"):
         note = "hidden or filtered rows of the workbook, left out as the job says"
         lines.append(_fact("Hidden rows skipped", _row_list(s["hidden_rows_skipped"]), note))
