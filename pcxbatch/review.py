@@ -17,7 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pcxbatch import applying, runfolder
+from pcxbatch import applying, facts, runfolder
 from pcxbatch.config import Job, job_from_dict
 from pcxbatch.context import PreviewResult, RunContext, RunResult, RunUI
 from pcxbatch.errors import ExitCode
@@ -26,7 +26,6 @@ from pcxbatch.intake import (
     check_table,
     closing_on_error,
     discarding_on_error,
-    is_workbook,
     read_input,
     require_credential,
 )
@@ -54,8 +53,8 @@ def preview_job(job: Job, ctx: RunContext, *, plan_out: Path | None = None) -> P
     """Read the users' current status and classify every row; write the preview and plan.
 
     Sends no change: only ``GET /users/list`` pages, paced like any run. Writes
-    ``preview.csv`` (and ``preview.xlsx`` for spreadsheet input) with the counts at the top, and
-    the plan file (``plan.json`` in the preview's folder, or ``plan_out``). A file with more rows
+    ``preview.csv`` (the counts at the top) and ``preview.xlsx`` (a Summary sheet), and the
+    plan file (``plan.json`` in the preview's folder, or ``plan_out``). A file with more rows
     to change than ``max_rows`` is refused, as a run would refuse it.
     """
     from pcxbatch.report import atomic_write_text, write_preview
@@ -83,11 +82,6 @@ def preview_job(job: Job, ctx: RunContext, *, plan_out: Path | None = None) -> P
         scope = f" of organisation {job.org_id}" if job.org_id else ""
         rows = [tally.add(r) for r in classify(folder.journal.lines(), scope=scope)]
         title = f"pcxbatch preview of {job.input.name} against {target} at {ctx.now_iso()}"
-        columns, xlsx = folder.meta["columns"], is_workbook(job)
-        write_preview(
-            folder.path, columns, rows, title=title, counts=tally.counts,
-            transitions=tally.transitions, xlsx=xlsx,
-        )  # fmt: skip
         plan = preview_plan(
             job,
             folder.meta,
@@ -101,6 +95,11 @@ def preview_job(job: Job, ctx: RunContext, *, plan_out: Path | None = None) -> P
         )
         text, digest = seal(plan)
         plan_path = Path(os.path.abspath(plan_out or folder.path / "plan.json"))
+        write_preview(
+            folder.path, folder.meta["columns"], rows, title=title, counts=tally.counts,
+            transitions=tally.transitions, xlsx=True,
+            summary=facts.preview_summary(job, folder, plan, plan_path, digest),
+        )  # fmt: skip
         atomic_write_text(plan_path, text)
         code = ExitCode.FILE_PROBLEMS if tally.file_problems else ExitCode.OK
         return PreviewResult(

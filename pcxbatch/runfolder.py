@@ -33,6 +33,7 @@ from pcxbatch import __version__, reportdir
 from pcxbatch.config import Job, fingerprint, job_from_dict, job_to_dict
 from pcxbatch.errors import UnusableError
 from pcxbatch.journal import JOURNAL_NAME, Journal
+from pcxbatch.model import ReportLine
 from pcxbatch.plan import same_sending
 from pcxbatch.read import file_sha256
 from pcxbatch.rules import same_api
@@ -304,6 +305,46 @@ def _damaged(run_dir: Path, exc: BaseException) -> str:
         f"{run_dir}: {what}; pcxbatch cannot tell what that run did. Move the folder out of"
         f" {run_dir.parent} (keep it for the record) and run again"
     )
+
+
+@contextlib.contextmanager
+def earlier_runs(
+    folder: RunFolder,
+) -> Iterator[list[tuple[str, Iterator[ReportLine] | None]]]:
+    """The runs ``folder``'s run follows on from, most recent first: ``(run id, report lines)``.
+
+    A retry run records the run it retried (``previous_run``), which may itself be a retry; the
+    chain is followed back to the run of the whole file, each journal held open until the block
+    ends. A folder that cannot be found or read ends the chain with ``(run id, None)``, so the
+    report can say whose rows are missing. A plain run gives ``[]``.
+    """
+    with contextlib.ExitStack() as stack:
+        runs: list[tuple[str, Iterator[ReportLine] | None]] = []
+        seen = {folder.path.resolve()}
+        previous = folder.meta.get("previous_run")
+        while previous:
+            path = _earlier_path(Path(previous), folder.path.parent)
+            if path is None or path.resolve() in seen:
+                runs.append((Path(previous).name, None))
+                break
+            seen.add(path.resolve())
+            try:
+                old = stack.enter_context(open_folder(path))
+                previous = old.meta.get("previous_run")
+            except (UnusableError, OSError, sqlite3.Error, ValueError):
+                runs.append((path.name, None))
+                break
+            runs.append((path.name, old.journal.lines()))
+        yield runs
+
+
+def _earlier_path(recorded: Path, report_dir: Path) -> Path | None:
+    # Recorded as given on the command line, perhaps relative to another working directory:
+    # a run folder of the same name beside this one is the same run.
+    for path in (recorded, report_dir / recorded.name):
+        if (path / JOURNAL_NAME).is_file():
+            return path
+    return None
 
 
 def _new_path(job: Job, now: datetime, suffix: str) -> Path:

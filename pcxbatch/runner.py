@@ -28,7 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pcxbatch import __version__, applying, reportdir, runfolder
+from pcxbatch import applying, facts, reportdir, runfolder
 from pcxbatch.config import Job
 from pcxbatch.context import (
     Confirmation,
@@ -44,7 +44,6 @@ from pcxbatch.intake import (
     check_table,
     closing_on_error,
     discarding_on_error,
-    is_workbook,
     read_input,
     refuse_preview,
     require_credential,
@@ -73,8 +72,6 @@ __all__ = [
     "run_job",
 ]
 
-#: What an apply's summary repeats from its journal.
-_APPLY_FACTS = ("plan", "plan_hash", "previewed_by", "previewed_at", "applied_by")
 #: Outcomes a person must look at, and how many of those rows the terminal lists.
 PROBLEMS = frozenset({Outcome.FAILED, Outcome.INVALID, Outcome.DUPLICATE, Outcome.NOT_FOUND})
 SHOW_PROBLEMS = 10
@@ -256,7 +253,7 @@ def _target(
 
         running = stack.enter_context(start(SandboxConfig(**job.sandbox)))
         base_url = running.base_url
-        return base_url, Credentials(api_key=running.api_key), f"the built-in sandbox at {base_url}"
+        return base_url, Credentials(api_key=running.api_key), f"{facts.SANDBOX_AT}{base_url}"
     require_credential(job, ctx)
     return job.base_url, ctx.credentials, job.base_url
 
@@ -396,54 +393,22 @@ def _finish(
                 problems.append(line)
             yield line
 
-    files = write_results(
-        folder.path, meta["columns"], noting_problems(journal.lines()), xlsx=is_workbook(job)
-    )
+    # One dict for summary.json and the workbook's Summary sheet, completed by write_results.
+    summary = facts.run_summary(job, folder, plan, counts, stopped, exit_code, ctx)
+    summary["unfinished_runs"] = [str(u.path) for u in unfinished]
+    with runfolder.earlier_runs(folder) as earlier:
+        files = write_results(
+            folder.path, meta["columns"], noting_problems(journal.lines()), xlsx=True,
+            summary=summary, earlier=earlier,
+        )  # fmt: skip
     if not counts[Outcome.NOT_ATTEMPTED.value]:
         journal.set_meta(state=runfolder.STATE_FINISHED)
     if counts[Outcome.APPLIED.value]:
         files.extend(_write_undo(job, journal, folder.path))
-    summary = _summary(job, folder, plan, counts, stopped, exit_code, ctx)
-    summary["unfinished_runs"] = [str(u.path) for u in unfinished]
     files.append(write_summary(folder.path, summary))
     return RunResult(
         folder.path, counts, exit_code, stopped, files, problems, unfinished=list(unfinished)
     )
-
-
-def _summary(
-    job: Job,
-    folder: RunFolder,
-    plan: Confirmation,
-    counts: dict[str, int],
-    stopped: str | None,
-    exit_code: ExitCode,
-    ctx: RunContext,
-) -> dict[str, Any]:
-    meta = folder.meta
-    return {
-        "job": job.name,
-        "job_file": job.source,
-        "run_id": folder.path.name,
-        "previous_run": meta.get("previous_run"),
-        "input": {
-            "file": job.input.name,
-            "sha256": meta["input_sha256"],
-            "sheet": meta.get("sheet"),
-        },
-        "target": plan.target,
-        "credential": plan.credential,
-        "dry_run": job.dry_run,
-        "started": meta["started"],
-        "finished": ctx.now_iso(),
-        "counts": counts,
-        **folder.journal.totals(),
-        "stopped": stopped,
-        "exit_code": int(exit_code),
-        "hidden_rows_skipped": meta.get("skipped_rows") or [],
-        **{k: meta[k] for k in _APPLY_FACTS if k in meta},
-        "pcxbatch_version": __version__,
-    }
 
 
 def _write_undo(job: Job, journal: Journal, run_dir: Path) -> list[Path]:

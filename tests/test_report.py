@@ -1,5 +1,8 @@
 """The report files as a user opens them: results.csv, results.xlsx and summary.json.
 
+The workbook's layout for an auditor (its Summary sheet, the Rows sheet's order and print set-up)
+and a retry's one report for the whole file are tested in test_report_workbook.py.
+
 The cell rule (see :mod:`pcxbatch.report.cells`): in the CSV a text that a spreadsheet would
 run as a formula gets a leading apostrophe; in the XLSX every text is a string cell holding the
 text exactly, with no apostrophe.
@@ -29,6 +32,7 @@ from hypothesis import strategies as st
 from pcxbatch.model import Outcome, ReportLine
 from pcxbatch.report import (
     RESULT_COLUMNS,
+    RESULT_TRAILING,
     atomic_write_text,
     neutralise,
     report_headers,
@@ -74,6 +78,7 @@ def read_csv(path: Path) -> list[list[str]]:
 
 
 def read_xlsx(path: Path) -> dict[str, list[tuple[object, ...]]]:
+    """Every sheet's rows, as Excel shows them."""
     book = openpyxl.load_workbook(path, read_only=True)
     try:
         return {
@@ -84,17 +89,23 @@ def read_xlsx(path: Path) -> dict[str, list[tuple[object, ...]]]:
         book.close()
 
 
+def in_csv_order(
+    sheet: list[tuple[object, ...]], headers: Sequence[str]
+) -> list[tuple[object, ...]]:
+    """The Rows sheet's rows with their columns put back in the CSV's order (by header)."""
+    position = [list(sheet[0]).index(h) for h in headers]
+    return [tuple(row[i] for i in position) for row in sheet]
+
+
 def write(
-    tmp_path: Path,
-    lines: Sequence[ReportLine],
-    columns: Sequence[str] = INPUT_COLUMNS,
-    **kwargs: Any,
+    tmp_path: Path, lines: Sequence[ReportLine], columns: Sequence[str] = INPUT_COLUMNS
 ) -> tuple[list[list[str]], list[tuple[object, ...]]]:
-    """Write both files and return (csv rows, the first sheet's rows)."""
-    paths = write_results(tmp_path, columns, iter(lines), xlsx=True, **kwargs)
+    """Write both files and return (csv rows, the Rows sheet's rows in the CSV's column order)."""
+    paths = write_results(tmp_path, columns, iter(lines), xlsx=True)
     assert paths == [tmp_path / "results.csv", tmp_path / "results.xlsx"]
     sheets = read_xlsx(paths[1])
-    return read_csv(paths[0]), next(iter(sheets.values()))
+    assert list(sheets) == ["Summary", "Rows"]
+    return read_csv(paths[0]), in_csv_order(sheets["Rows"], report_headers(columns))
 
 
 # --- headers, rows, order, types ---------------------------------------------------------------
@@ -108,24 +119,25 @@ def test_rows_come_out_in_the_order_given_with_result_and_input_columns(tmp_path
     ]
     rows, sheet = write(tmp_path, lines)
 
-    expected_header = [*RESULT_COLUMNS, *INPUT_COLUMNS]
+    # results.csv keeps its order (scripts read it); earlier_run is empty: this run did them.
+    expected_header = [*RESULT_COLUMNS, *INPUT_COLUMNS, *RESULT_TRAILING]
     assert rows[0] == expected_header
     assert list(sheet[0]) == expected_header
     assert rows[1:] == [
         ["5", "u5", "deactivate", "inactive", "applied", "200", "1",
-         "refused, \"quoted\"\nsecond line", "req-5", "u5", "x", "a,b"],
+         "refused, \"quoted\"\nsecond line", "req-5", "u5", "x", "a,b", ""],
         ["2", "u2", "deactivate", "inactive", "invalid", "", "0", "", "", "u2", "inactive",
-         "note 2"],
+         "note 2", ""],
         ["9", "u9", "deactivate", "inactive", "failed", "503", "4", "", "req-9", "u9",
-         "inactive", "note 9"],
+         "inactive", "note 9", ""],
     ]  # fmt: skip
     assert sheet[1:] == [
         (5, "u5", "deactivate", "inactive", "applied", 200, 1,
-         "refused, \"quoted\"\nsecond line", "req-5", "u5", "x", "a,b"),
+         "refused, \"quoted\"\nsecond line", "req-5", "u5", "x", "a,b", None),
         (2, "u2", "deactivate", "inactive", "invalid", None, 0, None, None, "u2", "inactive",
-         "note 2"),
+         "note 2", None),
         (9, "u9", "deactivate", "inactive", "failed", 503, 4, None, "req-9", "u9", "inactive",
-         "note 9"),
+         "note 9", None),
     ]  # fmt: skip
 
 
@@ -150,18 +162,7 @@ def test_numeric_looking_text_stays_text_and_numbers_are_numbers(tmp_path: Path)
     assert row[0] == 3 and row[5] == 200 and row[6] == 1
     assert row[1] == "00012345"
     assert row[8] == "12" and row[7] == "TRUE"
-    assert row[9:] == ("00012345", "1e5", "2024-01-02")
-
-
-def test_xlsx_header_is_bold_frozen_filtered_and_columns_are_wide_enough(tmp_path: Path) -> None:
-    write_results(tmp_path, INPUT_COLUMNS, [make_line(2), make_line(3)], xlsx=True)
-    book = openpyxl.load_workbook(tmp_path / "results.xlsx")
-    ws = book["results"]
-    assert ws.freeze_panes == "A2"
-    assert ws.auto_filter.ref == "A1:L3"
-    assert all(cell.font.b for cell in ws[1])
-    assert ws.column_dimensions["H"].width >= 40  # message
-    assert ws.column_dimensions["B"].width >= 20  # user_id
+    assert row[9:12] == ("00012345", "1e5", "2024-01-02")
 
 
 def test_csv_only_when_xlsx_is_not_wanted(tmp_path: Path) -> None:
@@ -172,8 +173,8 @@ def test_csv_only_when_xlsx_is_not_wanted(tmp_path: Path) -> None:
 
 def test_no_lines_still_gives_headers(tmp_path: Path) -> None:
     rows, sheet = write(tmp_path, [])
-    assert rows == [[*RESULT_COLUMNS, *INPUT_COLUMNS]]
-    assert sheet == [(*RESULT_COLUMNS, *INPUT_COLUMNS)]
+    assert rows == [[*RESULT_COLUMNS, *INPUT_COLUMNS, *RESULT_TRAILING]]
+    assert sheet == [(*RESULT_COLUMNS, *INPUT_COLUMNS, *RESULT_TRAILING)]
 
 
 def test_a_line_with_the_wrong_number_of_values_is_refused(tmp_path: Path) -> None:
@@ -187,8 +188,9 @@ def test_a_line_with_the_wrong_number_of_values_is_refused(tmp_path: Path) -> No
 
 def test_input_columns_that_collide_get_a_stable_suffix() -> None:
     headers = report_headers(
-        ["user_id", "USER_ID", " Outcome ", "note", "Note", "user_id (input)", "Message"]
-    )
+        ["user_id", "USER_ID", " Outcome ", "note", "Note", "user_id (input)", "Message",
+         "Earlier_Run"]
+    )  # fmt: skip
     assert headers == [
         *RESULT_COLUMNS,
         "user_id (input)",
@@ -198,6 +200,8 @@ def test_input_columns_that_collide_get_a_stable_suffix() -> None:
         "Note (input)",
         "user_id (input) (input)",
         "Message (input)",
+        "Earlier_Run (input)",
+        "earlier_run",
     ]
 
 
@@ -207,7 +211,8 @@ def test_headers_are_always_unique_and_keep_the_result_columns_first(
 ) -> None:
     headers = report_headers(columns)
     assert headers[: len(RESULT_COLUMNS)] == list(RESULT_COLUMNS)
-    assert len(headers) == len(RESULT_COLUMNS) + len(columns)
+    assert headers[-len(RESULT_TRAILING) :] == list(RESULT_TRAILING)
+    assert len(headers) == len(RESULT_COLUMNS) + len(columns) + len(RESULT_TRAILING)
     keys = [neutralise(h).strip().casefold() for h in headers]
     assert len(set(keys)) == len(keys)
     assert report_headers(columns) == headers  # stable
@@ -215,8 +220,8 @@ def test_headers_are_always_unique_and_keep_the_result_columns_first(
 
 def test_colliding_headers_are_written_with_their_suffix(tmp_path: Path) -> None:
     rows, sheet = write(tmp_path, [make_line(2, values=("a", "b"))], columns=["User_ID", "outcome"])
-    assert rows[0][-2:] == ["User_ID (input)", "outcome (input)"]
-    assert sheet[0][-2:] == ("User_ID (input)", "outcome (input)")
+    assert rows[0][-3:-1] == ["User_ID (input)", "outcome (input)"]
+    assert sheet[0][-3:-1] == ("User_ID (input)", "outcome (input)")
 
 
 # --- formula neutralisation --------------------------------------------------------------------
@@ -249,18 +254,19 @@ def test_every_text_cell_and_header_is_neutralised_in_csv_and_a_string_in_xlsx(
     rows, sheet = write(tmp_path, [line], columns=["plain", payload])
     safe = "'" + payload
 
-    assert rows[0][-1] == safe
-    assert sheet[0][-1] == payload  # a string cell is never evaluated: no apostrophe needed
+    assert rows[0][-2] == safe
+    assert sheet[0][-2] == payload  # a string cell is never evaluated: no apostrophe needed
     text_columns = [1, 2, 3, 7, 8, 9, 10]
     assert [rows[1][i] for i in text_columns] == [safe] * len(text_columns)
     assert [sheet[1][i] for i in text_columns] == [payload] * len(text_columns)
 
     book = openpyxl.load_workbook(tmp_path / "results.xlsx")
-    for cells in book["results"].iter_rows():
-        for cell in cells:
-            assert cell.data_type != "f", f"{cell.coordinate} is a formula"
-            if isinstance(cell.value, str):
-                assert cell.data_type == "s", f"{cell.coordinate} is not a string cell"
+    for ws in book.worksheets:  # the Summary sheet too
+        for cells in ws.iter_rows():
+            for cell in cells:
+                assert cell.data_type != "f", f"{ws.title}!{cell.coordinate} is a formula"
+                if isinstance(cell.value, str):
+                    assert cell.data_type == "s", f"{ws.title}!{cell.coordinate} not a string"
 
 
 # --- text kept exactly -------------------------------------------------------------------------
@@ -300,7 +306,7 @@ def test_any_text_round_trips_neutralised_in_csv_and_exactly_in_xlsx(
     # XLSX: an empty string is an empty cell.
     assert sheet[1][7] == (cleaned(message) or None)
     assert sheet[1][9] == (cleaned(value) or None)
-    header = report_headers([value or "blank"])[-1]
+    header = report_headers([value or "blank"])[9]
     assert rows[0][9] == as_written(header)
     assert sheet[0][9] == cleaned(header)
 
@@ -344,41 +350,32 @@ def test_text_at_the_excel_limit_is_kept_whole(tmp_path: Path) -> None:
     assert sheet[1][7] == text
 
 
-# --- sheets ------------------------------------------------------------------------------------
+# --- Excel's row limit ---------------------------------------------------------------------------
 
 
-def test_lines_beyond_a_sheet_continue_on_the_next(
+def test_more_lines_than_a_sheet_holds_leave_the_csv_alone_and_summary_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(table, "XLSX_ROWS_PER_SHEET", 3)
-    write_results(tmp_path, INPUT_COLUMNS, (make_line(r) for r in range(2, 9)), xlsx=True)
-    sheets = read_xlsx(tmp_path / "results.xlsx")
-
-    assert list(sheets) == ["results", "results (2)", "results (3)"]
-    header = (*RESULT_COLUMNS, *INPUT_COLUMNS)
-    assert [rows[0] for rows in sheets.values()] == [header] * 3
-    assert [[r[0] for r in rows[1:]] for rows in sheets.values()] == [[2, 3, 4], [5, 6, 7], [8]]
-    book = openpyxl.load_workbook(tmp_path / "results.xlsx")
-    assert book["results (3)"].freeze_panes == "A2"
-    assert book["results (3)"].auto_filter.ref == "A1:L2"
-    assert len(read_csv(tmp_path / "results.csv")) == 8
+    summary: dict[str, Any] = {"run_id": "r1"}
+    paths = write_results(
+        tmp_path, INPUT_COLUMNS, (make_line(r) for r in range(2, 9)), xlsx=True, summary=summary
+    )
+    assert paths == [tmp_path / "results.csv"]
+    assert sorted(os.listdir(tmp_path)) == ["results.csv"]  # no scratch workbook left behind
+    assert len(read_csv(tmp_path / "results.csv")) == 8  # every line
+    assert summary["results_xlsx"]["written"] is False
+    assert "7 rows are more than one Excel sheet holds (3)" in summary["results_xlsx"]["why"]
 
 
-@pytest.mark.parametrize(
-    ("title", "expected"),
-    [
-        ("Q3/review: [final]?", ["Q3_review_ _final__", "Q3_review_ _final__ (2)"]),
-        ("a" * 40, ["a" * 31, "a" * 27 + " (2)"]),
-        ("", ["results", "results (2)"]),
-    ],
-)  # fmt: skip
-def test_sheet_titles_are_made_valid(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, title: str, expected: list[str]
+def test_lines_that_fill_a_sheet_exactly_still_get_the_workbook(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(table, "XLSX_ROWS_PER_SHEET", 1)
-    write_results(tmp_path, INPUT_COLUMNS, [make_line(2), make_line(3)], xlsx=True,
-                  sheet_title=title)  # fmt: skip
-    assert list(read_xlsx(tmp_path / "results.xlsx")) == expected
+    monkeypatch.setattr(table, "XLSX_ROWS_PER_SHEET", 3)
+    summary: dict[str, Any] = {}
+    write_results(tmp_path, INPUT_COLUMNS, map(make_line, range(2, 5)), xlsx=True, summary=summary)
+    assert [r[0] for r in read_xlsx(tmp_path / "results.xlsx")["Rows"]] == ["row", 2, 3, 4]
+    assert summary["results_xlsx"] == {"written": True}
 
 
 # --- streaming, atomicity, permissions ---------------------------------------------------------
@@ -397,7 +394,7 @@ def test_lines_are_written_while_they_are_produced(tmp_path: Path) -> None:
     assert seen_on_disk and seen_on_disk[0] > 100_000  # not gathered in memory first
     rows = read_csv(tmp_path / "results.csv")
     assert len(rows) == 5001 and rows[-1][0] == "5001"
-    sheet = read_xlsx(tmp_path / "results.xlsx")["results"]
+    sheet = read_xlsx(tmp_path / "results.xlsx")["Rows"]
     assert len(sheet) == 5001 and sheet[-1][0] == 5001
 
 

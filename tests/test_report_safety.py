@@ -18,6 +18,7 @@ import csv
 import re
 import zipfile
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import openpyxl
@@ -30,6 +31,7 @@ from pcxbatch.report import (
     PREVIEW_HEADERS,
     RESULT_COLUMNS,
     UNDO_HEADERS,
+    preview_headers,
     report_headers,
     write_preview,
     write_results,
@@ -125,19 +127,42 @@ def check_csv(path: Path, lines: Sequence[Line]) -> None:
             assert not cell.startswith(DANGEROUS), repr(cell)
 
 
-def check_xlsx(path: Path, lines: Sequence[Line]) -> None:
-    """The first sheet holds ``lines`` cell for cell: texts as string cells, exactly; numbers as
-    numbers; nothing else. No sheet of the file holds a formula."""
+def sheet_order(own: Sequence[str], lead: Sequence[str], inputs: int, after: int) -> list[int]:
+    """Where the Rows sheet takes each column from, as indexes into a CSV line of ``own``
+    columns, ``inputs`` input columns and ``after`` trailing ones: ``lead`` first, then the
+    input's columns, then the rest of ``own``, then the trailing ones (README)."""
+    first = [own.index(name) for name in lead if name in own]
+    rest = [i for i, name in enumerate(own) if name not in lead]
+    n = len(own) + inputs
+    return [*first, *range(len(own), n), *rest, *range(n, n + after)]
+
+
+RESULTS_ORDER = partial(sheet_order, RESULT_COLUMNS, ("row", "user_id", "outcome", "confirmed",
+                                                       "message"))  # fmt: skip
+PREVIEW_ORDER = partial(sheet_order, PREVIEW_HEADERS, ("row", "user_id", "preview", "message"))
+
+
+def check_xlsx(path: Path, lines: Sequence[Line], order: Sequence[int]) -> list[str]:
+    """The Rows sheet holds ``lines`` cell for cell, its columns taken from ``order``: texts as
+    string cells, exactly; numbers as numbers; nothing else. No sheet of the file holds a
+    formula, and every text of the Summary sheet is a string cell; its texts are returned."""
     want = {
-        (r, c): in_xlsx(v)
+        (r, c): in_xlsx(line[i])
         for r, line in enumerate(lines, start=1)
-        for c, v in enumerate(line, start=1)
-        if in_xlsx(v) is not None
+        for c, i in enumerate(order, start=1)
+        if i < len(line) and in_xlsx(line[i]) is not None
     }
     book = openpyxl.load_workbook(path)
     try:
+        assert book.sheetnames == ["Summary", "Rows"]
+        summary: list[str] = []
+        for cells in book["Summary"].iter_rows():
+            for cell in cells:
+                assert cell.data_type in ("s", "n"), f"Summary!{cell.coordinate} {cell.data_type}"
+                if isinstance(cell.value, str):
+                    summary.append(str(excel_text(cell.value)))
         got = {}
-        for cells in book.worksheets[0].iter_rows():
+        for cells in book["Rows"].iter_rows():
             for cell in cells:
                 if cell.value in (None, ""):  # an empty string cell (a blank header) shows empty
                     continue
@@ -152,6 +177,7 @@ def check_xlsx(path: Path, lines: Sequence[Line]) -> None:
         for name in zf.namelist():
             if name.startswith("xl/worksheets/"):
                 assert not re.search(rb"<f[ >]", zf.read(name)), f"{name} holds a formula"
+    return summary
 
 
 # --- results.csv / results.xlsx ----------------------------------------------------------------
@@ -190,10 +216,11 @@ def test_results_keep_hostile_text_as_text(
             fields["message"],
             fields["request_id"],
             *values,
+            "",  # earlier_run: this run decided the row
         ],
     ]
     check_csv(csv_path, want)
-    check_xlsx(xlsx_path, want)
+    check_xlsx(xlsx_path, want, RESULTS_ORDER(len(columns), 1))
 
 
 # --- preview.csv / preview.xlsx ----------------------------------------------------------------
@@ -242,12 +269,9 @@ def test_preview_keeps_hostile_text_as_text_in_every_part(
     )
     assert [csv_path.name, xlsx_path.name] == ["preview.csv", "preview.xlsx"]
 
-    want: list[Line] = [
-        [title],
-        *(line(v.value, counts.get(v.value, 0)) for v in Verdict),
-        *(line(f"{a} -> {b}", n) for a, b, n in moves),
-        [],
-        [*PREVIEW_HEADERS, *report_headers(columns)[len(RESULT_COLUMNS) :]],
+    headers = preview_headers(columns)
+    rows_part: list[Line] = [
+        headers,
         *(
             [
                 r.row,
@@ -262,8 +286,18 @@ def test_preview_keeps_hostile_text_as_text_in_every_part(
             for r in rows
         ),
     ]
-    check_csv(csv_path, want)
-    check_xlsx(xlsx_path, want)
+    preamble: list[Line] = [
+        [title],
+        *(line(v.value, counts.get(v.value, 0)) for v in Verdict),
+        *(line(f"{a} -> {b}", n) for a, b, n in moves),
+        [],
+    ]
+    check_csv(csv_path, [*preamble, *rows_part])
+    summary = check_xlsx(xlsx_path, rows_part, PREVIEW_ORDER(len(columns), 0))
+    # The Summary sheet says what the CSV's preamble says, every text exactly.
+    assert cleaned(title) in summary or not cleaned(title)
+    for a, b, _ in moves:
+        assert f"{cleaned(a) or '(not read)'} \u2192 {cleaned(b)}" in summary
 
 
 # --- undo.csv ----------------------------------------------------------------------------------
@@ -355,11 +389,12 @@ def test_each_dangerous_start_is_handled_in_every_file(tmp_path: Path, prefix: s
             continue
         book = openpyxl.load_workbook(path)
         texts = []
-        for cells_ in book.worksheets[0].iter_rows():
-            for cell in cells_:
-                assert cell.data_type != "f", f"{path.name} {cell.coordinate} is a formula"
-                if isinstance(cell.value, str):
-                    assert cell.data_type == "s"
-                    texts.append(excel_text(cell.value))
+        for ws in book.worksheets:
+            for cells_ in ws.iter_rows():
+                for cell in cells_:
+                    assert cell.data_type != "f", f"{path.name} {cell.coordinate} is a formula"
+                    if isinstance(cell.value, str):
+                        assert cell.data_type == "s"
+                        texts.append(excel_text(cell.value))
         book.close()
         assert payload in texts and "'" + payload not in texts  # exact, no apostrophe

@@ -393,7 +393,9 @@ def test_retry_failed_makes_a_linked_run_of_only_the_failed_rows(tmp_path: Path)
     retried = retry_failed(first.run_dir, context(healthy))
     assert retried.run_dir != first.run_dir
     assert summary(retried)["previous_run"] == str(first.run_dir)
-    assert [r["outcome"] for r in results(retried)] == ["applied"] * 4  # the invalid row stays
+    # One report for the file: the rows retried, and the invalid row as the first run left it.
+    got = [(r["outcome"], r["earlier_run"]) for r in results(retried)]
+    assert got == [("applied", "")] * 4 + [("invalid", first.run_dir.name)]
     assert all(healthy.status_of(uid) == "inactive" for uid in ids)
 
 

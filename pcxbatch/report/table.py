@@ -1,11 +1,13 @@
 """The table writer: the only code in pcxbatch that writes a CSV or an XLSX file.
 
 In: a folder, a file name without suffix, a header row, data rows, optional preamble rows above
-the header, and whether to write an XLSX beside the CSV. Every value is raw: ``str`` (exactly as
-the input file or the API gave it), ``int`` or ``None`` (an empty cell). Out: ``NAME.csv`` and,
-when asked, ``NAME.xlsx``, each complete under its final name or not there at all.
+the CSV's header, and, for an XLSX beside the CSV, its :class:`XlsxLayout` (the order the Rows
+sheet shows the columns in, and the lines of its Summary sheet). Every value is raw: ``str``
+(exactly as the input file or the API gave it), ``int`` or ``None`` (an empty cell). Out:
+``NAME.csv`` and, when asked and the rows fit on one sheet, ``NAME.xlsx``, each complete under
+its final name or not there at all.
 
-Why here: every text this module writes, headers and preamble included, passes through
+Why here: every text this module writes, headers and summary included, passes through
 :mod:`pcxbatch.report.cells` on its way out (CSV: :func:`~pcxbatch.report.cells.csv_cell`;
 XLSX: :func:`~pcxbatch.report.cells.xlsx_text` into a string cell). The rule is applied where
 the bytes are written, not by callers, so no report can forget it. XlsxWriter and ``csv``
@@ -14,68 +16,160 @@ writing live in this module only.
 The files:
 
 * CSV: UTF-8 with a BOM (so Excel picks the encoding), comma-separated, quoted by the ``csv``
-  module wherever a field needs it, CRLF line ends. Nothing is ever shortened.
-* XLSX: written in XlsxWriter's constant-memory mode; texts are string cells, whole numbers are
-  numbers. The header row is bold, frozen and filtered; a sheet that reaches Excel's row limit
-  (:data:`XLSX_ROWS_PER_SHEET` data lines) continues on ``title (2)``, ``title (3)``, ... each
-  with its own header row. The preamble goes above the first sheet's header only.
+  module wherever a field needs it, CRLF line ends, the preamble (if any) above the header, the
+  columns in the order given. Nothing is ever shortened.
+* XLSX, made to be read and printed by someone who was not there: a first sheet **Summary**
+  (the layout's :class:`SheetLine` s: a title, headings, then label / value / note lines) and a
+  sheet **Rows** (the header, then one line per row, the columns in the layout's order). Texts
+  are string cells, wrapped and top-aligned; whole numbers are numbers. Each column is as wide
+  as its widest text (a line of it), at most :data:`MAX_WIDTH`, measured while the rows stream
+  by and set just before the workbook is closed (XlsxWriter writes the column widths at close,
+  also in constant-memory mode). The header row is bold, frozen with the layout's leading
+  columns, filtered, and printed at the top of every page; pages are landscape, one page wide,
+  with grid lines and a footer. Written in XlsxWriter's constant-memory mode, so memory stays
+  flat. More data lines than one sheet holds (:data:`XLSX_ROWS_PER_SHEET`) and the XLSX is
+  dropped: the CSV alone is written, and the caller learns it from the paths returned.
 
-Rows are consumed once, both files written side by side as they come, so memory stays flat
-however many rows there are. If the rows (or anything else) raise, neither file appears under
-its final name, an earlier complete file there is left as it was, no temporary file is left
-behind, and the exception propagates.
+Rows are consumed once, both files written side by side as they come. If the rows (or anything
+else) raise, neither file appears under its final name, an earlier complete file there is left
+as it was, no temporary file is left behind, and the exception propagates.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import math
 import os
-import re
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+import unicodedata
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import xlsxwriter
 
 from .cells import Cell, csv_cell, xlsx_text
 from .files import FILE_MODE, fsync_dir, fsync_path, owner_only_temp
 
-__all__ = ["XLSX_ROWS_PER_SHEET", "column_width", "write_table"]
+__all__ = ["MAX_WIDTH", "XLSX_ROWS_PER_SHEET", "SheetLine", "XlsxLayout", "write_table"]
 
-#: Data lines per worksheet: Excel's 1,048,576 rows less the header row. A module constant so
+#: Data lines one sheet holds: Excel's 1,048,576 rows less the header row. A module constant so
 #: tests can lower it instead of writing a million lines.
 XLSX_ROWS_PER_SHEET = 1_048_575
 
-#: Excel's limit on a worksheet name.
-_SHEET_NAME_MAX = 31
-_SHEET_NAME_FORBIDDEN = re.compile(r"[\[\]:*?/\\]")
+#: The widest a column is made, in Excel's character units; longer text wraps.
+MAX_WIDTH = 60
+
+#: Summary sheet: the widest its label column is made, and its value and note columns.
+_SUMMARY_WIDTHS = (40, 70, 70)
+
+#: How wide a character of Calibri 11 is next to a digit (Excel's width unit), where it is not
+#: about 0.95: for guessing how many lines a wrapped text takes.
+_INK = {
+    **dict.fromkeys(" ilj.,:;'!|", 0.45),
+    **dict.fromkeys("ftrsz-/()[]{}I", 0.7),
+    **dict.fromkeys("cgkvxy", 0.9),
+    **dict.fromkeys("mw", 1.5),
+    **dict.fromkeys("ABCDEFGHJKLNOPQRSTUVXYZ", 1.15),
+    **dict.fromkeys("MW", 1.8),
+}
+
+#: Points per line of text (Excel's default row height for Calibri 11), and Excel's most.
+_LINE_HEIGHT = 15.0
+_MAX_HEIGHT = 409.0
 
 
-def column_width(header: str) -> float:
-    """A column's width in Excel's character units, from its header: between 12 and 40."""
-    return float(min(max(len(header) + 2, 12), 40))
+@dataclass(frozen=True, slots=True)
+class SheetLine:
+    """One line of a Summary sheet.
+
+    ``kind``: ``"title"`` (the first line, large), ``"heading"`` (a section, after a blank
+    line), ``"fact"`` (``label`` | ``value`` | ``note``), or ``"text"`` (a sentence).
+    """
+
+    label: str
+    value: Cell = None
+    note: str = ""
+    kind: Literal["title", "heading", "fact", "text"] = "fact"
 
 
-def _sheet_names(title: str) -> Iterator[str]:
-    """``title``, ``title (2)``, ``title (3)``, ... each a valid Excel worksheet name."""
-    base = _SHEET_NAME_FORBIDDEN.sub("_", title).strip().strip("'")
-    if not base or base.casefold() == "history":  # "History" is reserved by Excel
-        base = "results"
-    yield base[:_SHEET_NAME_MAX]
-    n = 2
-    while True:
-        suffix = f" ({n})"
-        yield base[: _SHEET_NAME_MAX - len(suffix)].rstrip().rstrip("'") + suffix
-        n += 1
+@dataclass(frozen=True)
+class XlsxLayout:
+    """What the XLSX beside a CSV holds.
+
+    ``order``: the CSV's column indexes, in the order the Rows sheet shows them (each once).
+    ``summary``: called once, after the last row was written, for the Summary sheet's lines.
+    ``footer``: printed at the foot of every page (e.g. the run id). ``frozen_columns``: how
+    many of the Rows sheet's first columns stay in view when scrolling sideways.
+    """
+
+    order: Sequence[int]
+    summary: Callable[[], Sequence[SheetLine]]
+    footer: str = ""
+    frozen_columns: int = 0
+
+
+def text_width(text: str) -> int:
+    """How many character widths ``text`` takes: its longest line, East Asian wide as two."""
+    if "\n" in text:
+        return max(text_width(part) for part in text.split("\n"))
+    if text.isascii():
+        return len(text)
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _measure(text: str, width: float = MAX_WIDTH) -> tuple[int, int]:
+    """``(width, lines)``: the text's :func:`text_width`, and about how many lines it takes in a
+    column ``width`` wide that wraps it (rather more than fewer: a cut text is worse than a gap).
+    """
+    if len(text) <= width - 2 and "\n" not in text:  # the common case, cheaply: it fits
+        return text_width(text), 1
+    room = width - 2  # the cell's margins
+    lines = 0
+    widest = 0
+    for part in text.split("\n"):
+        widest = max(widest, text_width(part))
+        ink = sum(_INK.get(ch, 2.0 if ord(ch) > 0x2E80 else 0.95) for ch in part)
+        # Word wrapping leaves the end of each line empty: count a line as 80 % full.
+        lines += 1 if ink <= room else math.ceil(ink / (room * 0.8))
+    return widest, lines
+
+
+def _height(lines: int) -> float:
+    return min(_LINE_HEIGHT * lines, _MAX_HEIGHT)
+
+
+def _fitted(widest: int) -> float:
+    # Two more for the cell's margins; never narrower than a short number, never too wide.
+    return float(min(max(widest + 2, 6), MAX_WIDTH))
+
+
+def _summary_widths(lines: Sequence[SheetLine]) -> list[float]:
+    """The Summary sheet's label, value and note columns: as wide as their widest text, up to
+    :data:`_SUMMARY_WIDTHS`. Titles, headings and sentences run on and are not measured."""
+    widest = [0, 0, 0]
+    for line in lines:
+        if line.kind != "fact":
+            continue
+        for col, value in enumerate((line.label, line.value, line.note)):
+            if value is not None and value != "":
+                widest[col] = max(widest[col], text_width(str(value)) + (col == 0))
+    return [float(min(max(w + 2, 12), cap)) for w, cap in zip(widest, _SUMMARY_WIDTHS, strict=True)]
+
+
+def _footer_text(text: str) -> str:
+    # '&' starts a code in an Excel header/footer; the whole must stay under 255 characters.
+    return text[:120].replace("&", "&&")
 
 
 class _Sink(Protocol):
     """One output file of a table, written to a temporary name until :meth:`commit`."""
 
     path: Path
+    written: bool  # committed under its final name
 
     def begin(self, preamble: Sequence[Sequence[Cell]], headers: Sequence[str]) -> None: ...
     def add(self, cells: Sequence[Cell]) -> None: ...
@@ -95,7 +189,7 @@ class _CsvSink:
             self._tmp.unlink()
             raise
         self._writer = csv.writer(self._fh)  # excel dialect: commas, minimal quoting, CRLF
-        self._committed = False
+        self.written = False
 
     def begin(self, preamble: Sequence[Sequence[Cell]], headers: Sequence[str]) -> None:
         for cells in preamble:
@@ -112,22 +206,49 @@ class _CsvSink:
 
     def commit(self) -> None:
         os.replace(self._tmp, self.path)
-        self._committed = True
+        self.written = True
 
     def cleanup(self) -> None:
         with contextlib.suppress(OSError):
             self._fh.close()
-        if not self._committed:
+        if not self.written:
             with contextlib.suppress(OSError):
                 self._tmp.unlink()
 
 
-class _XlsxSink:
-    """Streams rows into a constant-memory workbook, starting a new sheet when one is full."""
+def _formats(book: Any) -> dict[str, Any]:
+    top = {"valign": "top"}
+    return {
+        "header": book.add_format(
+            {**top, "bold": True, "text_wrap": True, "bg_color": "#D9D9D9", "bottom": 1}
+        ),
+        "text": book.add_format({**top, "text_wrap": True}),
+        "number": book.add_format(top),
+        "count": book.add_format({**top, "align": "left"}),
+        "title": book.add_format({"bold": True, "font_size": 14}),
+        "heading": book.add_format({"bold": True, "bg_color": "#D9D9D9", "bottom": 1}),
+        "label": book.add_format({**top, "bold": True, "text_wrap": True}),
+        "note": book.add_format(
+            {**top, "text_wrap": True, "italic": True, "font_color": "#404040"}
+        ),
+    }
 
-    def __init__(self, run_dir: Path, name: str, sheet_title: str, widths: Sequence[float]):
+
+def _print_setup(sheet: Any, footer: str, *, grid: bool) -> None:
+    sheet.set_landscape()
+    sheet.fit_to_pages(1, 0)  # one page wide, as many pages down as it takes
+    sheet.set_margins(left=0.4, right=0.4, top=0.5, bottom=0.6)
+    sheet.hide_gridlines(0 if grid else 2)  # a table's grid on screen and paper; none for prose
+    sheet.set_footer(f"&L{_footer_text(footer)}&RPage &P of &N")
+
+
+class _XlsxSink:
+    """Streams rows into the Rows sheet of a constant-memory workbook; Summary comes last."""
+
+    def __init__(self, run_dir: Path, name: str, layout: XlsxLayout):
         self.path = run_dir / f"{name}.xlsx"
         self._full_text_in = f"{name}.csv"  # where a text cut to Excel's limit is whole
+        self._layout = layout
         # A private folder holds the workbook and XlsxWriter's scratch files; removing it
         # cleans up everything on failure in one step.
         self._scratch = Path(tempfile.mkdtemp(dir=run_dir, prefix=f".{self.path.name}."))
@@ -137,18 +258,18 @@ class _XlsxSink:
             os.close(os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
             os.chmod(self._tmp, FILE_MODE)
             self._book = self._workbook()
+            self._fmt = _formats(self._book)
+            # Summary first, so a reader opens the workbook on it; it is filled in at the end.
+            self._summary = self._book.add_worksheet("Summary")
+            self._rows = self._book.add_worksheet("Rows")
         except BaseException:
             shutil.rmtree(self._scratch, ignore_errors=True)
             raise
-        self._bold = self._book.add_format({"bold": True})
-        self._widths = widths
-        self._names = _sheet_names(sheet_title)
-        self._headers: Sequence[str] = ()
-        self._preamble: Sequence[Sequence[Cell]] = ()
-        self._sheet: Any = None
-        self._top = 0  # the current sheet's header row
-        self._row = 0  # last row written on the current sheet
+        self._widest: list[int] = []
+        self._row = 0  # last line written on the Rows sheet
         self._closed = False
+        self.written = False
+        self.dropped = False  # more lines than a sheet holds: no XLSX
 
     def _workbook(self) -> Any:
         return xlsxwriter.Workbook(
@@ -167,54 +288,111 @@ class _XlsxSink:
         )
 
     def begin(self, preamble: Sequence[Sequence[Cell]], headers: Sequence[str]) -> None:
-        self._preamble = preamble
-        self._headers = headers
-
-    def _new_sheet(self) -> None:
-        self._finish_sheet()
-        first = self._sheet is None
-        sheet = self._book.add_worksheet(next(self._names))
-        for col, width in enumerate(self._widths):
-            sheet.set_column(col, col, width)
-        top = 0
-        if first:
-            for top, cells in enumerate(self._preamble):
-                self._write(sheet, top, cells)
-            top = len(self._preamble)
-        sheet.freeze_panes(top + 1, 0)
-        for col, header in enumerate(self._headers):
-            sheet.write_string(top, col, xlsx_text(header, self._full_text_in), self._bold)
-        self._sheet = sheet
-        self._top = self._row = top
-
-    def _finish_sheet(self) -> None:
-        if self._sheet is not None:
-            self._sheet.autofilter(self._top, 0, self._row, len(self._headers) - 1)
+        # The preamble is the CSV's; the workbook says the same on its Summary sheet.
+        sheet = self._rows
+        tallest = 1
+        for col, index in enumerate(self._layout.order):
+            text = xlsx_text(headers[index], self._full_text_in)
+            sheet.write_string(0, col, text, self._fmt["header"])
+            width, lines = _measure(text)
+            self._widest.append(width + 3)  # bold, and the filter's button
+            tallest = max(tallest, lines)
+        if tallest > 1:
+            sheet.set_row(0, _height(tallest))
 
     def add(self, cells: Sequence[Cell]) -> None:
-        if self._sheet is None or self._row >= XLSX_ROWS_PER_SHEET:
-            self._new_sheet()
+        if self.dropped:
+            return
+        if self._row >= XLSX_ROWS_PER_SHEET:
+            self._drop()
+            return
         self._row += 1
-        self._write(self._sheet, self._row, cells)
+        tallest = 1
+        for col, index in enumerate(self._layout.order):
+            tallest = max(tallest, self._cell(self._row, col, cells[index]))
+        if tallest > 1:
+            # Set, not left to the spreadsheet: LibreOffice does not grow a row for wrapped text
+            # on opening a file. Allowed until the next row starts, also in constant memory.
+            self._rows.set_row(self._row, _height(tallest))
 
-    def _write(self, sheet: Any, row: int, cells: Sequence[Cell]) -> None:
-        for col, value in enumerate(cells):
-            if isinstance(value, str):
-                if value:  # "" stays an empty cell, as None does
-                    sheet.write_string(row, col, xlsx_text(value, self._full_text_in))
-            elif value is not None:
-                sheet.write_number(row, col, value)
+    def _cell(self, row: int, col: int, value: Cell) -> int:
+        """Write one cell of the Rows sheet; how many lines of text it takes."""
+        if isinstance(value, str):
+            if not value:  # "" stays an empty cell, as None does
+                return 1
+            text = xlsx_text(value, self._full_text_in)
+            self._rows.write_string(row, col, text, self._fmt["text"])
+            width, lines = _measure(text)
+            self._widest[col] = max(self._widest[col], width)
+            return lines
+        if value is not None:
+            self._rows.write_number(row, col, value, self._fmt["number"])
+            self._widest[col] = max(self._widest[col], len(str(value)))
+        return 1
+
+    def _finish_rows(self) -> None:
+        sheet, layout = self._rows, self._layout
+        for col, widest in enumerate(self._widest):
+            sheet.set_column(col, col, _fitted(widest))
+        sheet.freeze_panes(1, layout.frozen_columns)
+        sheet.autofilter(0, 0, self._row, max(len(self._widest) - 1, 0))
+        sheet.repeat_rows(0)
+        _print_setup(sheet, layout.footer, grid=True)
+
+    def _write_summary(self, lines: Sequence[SheetLine]) -> None:
+        sheet = self._summary
+        widths = _summary_widths(lines)
+        for col, width in enumerate(widths):
+            sheet.set_column(col, col, width)
+        row = -1
+        for line in lines:
+            row += 2 if line.kind == "heading" and row >= 0 else 1  # a blank line before
+            self._summary_line(row, line, widths)
+        _print_setup(sheet, self._layout.footer, grid=False)
+
+    def _summary_line(self, row: int, line: SheetLine, widths: Sequence[float]) -> None:
+        sheet, fmt = self._summary, self._fmt
+        label = xlsx_text(line.label, "summary.json")
+        if line.kind == "title":
+            sheet.write_string(row, 0, label, fmt["title"])
+            sheet.set_row(row, 21)
+        elif line.kind == "heading":
+            sheet.write_string(row, 0, label, fmt["heading"])
+            for col in (1, 2):
+                sheet.write_blank(row, col, None, fmt["heading"])
+        elif line.kind == "text":
+            sheet.write_string(row, 0, label)  # a sentence: it runs on over the empty cells
+        else:
+            tallest = 1
+            cells = [(label, "label"), (line.value, "text"), (line.note, "note")]
+            for col, (value, style) in enumerate(cells):
+                if isinstance(value, int):
+                    sheet.write_number(row, col, value, fmt["count"])
+                elif value:
+                    text = xlsx_text(value, "summary.json")
+                    sheet.write_string(row, col, text, fmt[style])
+                    tallest = max(tallest, _measure(text, widths[col])[1])
+            if tallest > 1:
+                sheet.set_row(row, _height(tallest))
 
     def finish(self) -> None:
-        if self._sheet is None:
-            self._new_sheet()  # no lines: still a sheet with the header
-        self._finish_sheet()
+        if self.dropped:
+            return
+        self._finish_rows()
+        self._write_summary(self._layout.summary())
         self._book.close()
         self._closed = True
         fsync_path(self._tmp)
 
     def commit(self) -> None:
-        os.replace(self._tmp, self.path)
+        if not self.dropped:
+            os.replace(self._tmp, self.path)
+            self.written = True
+
+    def _drop(self) -> None:
+        # Free the disk the unfinished workbook holds now, not at the end of a long run.
+        self.dropped = True
+        self.cleanup()
 
     def cleanup(self) -> None:
         if not self._closed:
@@ -225,6 +403,7 @@ class _XlsxSink:
                 if fh is not None:
                     with contextlib.suppress(Exception):
                         fh.close()
+            self._closed = True
         shutil.rmtree(self._scratch, ignore_errors=True)
 
 
@@ -234,25 +413,22 @@ def write_table(
     headers: Sequence[str],
     rows: Iterable[Sequence[Cell]],
     *,
-    xlsx: bool,
-    sheet_title: str | None = None,
-    widths: Sequence[float] | None = None,
+    xlsx: XlsxLayout | None = None,
     preamble: Sequence[Sequence[Cell]] = (),
 ) -> list[Path]:
-    """Write ``run_dir/NAME.csv`` and, when ``xlsx`` is true, ``run_dir/NAME.xlsx``.
+    """Write ``run_dir/NAME.csv`` and, when ``xlsx`` gives a layout, ``run_dir/NAME.xlsx``.
 
     In: the folder (created if missing), the file name without suffix, the header row, the data
-    rows and the ``preamble`` rows above the header, all raw (see the module docstring); the
-    first sheet's name (default ``name``) and the column widths (default from the headers).
-    Out: the paths written, CSV first.
+    rows and the CSV's ``preamble`` rows above the header, all raw (see the module docstring);
+    the XLSX's layout, or ``None`` for a CSV alone. Out: the paths written, CSV first; the XLSX
+    is missing from them when the rows did not fit on one sheet.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     sinks: list[_Sink] = []
     try:
         sinks.append(_CsvSink(run_dir, name))
-        if xlsx:
-            widths = widths or [column_width(h) for h in headers]
-            sinks.append(_XlsxSink(run_dir, name, sheet_title or name, widths))
+        if xlsx is not None:
+            sinks.append(_XlsxSink(run_dir, name, xlsx))
         for sink in sinks:
             sink.begin(preamble, headers)
         for cells in rows:
@@ -266,4 +442,4 @@ def write_table(
         for sink in sinks:
             sink.cleanup()
     fsync_dir(run_dir)
-    return [sink.path for sink in sinks]
+    return [sink.path for sink in sinks if sink.written]
