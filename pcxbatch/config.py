@@ -37,13 +37,12 @@ from pcxbatch.rules import (
     read_status,
     word_key,
 )
-from pcxbatch.sandbox.config import SandboxSetting, sandbox_settings
+from pcxbatch.sandbox.job import check_job_sandbox
 
 JOB_SUFFIXES = (".yaml", ".yml")
 
 #: Settings of the built-in sandbox a job may carry under ``sandbox:``, defined on
 #: ``SandboxConfig``'s fields.
-SANDBOX_SETTINGS: Mapping[str, SandboxSetting] = {s.name: s for s in sandbox_settings(job=True)}
 
 
 @dataclass(frozen=True)
@@ -407,59 +406,7 @@ def _check_sandbox_key(check: _Values) -> None:
     """``sandbox``: absent or false for a real API; true or a mapping of its settings."""
     sandbox = check.data.get("sandbox")
     if sandbox is not None and sandbox is not False:
-        check.values["sandbox"] = _check_sandbox(sandbox, check.problems)
-
-
-_KINDS: dict[type, str] = {
-    int: "a whole number",
-    float: "a number",
-    bool: "true or false",
-    str: "text",
-    Path: "a path",
-}
-
-
-def _check_sandbox(value: Any, problems: list[str]) -> dict[str, Any]:
-    if value is True:
-        return {}
-    if not isinstance(value, dict):
-        problems.append("sandbox: must be true or a mapping of sandbox settings")
-        return {}
-    settings: dict[str, Any] = {}
-    for key, raw in value.items():
-        setting = SANDBOX_SETTINGS.get(str(key))
-        if setting is None:
-            known = ", ".join(SANDBOX_SETTINGS)
-            problems.append(f"sandbox.{key}: unknown key (known: {known})")
-            continue
-        converted = _sandbox_value(setting, raw)
-        if converted is None:
-            wanted = _KINDS.get(setting.type, setting.type.__name__)
-            if setting.choices:
-                wanted = "one of " + ", ".join(str(choice) for choice in setting.choices)
-            problems.append(f"sandbox.{key}: must be {wanted}")
-        else:
-            settings[setting.name] = converted
-    return settings
-
-
-def _sandbox_value(setting: SandboxSetting, raw: Any) -> Any:
-    """``raw`` as the setting's type, or None when it is not one (a bool is never a number,
-    a whole number never loses a fraction)."""
-    kind = setting.type
-    if isinstance(raw, bool) != (kind is bool):
-        return None
-    try:
-        value = kind(raw)
-    except (TypeError, ValueError):
-        return None
-    if kind is int and value != float(raw):
-        return None
-    if kind is float and not math.isfinite(value):
-        return None
-    if setting.choices and value not in setting.choices:
-        return None
-    return value
+        check.values["sandbox"] = check_job_sandbox(sandbox, check.problems)
 
 
 def _slug(name: str) -> str:

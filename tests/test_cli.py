@@ -23,8 +23,20 @@ def test_every_problem_of_a_job_is_its_own_line(
     code = run_cli(["validate", str(a_file(tmp_path)), "--max-bytes", "-3", "--status", "bogus"])
     err = capsys.readouterr().err.splitlines()
     assert code is ExitCode.UNUSABLE
-    assert err[0].startswith("error: command line: 2 problem(s)")
-    assert err[1].startswith("  - status:") and err[2].startswith("  - max_bytes:")
+    assert err[0].startswith("error: command line: 2 problem(s)")  # both from flags
+    assert err[1].startswith("  - --status:") and err[2].startswith("  - --max-bytes:")
+
+
+def test_a_problem_a_flag_caused_names_the_flag_not_the_job_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job = tmp_path / "review.yaml"
+    job.write_text(f"input: {a_file(tmp_path)}\nstatus: bogus\n", encoding="utf-8")
+    code = run_cli(["validate", str(job), "--max-bytes", "-3"])
+    err = capsys.readouterr().err.splitlines()
+    assert code is ExitCode.UNUSABLE
+    assert err[0].startswith(f"error: {job}: 2 problem(s)")  # the job file has one of them
+    assert err[1].startswith("  - status:") and err[2].startswith("  - --max-bytes:")
 
 
 def test_an_unexpected_error_is_one_line_and_exit_70(

@@ -18,6 +18,7 @@ import click
 
 from pcxbatch import __version__
 from pcxbatch.cli.options import (
+    blaming_flags,
     credentials,
     debug_option,
     insecure_option,
@@ -119,7 +120,8 @@ def run(
         )
     if target is None:
         raise click.UsageError("give a job file (JOB.yaml) or an input file (FILE.csv/.xlsx)")
-    job = load_job(target, found)
+    with blaming_flags(found):
+        job = load_job(target, found)
     return _send(lambda ctx: run_job(job, ctx, fresh=fresh), log_format, job)
 
 
@@ -214,7 +216,8 @@ def preview(
     found = overrides(flags)
     if sandbox:
         found["sandbox"] = True
-    job = load_job(target, found)
+    with blaming_flags(found):
+        job = load_job(target, found)
     # No credential: the runner refuses, as for a run (a preview reads from the API).
     creds = None if job.sandbox is not None else credentials(job)
     result = preview_job(job, RunContext(ui=PreviewUI(), credentials=creds), plan_out=plan_out)
@@ -245,7 +248,8 @@ def apply(plan_file: Path, log_format: str, summary: bool, **flags: Any) -> Exit
     from pcxbatch.runner import apply_plan
 
     found = overrides(flags)
-    stored = job_from_dict(load_plan(plan_file).job, found)
+    with blaming_flags(found):
+        stored = job_from_dict(load_plan(plan_file).job, found)
     return _send(lambda ctx: apply_plan(plan_file, ctx, found), log_format, stored)
 
 
@@ -294,7 +298,9 @@ def validate(target: Path, show: int, log_format: str, summary: bool, **flags: A
     from pcxbatch.cli.ui import warn
     from pcxbatch.runner import check_table, read_input
 
-    job = load_job(target, overrides(flags))
+    found = overrides(flags)
+    with blaming_flags(found):
+        job = load_job(target, found)
     table = read_input(job)
     counts: Counter[str] = Counter()
     problems: list[tuple[int, str, str]] = []

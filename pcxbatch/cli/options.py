@@ -8,16 +8,18 @@ outside (file names, cells, server messages) is made harmless for a terminal.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from pcxbatch.errors import ConfigError
 from pcxbatch.rules import HIDDEN_ROW_CHOICES
 
 if TYPE_CHECKING:
@@ -242,6 +244,37 @@ def overrides(flags: dict[str, Any]) -> dict[str, Any]:
     if "base_url" not in found and os.environ.get("PCX_BASE_URL"):
         found["base_url"] = os.environ["PCX_BASE_URL"]
     return found
+
+
+@contextlib.contextmanager
+def blaming_flags(found: Mapping[str, Any]) -> Iterator[None]:
+    """A job problem that a flag caused names the flag (``--max-age``), not the job file."""
+    try:
+        yield
+    except ConfigError as exc:
+        names = _flag_names()
+        problems = []
+        for problem in exc.problems:
+            key = problem.partition(":")[0]
+            if key in found and key in names:
+                problem = names[key] + problem[len(key) :]
+            problems.append(problem)
+        flags_only = all(p.startswith("--") for p in problems)
+        raise ConfigError("command line" if flags_only else exc.source, problems) from None
+
+
+def _flag_names() -> dict[str, str]:
+    """The current command's flags by the job key they set (``max_plan_age_hours`` ->
+    ``--max-age``)."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return {}
+    renamed = {"input_path": "input"}
+    return {
+        renamed.get(p.name, p.name): p.opts[0]
+        for p in ctx.command.params
+        if isinstance(p, click.Option) and p.name
+    }
 
 
 def credentials(job: Job) -> Credentials | None:
