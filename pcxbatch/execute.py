@@ -177,7 +177,8 @@ def _failure(row: PendingRow, answer: CallResultLike, ambiguous: bool) -> str:
     status = answer.http_status
     api_message = answer.message.strip()
     maybe = (
-        f"; the change may have been applied ({_earlier(row, answer)}): check before sending again"
+        f"; the change may have been applied ({_earlier(row, answer)}); sending it again is"
+        " safe (the change is idempotent): pcxbatch run --retry-failed RUN_DIR"
         if ambiguous
         else ""
     )
