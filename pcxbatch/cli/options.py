@@ -96,6 +96,21 @@ def _apply(options: list[Decorator]) -> Decorator:
     return decorate
 
 
+#: How fast and how unattended a send goes: shared by run, resume and apply.
+_pacing: list[Decorator] = [
+    click.option("--rate", type=float, help="Requests per second at most (the API's limit)."),
+    click.option("--burst", type=int, help="Requests that may go out back to back (default 1)."),
+    click.option("--concurrency", type=int, help="Requests in flight at most."),
+    click.option(
+        "--yes",
+        "-y",
+        is_flag=True,
+        default=None,
+        help="Do not ask for confirmation (needed for unattended runs).",
+    ),
+]
+
+
 job_options = _apply(
     [
         click.option(
@@ -182,18 +197,7 @@ resume_options = _apply(
             help="Only PCX's other documented name for the same API "
             "(prod-api.pcxpay.com <-> api.pcxpay.com); a resume never changes its target.",
         ),
-        click.option("--rate", type=float, help="Requests per second at most (the API's limit)."),
-        click.option(
-            "--burst", type=int, help="Requests that may go out back to back (default 1)."
-        ),
-        click.option("--concurrency", type=int, help="Requests in flight at most."),
-        click.option(
-            "--yes",
-            "-y",
-            is_flag=True,
-            default=None,
-            help="Do not ask for confirmation (needed for unattended runs).",
-        ),
+        *_pacing,
         log_format_option,
         debug_option,
     ]
@@ -211,18 +215,7 @@ send_options = _apply(
             type=click.Path(path_type=Path),
             help="Folder that receives the run's report folder.",
         ),
-        click.option("--rate", type=float, help="Requests per second at most (the API's limit)."),
-        click.option(
-            "--burst", type=int, help="Requests that may go out back to back (default 1)."
-        ),
-        click.option("--concurrency", type=int, help="Requests in flight at most."),
-        click.option(
-            "--yes",
-            "-y",
-            is_flag=True,
-            default=None,
-            help="Do not ask for confirmation (needed for unattended runs).",
-        ),
+        *_pacing,
         insecure_option,
         log_format_option,
         debug_option,
