@@ -19,10 +19,13 @@ What every call does (pcxbatch/CONTRACT.md):
   :attr:`RetryPolicy.max_attempts` attempts in all, waiting ``Retry-After`` when the server sends
   one (capped at ``MAX_RETRY_AFTER``), else the policy's jittered exponential backoff. Never
   retries other statuses. When attempts run out, the last answer is returned, not raised.
+- Reads each answer's body incrementally under a cap (``bodies``: 64 KB for a change, more for
+  a list page by its ``limit``); a larger one is a failed attempt (retried), and a change it
+  answered may have been made.
 - Marks the result ``ambiguous`` when an earlier attempt may have been applied by the server
-  although we never saw it succeed: a 504 or 502 from the gateway (its integration ran, or may
-  have), or a connection that failed after the request was sent. A connect error is not
-  ambiguous: nothing was sent.
+  although we never saw it succeed: a 5xx (the integration ran, or may have, before it failed
+  or the gateway gave up), an answer too large to read, or a connection that failed after the
+  request was sent. A connect error is not ambiguous: nothing was sent.
 
 Secrets never leave ``Credentials`` except as request headers, and no message built here
 contains a header or a response's user object (personal data).
@@ -34,7 +37,6 @@ import asyncio
 import dataclasses
 import logging
 import math
-import re
 import urllib.parse
 import urllib.request
 from collections.abc import Awaitable, Callable
@@ -44,7 +46,7 @@ from typing import Any
 
 import httpx
 
-from pcxbatch import __version__
+from pcxbatch import __version__, bodies
 from pcxbatch.credentials import Credentials
 from pcxbatch.errors import AuthError, StoppedError
 from pcxbatch.limiter import Limiter
@@ -65,6 +67,7 @@ __all__ = [
     "ListUsersError",
     "PcxClient",
     "RetryPolicy",
+    "UserPage",
     "UserState",
     "parse_retry_after",
 ]
@@ -76,8 +79,6 @@ log = logging.getLogger(__name__)
 TIMEOUT = httpx.Timeout(connect=10.0, read=35.0, write=35.0, pool=None)
 #: Connections per httpx pool (see PcxClient.__init__ for why there are several pools).
 CONNECTIONS_PER_POOL = 4
-#: Messages are for a report cell, not for dumping a whole error page.
-MAX_MESSAGE = 300
 USER_AGENT = f"pcxbatch/{__version__}"
 _DEFAULT_RETRY = RetryPolicy()
 _NO_USERS_LIST = "the user list answer has no 'users' list"
@@ -93,7 +94,8 @@ class CallResult:
     ``http_status`` is the final answer's status, ``None`` when the last attempt got no answer.
     ``request_id`` is the final (or last seen) ``x-amzn-RequestId``. ``ambiguous`` says an earlier
     attempt may have been applied although no success was seen. ``body`` is the final answer's
-    JSON object: it holds personal data, so never log it.
+    JSON object (``None`` when it was not one, or was larger than the cap): it holds personal
+    data, so never log it. ``user_status`` is the status of the user the final answer shows.
     """
 
     http_status: int | None
@@ -103,6 +105,7 @@ class CallResult:
     ambiguous: bool
     throttled: int
     body: dict[str, Any] | None = field(repr=False)
+    user_status: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -117,6 +120,16 @@ class UserState:
     user_id: str
     status: str
     org_id: str | None
+
+
+@dataclass(frozen=True)
+class UserPage:
+    """One page of ``GET /users/list``: its users, the next page's key (``None``: the last), and
+    ``total``, how many users the filter matches in all (``None`` when the API did not say)."""
+
+    users: list[UserState]
+    key: str | None
+    total: int | None
 
 
 class ListUsersError(StoppedError):
@@ -148,45 +161,7 @@ class _Tally:
     request_id: str | None = None
 
 
-# --- parsing answers -------------------------------------------------------------------------
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
-
-
-def _clean(text: str) -> str:
-    text = " ".join(_CONTROL.sub(" ", text).split())
-    if len(text) > MAX_MESSAGE:
-        text = text[: MAX_MESSAGE - 1] + "…"
-    return text
-
-
-def _read_answer(
-    response: httpx.Response, redact: Callable[[str], str]
-) -> tuple[str, dict[str, Any] | None]:
-    """The API's message and JSON body; a non-JSON body gives its first words instead."""
-    body: dict[str, Any] | None = None
-    try:
-        parsed = response.json()
-    except ValueError:  # not JSON (json.JSONDecodeError and UnicodeDecodeError are ValueErrors)
-        parsed = None
-    if isinstance(parsed, dict):
-        body = parsed
-        message = parsed.get("message")
-        error = parsed.get("error")
-        parts = (
-            [redact(str(message))]
-            if isinstance(message, str | int | float) and message != ""
-            else []
-        )
-        if isinstance(error, str | int | float) and error != "" and str(error) != str(message):
-            parts.append(f"({redact(str(error))})")
-        if parts:
-            return _clean(" ".join(parts)), body
-    text = _clean(redact(response.text)) if response.content else ""
-    if parsed is not None or not text:
-        text = f"HTTP {response.status_code} {response.reason_phrase}".strip()
-    return text, body
-
+# --- parsing answers (``bodies``: the cap, the message, the JSON object) ------------------------
 
 _NOTHING_SENT: tuple[type[httpx.TransportError], ...] = (
     httpx.ConnectError,
@@ -216,7 +191,7 @@ _ERROR_TEXT: tuple[tuple[type[Exception], str], ...] = (
 
 def _describe_error(exc: httpx.RequestError) -> str:
     what = next((text for kind, text in _ERROR_TEXT if isinstance(exc, kind)), type(exc).__name__)
-    detail = _clean(str(exc))
+    detail = bodies.clean(str(exc))
     if detail and len(detail) <= 120:
         what = f"{what} ({detail})"
     return what
@@ -341,6 +316,20 @@ class PcxClient:
 
         Raises AuthError on 401/403 and :class:`ListUsersError` when the page cannot be had.
         """
+        page = await self.list_page(
+            status=status, org_id=org_id, limit=limit, last_evaluated_key=last_evaluated_key
+        )
+        return page.users, page.key
+
+    async def list_page(
+        self,
+        *,
+        status: str | None = None,
+        org_id: str | None = None,
+        limit: int = 100,
+        last_evaluated_key: str | None = None,
+    ) -> UserPage:
+        """:meth:`list_users` with the listing's ``total`` (what a full read would cost)."""
         query = {"status": status, "org_id": org_id, "last_evaluated_key": last_evaluated_key}
         params: dict[str, str | int] = {"limit": limit}
         params.update({name: value for name, value in query.items() if value is not None})
@@ -361,8 +350,11 @@ class PcxClient:
                     org_id=str(org) if org not in (None, "") else None,
                 )
             )
-        key = result.body.get("last_evaluated_key")
-        return users, (str(key) if key not in (None, "") else None)
+        key, total = result.body.get("last_evaluated_key"), result.body.get("total")
+        known = isinstance(total, int) and not isinstance(total, bool)
+        return UserPage(
+            users, str(key) if key not in (None, "") else None, total if known else None
+        )
 
     # --- machinery ---------------------------------------------------------------------------
 
@@ -409,7 +401,12 @@ class PcxClient:
             await self._sleep(wait)
             last = await self._attempt(tally, method, path, json, params)
         if last.status in (401, 403):
-            raise AuthError(last.status, last.message, last.request_id or tally.request_id)
+            raise AuthError(
+                last.status,
+                last.message,
+                last.request_id or tally.request_id,
+                maybe_applied=tally.ambiguous,
+            )
         return CallResult(
             http_status=last.status,
             attempts=tally.attempts,
@@ -418,6 +415,7 @@ class PcxClient:
             ambiguous=tally.ambiguous,
             throttled=tally.throttled,
             body=last.body,
+            user_status=bodies.user_status(last.body),
         )
 
     async def _attempt(
@@ -438,12 +436,13 @@ class PcxClient:
             headers=self._headers,
             extensions={"timeout": self._timeout},
         )
+        cap = bodies.answer_cap(int(params["limit"]) if params and "limit" in params else None)
         pool = self._busy.index(min(self._busy))
         self._busy[pool] += 1
         try:
             response = await self._transports[pool].handle_async_request(request)
             try:
-                await response.aread()
+                content = await _read_capped(response, cap)
             finally:
                 await response.aclose()
         except httpx.RequestError as exc:
@@ -469,8 +468,25 @@ class PcxClient:
             self._limiter.on_success()
         if status in AMBIGUOUS_STATUSES:
             tally.ambiguous = True
-        message, body = _read_answer(response, self.credentials.redact)
+        if content.data is None:
+            # Not read: whatever it said is unknown, so a change it answered may have been made.
+            tally.ambiguous = tally.ambiguous or method == "PUT"
+            return _Try(status, content.problem or "", request_id, None, retry_after, True)
+        redact = self.credentials.redact
+        charset = response.charset_encoding
+        reason = response.reason_phrase
+        message, body = bodies.read_answer(status, reason, content.data, charset, redact)
         return _Try(status, message, request_id, body, retry_after, status in RETRY_STATUSES)
+
+
+async def _read_capped(response: httpx.Response, cap: int) -> bodies.Body:
+    """The body under ``cap`` (``bodies.read_body``); one that an in-process transport already
+    holds whole is only measured."""
+    if response.is_stream_consumed:
+        whole = bodies.one_chunk(response.content)
+        return await bodies.read_body(whole, cap=cap, length=None, encoding=None)
+    length, coding = (response.headers.get(h) for h in ("content-length", "content-encoding"))
+    return await bodies.read_body(response.aiter_raw(), cap=cap, length=length, encoding=coding)
 
 
 def _environment_proxy(url: httpx.URL) -> str | None:
