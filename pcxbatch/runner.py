@@ -25,7 +25,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pcxbatch import __version__, runfolder
+from pcxbatch import __version__, runfolder, settle
 from pcxbatch.config import Job, fingerprint, job_from_dict
 from pcxbatch.context import Confirmation, PreviewResult, RunContext, RunResult, RunUI
 from pcxbatch.errors import ExitCode, InputError, InternalError, UnusableError
@@ -243,11 +243,11 @@ def check_table(table: Table, job: Job) -> Iterator[Item]:
     return check_rows(table.rows, columns, defaults, id_pattern=job.id_pattern)
 
 
-def exit_code_for(counts: Mapping[str, int], stopped: str | None) -> ExitCode:
-    """The run's exit code from its counts (see :class:`~pcxbatch.errors.ExitCode`)."""
+def exit_code_for(counts: Mapping[str, int], stopped: str | None, unconfirmed: int = 0) -> ExitCode:
+    """The run's exit code from its counts and unconfirmed rows (see :class:`ExitCode`)."""
     if stopped or counts.get(Outcome.NOT_ATTEMPTED.value, 0):
         return ExitCode.STOPPED
-    if counts.get(Outcome.FAILED.value, 0):
+    if counts.get(Outcome.FAILED.value, 0) or unconfirmed:
         return ExitCode.FAILED_ROWS
     if any(counts.get(o, 0) for o in (Outcome.INVALID, Outcome.DUPLICATE, Outcome.NOT_FOUND)):
         return ExitCode.FILE_PROBLEMS
@@ -332,12 +332,20 @@ def _run(job: Job, folder: RunFolder, ctx: RunContext, *, new: bool) -> RunResul
             raise
         stopped: str | None = None
         sending = sum(confirmation.to_send.values())
-        if not job.dry_run and sending:
+        if not job.dry_run and (sending or folder.journal.open_rows()):
             assert credentials is not None
             ctx.ui.started(sending)
             try:
-                client = ctx.client_factory(job, base_url, credentials, connections=job.concurrency)
-                stopped = ctx.run_async(_send_all(job, folder.journal, client, ctx.ui))
+                # Reads before and after the sends: pcxbatch.settle, README "What each answer means"
+                stopped = settle.before_sending(job, folder.journal, ctx, base_url, credentials)
+                if stopped is None and folder.journal.pending_counts():
+                    client = ctx.client_factory(
+                        job, base_url, credentials, connections=job.concurrency
+                    )
+                    stopped = ctx.run_async(_send_all(job, folder.journal, client, ctx.ui))
+                stopped = stopped or settle.after_sending(
+                    job, folder.journal, ctx, base_url, credentials
+                )
             except Exception as exc:
                 if new and not folder.journal.sent_any():
                     folder.discard()
@@ -389,25 +397,26 @@ def _finish(
 
     journal = folder.journal
     counts = journal.counts()
-    exit_code = exit_code_for(counts, stopped)
+    exit_code = exit_code_for(counts, stopped, journal.unconfirmed())
     meta = folder.meta
     problems: list[ReportLine] = []
 
     def noting_problems(lines: Iterator[ReportLine]) -> Iterator[ReportLine]:
         # The report is streamed; keep the first few problem rows to show on the terminal.
         for line in lines:
-            if line.outcome in PROBLEMS and len(problems) < SHOW_PROBLEMS:
+            if (line.outcome in PROBLEMS or not line.confirmed) and len(problems) < SHOW_PROBLEMS:
                 problems.append(line)
             yield line
 
     files = write_results(
         folder.path, meta["columns"], noting_problems(journal.lines()), xlsx=_is_workbook(job)
     )
-    if not counts[Outcome.NOT_ATTEMPTED.value]:
+    if not counts[Outcome.NOT_ATTEMPTED.value] and not journal.open_rows():  # none to settle
         journal.set_meta(state=runfolder.STATE_FINISHED)
     if counts[Outcome.APPLIED.value]:
         files.extend(_write_undo(job, journal, folder.path))
-    summary = _summary(job, folder, plan, counts, stopped, exit_code, ctx)
+    summary = {**_summary(job, folder, plan, counts, stopped, exit_code, ctx)}
+    summary.update(settle.summary_fields(journal))
     files.append(write_summary(folder.path, summary))
     return RunResult(folder.path, counts, exit_code, stopped, files, problems)
 

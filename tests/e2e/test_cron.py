@@ -148,9 +148,11 @@ def test_json_logs_are_one_object_per_line_without_secrets(
 def test_the_failure_guard_stops_a_hopeless_run(tmp_path: Path, sandbox_factory: Any) -> None:
     server = sandbox_factory(users=50, seed=9)
     unknown = [[f"0000000{i:02d}-0000-4000-8000-000000000000"] for i in range(60)]
+    # Without a read before sending (PCX too large to list, or the job says never), unknown
+    # users are only found out by sending; with one, none of them would be sent at all.
     job = write_job(
         tmp_path, server, write_csv(tmp_path / "in.csv", ["user_id"], unknown),
-        max_failure_rate=0.5, failure_window=10, concurrency=1,
+        max_failure_rate=0.5, failure_window=10, concurrency=1, read_before_send="never",
     )  # fmt: skip
     ran = pcxbatch("run", job, env={"PCX_API_KEY": server.api_key})
     assert ran.code == 3

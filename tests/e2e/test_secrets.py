@@ -201,7 +201,9 @@ def test_no_command_leaks_a_credential_and_run_files_are_owner_only(
     assert ran["malformed key"].code == 2
     assert ran["report dir is a file"].code != 0
     assert [r.method for r in failing.sandbox.requests if r.method == "PUT"]
-    assert len([r for r in good.sandbox.requests if r.method == "PUT"]) >= 20
+    # The first run changes every user; the later ones read first, find them already rejected
+    # and send nothing, so their requests are listings (with the same headers).
+    assert len([r for r in good.sandbox.requests if r.method == "PUT"]) >= 6
 
     assert leaks(b"..." + KEY.encode() + b"...", "probe")  # the search does find a secret
     found: list[str] = []
