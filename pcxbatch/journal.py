@@ -290,6 +290,10 @@ class Journal:
             for r in cursor
         ]
 
+    def open_count(self) -> int:
+        """Rows answered whose truth a read is still to settle."""
+        return self._count("open = 1")
+
     def settle(self, settled: Sequence[Settled]) -> None:
         """Give open rows their final outcome (settled by a read, or known to be unsettled)."""
         with self._tx():

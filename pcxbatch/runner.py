@@ -332,7 +332,7 @@ def _run(job: Job, folder: RunFolder, ctx: RunContext, *, new: bool) -> RunResul
             raise
         stopped: str | None = None
         sending = sum(confirmation.to_send.values())
-        if not job.dry_run and (sending or folder.journal.open_rows()):
+        if not job.dry_run and (sending or folder.journal.open_count()):
             assert credentials is not None
             ctx.ui.started(sending)
             try:
@@ -411,7 +411,7 @@ def _finish(
     files = write_results(
         folder.path, meta["columns"], noting_problems(journal.lines()), xlsx=_is_workbook(job)
     )
-    if not counts[Outcome.NOT_ATTEMPTED.value] and not journal.open_rows():  # none to settle
+    if not counts[Outcome.NOT_ATTEMPTED.value] and not journal.open_count():  # none to settle
         journal.set_meta(state=runfolder.STATE_FINISHED)
     if counts[Outcome.APPLIED.value]:
         files.extend(_write_undo(job, journal, folder.path))

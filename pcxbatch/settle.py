@@ -117,7 +117,7 @@ def after_sending(
     job: Job, journal: Journal, ctx: RunContext, base_url: str, credentials: Credentials
 ) -> str | None:
     """:func:`settle_open` for one run (nothing to do when no answer was left open)."""
-    if not journal.open_rows():
+    if not journal.open_count():
         return None
     return _with_client(job, journal, ctx, base_url, credentials, settle_open)
 
