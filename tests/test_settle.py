@@ -15,18 +15,19 @@ import signal
 import sqlite3
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from test_runner import RecordingUI as UI  # the runner tests' UI: says yes, keeps the results
 from vclock import run_virtual
 
 from pcxbatch.client import PcxClient, RetryPolicy
 from pcxbatch.config import Job, load_job
-from pcxbatch.context import Confirmation, RunContext, RunResult
+from pcxbatch.context import RunContext, RunResult
 from pcxbatch.credentials import Credentials
 from pcxbatch.errors import ConfigError, ExitCode
 from pcxbatch.journal import JOURNAL_NAME
@@ -37,34 +38,6 @@ from pcxbatch.sandbox import INPROCESS_BASE_URL, Sandbox, SandboxConfig, inproce
 from pcxbatch.sandbox.faults import PAYOUT_PENDING
 
 MISSING = "00000000-0000-4000-8000-00000000000"  # + one digit: users PCX does not have
-
-
-@dataclass
-class UI:
-    """A RunUI that says yes and remembers the results it was told."""
-
-    on_result: Callable[[RowResult], None] | None = None
-    results: list[RowResult] = field(default_factory=list)
-
-    def planned(self, plan: Confirmation) -> bool:
-        return True
-
-    def started(self, total: int) -> None:
-        pass
-
-    def result(self, result: RowResult) -> None:
-        self.results.append(result)
-        if self.on_result is not None:
-            self.on_result(result)
-
-    def stopping(self, reason: str) -> None:
-        pass
-
-    def resuming(self, run_dir: Path, remaining: int) -> None:
-        pass
-
-    def listing(self, pages: int, listed: int, found: int) -> None:
-        pass
 
 
 class Clock:
