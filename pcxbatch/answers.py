@@ -124,7 +124,7 @@ def describe(
 
 def alarming(kind: Kind | None, decision: Decision) -> bool:
     """Whether the failure guard counts this row as a failure (see :data:`_NOT_ALARMING`)."""
-    failed = decision.outcome in (Outcome.FAILED, Outcome.NOT_FOUND)
+    failed = decision.outcome is Outcome.FAILED  # not not_found: a 404 is a definite answer
     return failed and not (decision.open and kind in _NOT_ALARMING)
 
 

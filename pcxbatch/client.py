@@ -3,29 +3,31 @@
 In: a base URL, a :class:`~pcxbatch.credentials.Credentials`, the run's shared
 :class:`~pcxbatch.limiter.Limiter`, a :class:`~pcxbatch.retry.RetryPolicy`. Out: one
 :class:`CallResult` per status change (never an exception for an answer the API gave, except
-401/403, which raise :class:`~pcxbatch.errors.AuthError`), and :class:`UserState` pages from
-``GET /users/list``.
+401/403, which raise :class:`~pcxbatch.errors.AuthError`), :class:`UsersPage` pages from
+``GET /users/list``, and the preflight's :meth:`PcxClient.probe`.
 
 What every call does (pcxbatch/CONTRACT.md):
 
 - Checks the user ID with ``pcxbatch.rules.check_user_id`` (the job's pattern and the
-  path-safety rule, the one ``validate`` applies) and percent-encodes it before it goes into the
-  URL path. A refused ID raises ``ValueError``: ``validate`` should have turned it into an
-  ``invalid`` row long before.
+  path-safety rule, the one ``validate`` applies) and percent-encodes it into the URL path. A
+  refused ID raises ``ValueError``: ``validate`` should have made it an ``invalid`` row.
 - Sends both ``Authorization`` and ``X-Api-Key`` (the unused one is the literal ``NONE``).
-- Each attempt first takes a slot from the limiter; a 429 tells the limiter ``on_throttled``,
-  any other answer ``on_success``.
-- Retries 429, 502, 503, 504 and transport errors (timeouts, resets, dropped connections) up to
-  :attr:`RetryPolicy.max_attempts` attempts in all, waiting ``Retry-After`` when the server sends
-  one (capped at ``MAX_RETRY_AFTER``), else the policy's jittered exponential backoff. Never
-  retries other statuses. When attempts run out, the last answer is returned, not raised.
+- Each attempt takes a slot from the limiter (a 429 tells it ``on_throttled``, any other answer
+  ``on_success``) and has a total deadline (``deadline``, the job's ``request_timeout``) around
+  the whole exchange, the body read included: a trickling answer times out too.
+- The attempts of a call run under ``retry.Retrier``: 429, 502, 503, 504 and transport errors
+  are retried with backoff or ``Retry-After``, a ``Retry-After`` over the policy's ``max_wait``
+  stops the run, a listener (:meth:`PcxClient.listen`) hears of every attempt, and after
+  :meth:`PcxClient.halt` no new attempt starts. One DEBUG line per attempt: method, path,
+  status, time; never a header or a credential.
 - Reads each answer's body incrementally under a cap (``bodies``: 64 KB for a change, more for
   a list page by its ``limit``); a larger one is a failed attempt (retried), and a change it
   answered may have been made.
 - Marks the result ``ambiguous`` when an earlier attempt may have been applied by the server
   although we never saw it succeed: a 5xx (the integration ran, or may have, before it failed
   or the gateway gave up), an answer too large to read, or a connection that failed after the
-  request was sent. A connect error is not ambiguous: nothing was sent.
+  request was sent (or outlived its deadline). A connect error is not ambiguous: nothing was
+  sent.
 
 Secrets never leave ``Credentials`` except as request headers, and no message built here
 contains a header or a response's user object (personal data).
@@ -35,8 +37,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import math
+import ssl
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Awaitable, Callable
@@ -50,12 +55,16 @@ from pcxbatch import __version__, bodies
 from pcxbatch.credentials import Credentials
 from pcxbatch.errors import AuthError, StoppedError
 from pcxbatch.limiter import Limiter
-from pcxbatch.model import SETTABLE_STATUSES
+from pcxbatch.model import SETTABLE_STATUSES, UsersPage, UserState
 from pcxbatch.retry import (
     AMBIGUOUS_STATUSES,
-    MAX_RETRY_AFTER,
+    DEADLINE,
     RETRY_STATUSES,
+    Attempt,
+    AttemptListener,
+    Retrier,
     RetryPolicy,
+    Tally,
     parse_retry_after,
 )
 from pcxbatch.rules import DEFAULT_ID_PATTERN, check_base_url, check_user_id, compile_id_pattern
@@ -67,8 +76,8 @@ __all__ = [
     "ListUsersError",
     "PcxClient",
     "RetryPolicy",
-    "UserPage",
     "UserState",
+    "UsersPage",
     "parse_retry_after",
 ]
 
@@ -77,6 +86,8 @@ log = logging.getLogger(__name__)
 #: The gateway gives up after ~29 s; our read timeout must be longer so that we see its 504
 #: (and its request id) instead of guessing.
 TIMEOUT = httpx.Timeout(connect=10.0, read=35.0, write=35.0, pool=None)
+#: Attempts of the preflight read: enough to ride out a blip, few enough to fail fast.
+PROBE_ATTEMPTS = 3
 #: Connections per httpx pool (see PcxClient.__init__ for why there are several pools).
 CONNECTIONS_PER_POOL = 4
 USER_AGENT = f"pcxbatch/{__version__}"
@@ -113,25 +124,6 @@ class CallResult:
         return self.http_status is not None and 200 <= self.http_status < 300
 
 
-@dataclass(frozen=True)
-class UserState:
-    """What pcxbatch needs to know about a user (no personal data)."""
-
-    user_id: str
-    status: str
-    org_id: str | None
-
-
-@dataclass(frozen=True)
-class UserPage:
-    """One page of ``GET /users/list``: its users, the next page's key (``None``: the last), and
-    ``total``, how many users the filter matches in all (``None`` when the API did not say)."""
-
-    users: list[UserState]
-    key: str | None
-    total: int | None
-
-
 class ListUsersError(StoppedError):
     """``GET /users/list`` failed after every attempt; ``result`` says how."""
 
@@ -141,35 +133,10 @@ class ListUsersError(StoppedError):
         super().__init__(f"listing users failed ({status}): {result.message}")
 
 
-@dataclass(frozen=True)
-class _Try:
-    """One attempt, boiled down to what we keep (no response object, no headers)."""
-
-    status: int | None
-    message: str
-    request_id: str | None
-    body: dict[str, Any] | None
-    retry_after: float | None
-    retryable: bool
-
-
-@dataclass
-class _Tally:
-    attempts: int = 0
-    throttled: int = 0
-    ambiguous: bool = False
-    request_id: str | None = None
-
-
 # --- parsing answers (``bodies``: the cap, the message, the JSON object) ------------------------
 
-_NOTHING_SENT: tuple[type[httpx.TransportError], ...] = (
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    httpx.PoolTimeout,
-    httpx.ProxyError,
-)
-_RETRYABLE_ERRORS: tuple[type[httpx.TransportError], ...] = (
+_NOTHING_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
+_RETRYABLE_ERRORS = (
     httpx.TimeoutException,
     httpx.NetworkError,
     httpx.RemoteProtocolError,
@@ -197,6 +164,20 @@ def _describe_error(exc: httpx.RequestError) -> str:
     return what
 
 
+def _failure_kind(exc: httpx.RequestError) -> str:
+    """The kind of a failure with no answer (see :meth:`PcxClient.probe`)."""
+    if isinstance(exc, httpx.ConnectError):
+        cause: BaseException | None = exc
+        while cause is not None:  # the ssl error sits under httpx's and httpcore's ConnectError
+            if isinstance(cause, ssl.SSLError):
+                return "certificate" if isinstance(cause, ssl.SSLCertVerificationError) else "tls"
+            cause = cause.__cause__ or cause.__context__
+        return "connect"
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout"
+    return "dropped" if isinstance(exc, httpx.NetworkError | httpx.RemoteProtocolError) else "other"
+
+
 # --- the client ------------------------------------------------------------------------------
 
 
@@ -205,8 +186,8 @@ class PcxClient:
 
     ``transport`` replaces the network (tests: ``httpx.MockTransport``/``ASGITransport``);
     ``sleep`` replaces ``asyncio.sleep`` between retries; ``id_pattern`` overrides
-    ``rules.DEFAULT_ID_PATTERN``. ``max_connections`` should match the run's concurrency:
-    one pooled, kept-alive connection per worker.
+    ``rules.DEFAULT_ID_PATTERN``. ``max_connections`` should match the run's concurrency.
+    ``deadline``: seconds one attempt may take in all (on the event loop's clock).
 
     ``base_url`` is checked by ``rules.check_base_url``, the rule job files are checked by:
     ``https://``; plain ``http://`` only for a loopback host (the local sandbox) or when the user
@@ -227,16 +208,19 @@ class PcxClient:
         id_pattern: str | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         allow_insecure_http: bool = False,
+        deadline: float = DEADLINE,
     ) -> None:
         if retry.max_attempts < 1:
             raise ValueError("RetryPolicy.max_attempts must be at least 1")
+        if not deadline > 0:
+            raise ValueError("deadline must be positive")
         self.base_url = check_base_url(
             base_url, allow_insecure_http=allow_insecure_http or transport is not None
         )
         self.credentials = credentials
         self._limiter = limiter
         self._retry = retry
-        self._sleep = sleep
+        self._retrier = Retrier(retry, sleep)
         self._id_pattern = compile_id_pattern(
             id_pattern if id_pattern is not None else DEFAULT_ID_PATTERN
         )
@@ -245,14 +229,17 @@ class PcxClient:
         self._headers = httpx.Headers(
             {**credentials.headers(), "User-Agent": USER_AGENT, "Accept": "application/json"}
         )
-        self._timeout = TIMEOUT.as_dict()
-        # Requests go straight to httpx transports rather than through httpx.AsyncClient, whose
-        # layers (URL merging, cookie jar, auth and redirect flows, hooks) cost a third of a
-        # request's CPU and give pcxbatch nothing: redirects are never followed, no cookies.
+        # httpx's own timeouts (per connect, per read) stay under the attempt's deadline.
+        self._timeout = {
+            k: v if v is None else min(v, deadline) for k, v in TIMEOUT.as_dict().items()
+        }
+        self._deadline = deadline
+        self._base_path = urllib.parse.urlsplit(self.base_url).path
+        # Straight to httpx transports: httpx.AsyncClient's layers (URL merging, cookies, auth
+        # and redirect flows, hooks) cost a third of a request's CPU and give pcxbatch nothing.
         # httpcore's pool scans all its connections on every request (encode/httpx#3215): one
-        # pool of 32 connections costs more CPU than the requests themselves and caps a run
-        # at a few hundred calls/s. Several small pools, each request sent through the least
-        # busy one, keep that scan short. An in-process transport has no pool: used as given.
+        # pool of 32 costs more CPU than the requests and caps a run at a few hundred calls/s;
+        # several small pools, each request through the least busy one, keep the scan short.
         self._transports: list[httpx.AsyncBaseTransport]
         if transport is None:
             pools = math.ceil(max_connections / CONNECTIONS_PER_POOL)
@@ -286,6 +273,14 @@ class PcxClient:
     def __repr__(self) -> str:
         return f"PcxClient({self.base_url!r}, {self.credentials.describe()})"
 
+    def listen(self, listener: AttemptListener) -> None:
+        """Tell ``listener`` about every attempt and ``Retry-After`` wait from now on."""
+        self._retrier.listener = listener
+
+    def halt(self) -> None:
+        """No new attempt: calls waiting for a slot or a retry raise ``retry.Halted`` at once."""
+        self._retrier.brake.apply()
+
     # --- the calls ---------------------------------------------------------------------------
 
     async def deactivate(self, user_id: str, *, updated_by: str, reason: str | None) -> CallResult:
@@ -311,25 +306,11 @@ class PcxClient:
         org_id: str | None = None,
         limit: int = 100,
         last_evaluated_key: str | None = None,
-    ) -> tuple[list[UserState], str | None]:
+    ) -> UsersPage:
         """One page of ``GET /users/list``: the users and the key of the next page (None: last).
 
         Raises AuthError on 401/403 and :class:`ListUsersError` when the page cannot be had.
         """
-        page = await self.list_page(
-            status=status, org_id=org_id, limit=limit, last_evaluated_key=last_evaluated_key
-        )
-        return page.users, page.key
-
-    async def list_page(
-        self,
-        *,
-        status: str | None = None,
-        org_id: str | None = None,
-        limit: int = 100,
-        last_evaluated_key: str | None = None,
-    ) -> UserPage:
-        """:meth:`list_users` with the listing's ``total`` (what a full read would cost)."""
         query = {"status": status, "org_id": org_id, "last_evaluated_key": last_evaluated_key}
         params: dict[str, str | int] = {"limit": limit}
         params.update({name: value for name, value in query.items() if value is not None})
@@ -343,18 +324,19 @@ class PcxClient:
             if not isinstance(entry, dict) or not isinstance(entry.get("user_id"), str | int):
                 continue
             org = entry.get("org_id")
-            users.append(
-                UserState(
-                    user_id=str(entry["user_id"]),
-                    status=str(entry.get("status") or ""),
-                    org_id=str(org) if org not in (None, "") else None,
-                )
-            )
+            org = str(org) if org not in (None, "") else None
+            users.append(UserState(str(entry["user_id"]), str(entry.get("status") or ""), org))
         key, total = result.body.get("last_evaluated_key"), result.body.get("total")
-        known = isinstance(total, int) and not isinstance(total, bool)
-        return UserPage(
-            users, str(key) if key not in (None, "") else None, total if known else None
-        )
+        total = total if isinstance(total, int) and not isinstance(total, bool) else None
+        return UsersPage(users, str(key) if key not in (None, "") else None, total)
+
+    async def probe(self, attempts: int = PROBE_ATTEMPTS) -> Attempt:
+        """The preflight's one cheap read, ``GET /users/list?limit=1``, with at most
+        ``attempts`` attempts: the last attempt, whatever it got (401/403 included, no raise).
+        Its ``failure`` says what kind of failure got no answer: ``connect``, ``tls`` (TLS
+        refused: a plain port?), ``certificate``, ``timeout``, ``dropped`` or ``other``."""
+        last, _ = await self._tries("GET", "users/list", None, {"limit": 1}, attempts)
+        return last
 
     # --- machinery ---------------------------------------------------------------------------
 
@@ -377,29 +359,8 @@ class PcxClient:
         json: dict[str, Any] | None = None,
         params: dict[str, str | int] | None = None,
     ) -> CallResult:
-        """One call under the retry policy: attempt; while the answer is retryable (see
-        ``_attempt``) and attempts remain, wait (``RetryPolicy.wait``) and attempt again.
-
-        A plain loop rather than a ``tenacity.AsyncRetrying`` per call: the policy reads in
-        these lines, and costs nothing per request. A tenacity controller cannot be shared by
-        concurrent calls (it keeps the iteration on itself), and building and driving one cost
-        45-55 us of CPU per call on this machine, about 5 % of a request (bench/RESULTS.md).
-        """
-        tally = _Tally()
-        policy = self._retry
-        last = await self._attempt(tally, method, path, json, params)
-        while last.retryable and tally.attempts < policy.max_attempts:
-            wait = policy.wait(tally.attempts, last.retry_after)
-            log.debug(
-                "%s %s: attempt %d got %s; retrying in %.2f s",
-                method,
-                path,
-                tally.attempts,
-                last.status or last.message,
-                wait,
-            )
-            await self._sleep(wait)
-            last = await self._attempt(tally, method, path, json, params)
+        """One call under the retry policy; 401/403 raise AuthError."""
+        last, tally = await self._tries(method, path, json, params, self._retry.max_attempts)
         if last.status in (401, 403):
             raise AuthError(
                 last.status,
@@ -418,15 +379,24 @@ class PcxClient:
             user_status=bodies.user_status(last.body),
         )
 
+    async def _tries(
+        self, method: str, path: str, json: Any, params: Any, attempts: int
+    ) -> tuple[Attempt, Tally]:
+        tally = Tally()
+        attempt = functools.partial(self._attempt, tally, method, path, json, params)
+        name = f"{method} {self._base_path}/{path}"  # for the log: no query, no host
+        return await self._retrier.run(attempt, tally, attempts=attempts, name=name), tally
+
     async def _attempt(
         self,
-        tally: _Tally,
+        tally: Tally,
         method: str,
         path: str,
         json: dict[str, Any] | None,
         params: dict[str, str | int] | None,
-    ) -> _Try:
-        await self._limiter.acquire()
+    ) -> Attempt:
+        """One attempt: a send slot, the request, the whole answer within the deadline."""
+        await self._retrier.brake.wait(self._limiter.acquire, ambiguous=tally.ambiguous)
         tally.attempts += 1
         request = httpx.Request(
             method,
@@ -439,44 +409,64 @@ class PcxClient:
         cap = bodies.answer_cap(int(params["limit"]) if params and "limit" in params else None)
         pool = self._busy.index(min(self._busy))
         self._busy[pool] += 1
+        started = time.perf_counter()
         try:
-            response = await self._transports[pool].handle_async_request(request)
-            try:
-                content = await _read_capped(response, cap)
-            finally:
-                await response.aclose()
-        except httpx.RequestError as exc:
-            if not isinstance(exc, _NOTHING_SENT):
-                tally.ambiguous = True
-            retryable = isinstance(exc, _RETRYABLE_ERRORS)
-            return _Try(None, _describe_error(exc), None, None, None, retryable)
+            async with asyncio.timeout(self._deadline):
+                response = await self._transports[pool].handle_async_request(request)
+                try:
+                    content = await _read_capped(response, cap)
+                finally:
+                    await response.aclose()
+        except (httpx.RequestError, TimeoutError) as exc:
+            attempt = self._failed(tally, exc)
+        else:
+            attempt = self._answered(tally, method, response, content)
         finally:
             self._busy[pool] -= 1
+        return dataclasses.replace(attempt, seconds=time.perf_counter() - started)
+
+    def _failed(self, tally: Tally, exc: httpx.RequestError | TimeoutError) -> Attempt:
+        """An attempt that got no answer: a transport error, or the deadline passed."""
+        if isinstance(exc, TimeoutError):  # the deadline: the request may well have arrived
+            tally.ambiguous = True
+            message = f"no complete answer within {self._deadline:g} s"
+            return Attempt(None, message, None, None, None, True, "timeout")
+        if not isinstance(exc, _NOTHING_SENT):
+            tally.ambiguous = True
+        retryable = isinstance(exc, _RETRYABLE_ERRORS)
+        message = self.credentials.redact(_describe_error(exc))
+        return Attempt(None, message, None, None, None, retryable, _failure_kind(exc))
+
+    def _answered(
+        self, tally: Tally, method: str, response: httpx.Response, content: bodies.Body
+    ) -> Attempt:
+        """An attempt the server answered: what it said, and what the limiter must know."""
         status = response.status_code
         request_id = response.headers.get("x-amzn-RequestId")
         if request_id:
-            request_id = self.credentials.redact(request_id)
-            tally.request_id = request_id
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        if retry_after is not None:
-            # Capped once, here: both the wait and what the limiter is told use the cap.
-            retry_after = min(retry_after, MAX_RETRY_AFTER)
+            request_id = tally.request_id = self.credentials.redact(request_id)
+        header = response.headers.get("Retry-After")
+        retry_after = parse_retry_after(header)
         if status == 429:
             tally.throttled += 1
-            self._limiter.on_throttled(retry_after)
+            # A wait longer than the run may take is not passed on: the call stops the run.
+            long = retry_after is not None and retry_after > self._retry.max_wait
+            self._limiter.on_throttled(None if long else retry_after)
         else:
             self._limiter.on_success()
         if status in AMBIGUOUS_STATUSES:
             tally.ambiguous = True
+        header = bodies.clean(self.credentials.redact(header)) if header else None
+        retry = status in RETRY_STATUSES
         if content.data is None:
             # Not read: whatever it said is unknown, so a change it answered may have been made.
             tally.ambiguous = tally.ambiguous or method == "PUT"
-            return _Try(status, content.problem or "", request_id, None, retry_after, True)
+            problem = content.problem or ""
+            return Attempt(status, problem, request_id, None, retry_after, True, None, header)
         redact = self.credentials.redact
-        charset = response.charset_encoding
-        reason = response.reason_phrase
+        charset, reason = response.charset_encoding, response.reason_phrase
         message, body = bodies.read_answer(status, reason, content.data, charset, redact)
-        return _Try(status, message, request_id, body, retry_after, status in RETRY_STATUSES)
+        return Attempt(status, message, request_id, body, retry_after, retry, None, header)
 
 
 async def _read_capped(response: httpx.Response, cap: int) -> bodies.Body:

@@ -23,10 +23,12 @@ import yaml
 
 from pcxbatch.errors import ConfigError
 from pcxbatch.model import DEACTIVATED_STATUS, SETTABLE_STATUSES, Action
+from pcxbatch.retry import DEADLINE, GIVE_UP_AFTER, MAX_RETRY_AFTER
 from pcxbatch.rules import (
     DEFAULT_BASE_URL,
     DEFAULT_ID_PATTERN,
     DEFAULT_PAGE_SIZE,
+    HIDDEN_ROW_CHOICES,
     check_base_url,
     compile_id_pattern,
     read_action,
@@ -48,6 +50,8 @@ class Job:
     name: str
     input: Path
     sheet: str | int | None = None
+    #: Workbook rows hidden by hand or by a filter: refuse the file, skip them, or include them.
+    hidden_rows: str = "refuse"
     action: Action | None = None
     status: str | None = None
     reason: str | None = None
@@ -59,6 +63,16 @@ class Job:
     burst: int = 1
     concurrency: int = 8
     max_attempts: int = 8
+    # --- waiting on the API: how long a request, a server's wait, a dead API may take --------
+    #: Seconds one attempt may take in all, the answer's body included (the gateway gives up
+    #: after ~29 s, so its 504 is seen).
+    request_timeout: float = DEADLINE
+    #: The longest ``Retry-After`` a run waits for; a longer one (a daily quota) stops the run,
+    #: resumable, with the time the API named.
+    max_retry_wait: float = MAX_RETRY_AFTER
+    #: Seconds of attempts failing with no answer (refused, timed out, 5xx) before the run
+    #: stops, resumable, rather than fail every row.
+    give_up_after: float = GIVE_UP_AFTER
     id_pattern: str = DEFAULT_ID_PATTERN
     max_rows: int | None = None
     max_bytes: int | None = None  # None: read's default limit
@@ -115,7 +129,7 @@ def load_job(target: Path, overrides: Mapping[str, Any] | None = None) -> Job:
         source = "command line"
     else:
         data = _read_yaml(target)
-        base_dir = target.parent
+        base_dir = target.parent.absolute()  # stored paths never depend on the working dir
         source = str(target)
         data.setdefault("name", _slug(target.stem))
     problems = [f"{key}: unknown key" for key in data if key not in JOB_KEYS]
@@ -226,6 +240,9 @@ _NUMBER_KEYS: tuple[tuple[str, type, float, float], ...] = (
     ("burst", int, 1, 10_000),
     ("concurrency", int, 1, 512),
     ("max_attempts", int, 1, 100),
+    ("request_timeout", float, 1, 3600),
+    ("max_retry_wait", float, 0, 7 * 24 * 3600),
+    ("give_up_after", float, 5, 7 * 24 * 3600),
     ("max_rows", int, 1, 100_000_000),
     ("max_bytes", int, 1, 10**12),
     ("max_failure_rate", float, 0.0, 1.0),
@@ -247,6 +264,12 @@ def _check_texts(check: _Values) -> None:
             check.problems.append("sheet: must be a sheet name or a 0-based sheet number")
         else:
             check.values["sheet"] = sheet
+    hidden = check.text("hidden_rows")
+    if hidden is not None:
+        if hidden.lower() in HIDDEN_ROW_CHOICES:
+            check.values["hidden_rows"] = hidden.lower()
+        else:
+            check.problems.append(f"hidden_rows: must be one of {', '.join(HIDDEN_ROW_CHOICES)}")
     for key in _TEXT_KEYS:
         value = check.text(key)
         if value is not None:
@@ -409,7 +432,16 @@ def _slug(name: str) -> str:
 
 
 #: The settings that decide what a run sends: a resume under different ones is refused.
-_FINGERPRINT_KEYS = ("sheet", "action", "status", "reason", "updated_by", "id_pattern", "base_url")
+_FINGERPRINT_KEYS = (
+    "sheet",
+    "hidden_rows",
+    "action",
+    "status",
+    "reason",
+    "updated_by",
+    "id_pattern",
+    "base_url",
+)
 
 
 def job_to_dict(job: Job) -> dict[str, Any]:

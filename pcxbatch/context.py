@@ -10,7 +10,7 @@ the operations return. Both faces (``cli`` and ``web``) speak these types.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +24,7 @@ from pcxbatch.plan import operator
 if TYPE_CHECKING:  # the client stack is imported when a run sends, not when the CLI starts
     from pcxbatch.client import PcxClient
     from pcxbatch.credentials import Credentials
+    from pcxbatch.runfolder import UnfinishedRun
 
 
 class RunUI(Protocol):
@@ -45,12 +46,22 @@ class RunUI(Protocol):
         """The run is stopping early (interrupt, auth failure, guard)."""
         ...
 
-    def resuming(self, run_dir: Path, remaining: int) -> None:
-        """An unfinished run of the job is picked up instead of starting over."""
+    def resuming(self, run: UnfinishedRun) -> None:
+        """An unfinished run is picked up (its folder, age and rows left) instead of a new one."""
+        ...
+
+    def left_unfinished(self, runs: Sequence[UnfinishedRun]) -> None:
+        """Older runs of the job stay unfinished while this one runs: say so, and how to end
+        them."""
         ...
 
     def listing(self, pages: int, listed: int, found: int) -> None:
         """A preview read another page of users (pages so far, users listed, the file's found)."""
+        ...
+
+    def notice(self, text: str) -> None:
+        """Something a person should know while the run goes on (a wait the API asked for, a
+        key that may not read); not a stop, not a row."""
         ...
 
 
@@ -73,10 +84,11 @@ def make_client(
         base_url,
         credentials,
         limiter=Limiter(job.rate, job.burst),
-        retry=RetryPolicy(max_attempts=job.max_attempts),
+        retry=RetryPolicy(max_attempts=job.max_attempts, max_wait=job.max_retry_wait),
         max_connections=connections,
         id_pattern=job.id_pattern,
         allow_insecure_http=job.allow_insecure_http,
+        deadline=job.request_timeout,
     )
 
 
@@ -106,6 +118,18 @@ class RunContext:
 
 
 @dataclass(frozen=True)
+class PlanFacts:
+    """What an apply's prompt shows about its plan: the seal, who previewed it where and when
+    (``previewed_by`` is the name the previewer's environment gave), and the transitions."""
+
+    plan_hash: str
+    previewed_by: str
+    previewed_at: str
+    previewed_against: str
+    transitions: list[tuple[str, str, int]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class Confirmation:
     """What a run is about to do, for the confirmation prompt."""
 
@@ -117,6 +141,7 @@ class Confirmation:
     to_send: dict[str, int]  # rows to send per action
     dry_run: bool
     sheet: str | None = None
+    plan: PlanFacts | None = None  # an apply's plan
 
 
 @dataclass
@@ -129,6 +154,9 @@ class RunResult:
     stopped: str | None = None
     files: list[Path] = field(default_factory=list)
     problems: list[ReportLine] = field(default_factory=list)  # the first few, in input order
+    #: Older runs of the job left unfinished (the exit code says a person is needed).
+    unfinished: list[UnfinishedRun] = field(default_factory=list)
+    note: str | None = None  # a sentence for the person, e.g. why nothing was done
 
 
 @dataclass

@@ -11,7 +11,9 @@ and describe credentials without sending anything. Standard library only.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,8 +142,20 @@ class Credentials:
 
 
 def _read_file(path: Path) -> str:
+    """The file's text, refused when group or others may read or write it: a key is a secret of
+    its owner's, and a shared key file is one nobody can say who used."""
     try:
-        return path.read_text(encoding="utf-8-sig")
+        with path.open("rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            if mode & 0o077:
+                raise ConfigError(
+                    str(path),
+                    [
+                        f"the credentials file may be read or changed by others (mode"
+                        f" {stat.S_IMODE(mode):04o}); make it yours alone: chmod 600 {path}"
+                    ],
+                )
+            return f.read().decode("utf-8-sig")
     except FileNotFoundError:
         raise ConfigError(str(path), ["credentials file not found"]) from None
     except (OSError, UnicodeDecodeError) as exc:

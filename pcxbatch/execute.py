@@ -5,7 +5,8 @@ In: a :class:`~pcxbatch.journal.Journal` holding the checked rows, a client that
 Out: every row that was sent has its outcome in the journal; rows never reached stay pending (the
 report shows them ``not_attempted``; a resume sends them). Raises
 :class:`~pcxbatch.errors.AuthError` after draining when the API refused the credential, and
-:class:`~pcxbatch.errors.StoppedError` when the failure guard tripped.
+:class:`~pcxbatch.errors.StoppedError` when the failure guard tripped, the API stopped answering
+(``retry.ApiWatch``) or asked for a wait longer than the job allows.
 
 Pacing and retries live in the client and its limiter; this module turns a final answer into the
 row's outcome by the decision table of :mod:`pcxbatch.answers` (:func:`classify`; an answer that
@@ -29,6 +30,7 @@ from pcxbatch import answers
 from pcxbatch.errors import AuthError, StoppedError
 from pcxbatch.journal import Journal, PendingRow
 from pcxbatch.model import Action, RowResult
+from pcxbatch.retry import GIVE_UP_AFTER, ApiWatch, Halted, Watched
 
 #: How long in-flight requests may take to finish after an interrupt before they are abandoned.
 DRAIN_SECONDS = 40.0
@@ -67,14 +69,19 @@ class Sender(Protocol):
 
 @dataclass(frozen=True)
 class FailureGuard:
-    """Stop the run when more than ``threshold`` of the last ``window`` sent rows failed.
+    """Stop the run when more than ``threshold`` of the last ``window`` sent rows failed, or
+    when the API stopped answering for ``give_up_after`` seconds (``retry.ApiWatch``).
 
-    A wrong file or a broken key should not burn through a whole list. ``window`` rows must have
-    been answered before the guard can trip.
+    A wrong file or a broken key should not burn through a whole list. On a file with fewer
+    than ``2 * window`` rows to send, the guard judges the last half of them instead (at least
+    ``least`` rows: a file that small is over before a stop would spare anything).
     """
 
     threshold: float = 0.5
     window: int = 50
+    #: A dead API stops the run too: attempts failing with no answer for this long.
+    give_up_after: float = GIVE_UP_AFTER
+    least: int = 10
 
 
 def classify(row: PendingRow, answer: CallResultLike) -> RowResult:
@@ -208,54 +215,64 @@ async def execute(
     stop: asyncio.Event,
     on_result: Callable[[RowResult], None] = lambda _r: None,
     guard: FailureGuard | None = None,
+    watch: ApiWatch | None = None,
 ) -> None:
     """Send every pending row of ``journal`` with up to ``concurrency`` requests in flight.
 
     Returns when every pending row has an outcome, or when ``stop`` was set (the rows not yet
     sent stay pending). ``on_result`` is called with each row's result as it is recorded.
+    A ``retry.Watched`` client (``PcxClient``) is watched by ``watch`` (dead API, halting).
     """
     committer = _Committer(journal)
     commit_task = asyncio.create_task(committer.run())
     sending = _Sending(journal, client, committer, concurrency, stop, on_result, guard)
     workers = [asyncio.create_task(sending.work()) for _ in range(concurrency)]
+    watching = []  # the watch listens to the client's attempts, and halts them on stop
+    if watch is not None and isinstance(client, Watched):
+        watching.append(asyncio.create_task(watch.watch(client)))
     try:
         await asyncio.gather(sending.produce(), *workers)
     finally:
-        for task in workers:
+        for task in (*workers, *watching):
             task.cancel()
         committer.close()
         await commit_task
-    if sending.auth_errors:
-        raise sending.auth_errors[0]
-    if sending.tripwire and sending.tripwire.reason:
-        raise StoppedError(sending.tripwire.reason)
+    for stopped in (*sending.auth_errors, *sending.halts):
+        raise stopped
+    for reason in (sending.tripwire and sending.tripwire.reason, watch and watch.reason):
+        if reason:
+            raise StoppedError(reason)
 
 
 def _alarming(result: RowResult) -> bool:
-    """Whether the failure guard counts ``result`` as a failure (``answers.alarming``)."""
+    """Whether the failure guard counts ``result`` as a failure (``answers.alarming``): only
+    ``failed`` rows, and not those a 409 or a 200 showing another state left open. Not
+    ``not_found``: a 404 is a definite answer about the file's row, and stopping on it would
+    only leave a run unfinished that has nothing left to learn."""
     decision = answers.Decision(result.outcome, result.confirmed, result.message, result.open)
     kind = answers.Kind(result.answer_kind) if result.answer_kind else None
     return answers.alarming(kind, decision)
 
 
 class _Tripwire:
-    """The failure guard at work: remembers the last ``window`` outcomes and why it tripped."""
+    """The failure guard at work: remembers the last outcomes and why it tripped."""
 
-    def __init__(self, guard: FailureGuard) -> None:
+    def __init__(self, guard: FailureGuard, rows: int) -> None:
         self.guard = guard
-        self.recent: deque[bool] = deque(maxlen=guard.window)
+        self.window = min(guard.window, max(guard.least, rows // 2))  # judged over this many
+        self.recent: deque[bool] = deque(maxlen=self.window)
         self.reason: str | None = None  # set the first time it trips
 
     def trips(self, failed: bool) -> bool:
         """Record one answered row; True when the run must stop."""
-        guard, recent = self.guard, self.recent
+        guard, recent, window = self.guard, self.recent, self.window
         recent.append(failed)
-        if len(recent) == guard.window and sum(recent) / guard.window > guard.threshold:
+        if len(recent) == window and sum(recent) / window > guard.threshold:
             if self.reason is None:
                 self.reason = (
-                    f"{sum(recent)} of the last {guard.window} rows failed or named users"
-                    f" PCX does not have (more than {guard.threshold:.0%}); the run was stopped"
-                    " to protect the rest of the file"
+                    f"{sum(recent)} of the last {window} rows failed (more than"
+                    f" {guard.threshold:.0%}); the run was stopped to protect the rest"
+                    " of the file"
                 )
             return True
         return False
@@ -282,7 +299,9 @@ class _Sending:
         self.on_result = on_result
         self.queue: asyncio.Queue[PendingRow | None] = asyncio.Queue(maxsize=concurrency)
         self.auth_errors: list[AuthError] = []
-        self.tripwire = _Tripwire(guard) if guard else None
+        self.halts: list[Halted] = []  # calls that stopped the run (a wait too long)
+        rows = sum(journal.pending_counts().values()) if guard else 0
+        self.tripwire = _Tripwire(guard, rows) if guard else None
 
     async def produce(self) -> None:
         """Queue the pending rows in order until none is left or ``stop`` is set; then one
@@ -319,11 +338,19 @@ class _Sending:
             self.auth_errors.append(exc)
             self.stop.set()
             return
+        except Halted as exc:  # no final answer: the run is stopping (or must: exc.stops_run)
+            # Back to pending; an attempt that may have been applied keeps it "may have been
+            # applied" (``earlier``) through the stop, to be settled by a read on resume.
+            self.committer.release(row.row, facts_of(row, exc.ambiguous).earlier)
+            if exc.stops_run:
+                self.halts.append(exc)
+                self.stop.set()
+            return
         result = classify(row, answer)
         self.committer.result(result)
         self.on_result(result)
-        # A row of users PCX does not know is as much a sign of a wrong target as a failure; a
-        # 409, or a 200 showing another state, is not (only a read can tell what it means).
+        # A 409, or a 200 showing another state, is no sign of a wrong target (only a read can
+        # tell what it means).
         if self.tripwire and self.tripwire.trips(_alarming(result)):
             self.stop.set()
 
@@ -344,10 +371,13 @@ async def send_pending(
     guard: FailureGuard | None,
     on_result: Callable[[RowResult], None],
     on_stopping: Callable[[str], None],
+    on_notice: Callable[[str], None] = lambda _t: None,
 ) -> str | None:
-    """:func:`execute` as a run needs it: SIGINT/SIGTERM stop it gracefully (the requests in
-    flight get :data:`DRAIN_SECONDS` to finish), and a refused credential or the failure guard
-    stop it too. Returns why the run stopped early (``on_stopping`` heard it at once), or None.
+    """:func:`execute` as a run needs it: SIGINT/SIGTERM/SIGHUP stop it gracefully (the requests in
+    flight get :data:`DRAIN_SECONDS` to finish), and a refused credential, the failure guard, a
+    dead API (``retry.ApiWatch``, after the guard's ``give_up_after`` s) or a wait too long stop
+    it too; waits the API asks for go to ``on_notice``. Returns why the run stopped early
+    (``on_stopping`` heard it as soon as the requests in flight were done), or None.
     """
     stop = asyncio.Event()
     reasons: list[str] = []
@@ -366,6 +396,7 @@ async def send_pending(
             stop=stop,
             on_result=on_result,
             guard=guard,
+            watch=ApiWatch(stop, (guard or FailureGuard()).give_up_after, on_notice),
         )
     )
     try:
@@ -379,10 +410,14 @@ async def send_pending(
 
 @contextlib.contextmanager
 def _signals_stop(interrupt: Callable[[str], None]) -> Iterator[None]:
-    """SIGINT and SIGTERM stop the run gracefully while the block runs (main thread only)."""
+    """SIGINT, SIGTERM and SIGHUP (a closed terminal, an ssh session gone) stop the run
+    gracefully while the block runs (main thread only); the handlers that were there before
+    are put back after (asyncio alone would reset them to the defaults, which kill)."""
     loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    before = {sig: signal.getsignal(sig) for sig in signals}
     handled = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in signals:
         # Another thread (the web service's worker) cannot take signals: it stops through
         # its own event instead.
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
@@ -393,6 +428,8 @@ def _signals_stop(interrupt: Callable[[str], None]) -> Iterator[None]:
     finally:
         for sig in handled:
             loop.remove_signal_handler(sig)
+            if before[sig] is not None:
+                signal.signal(sig, before[sig])
 
 
 async def _wait_draining(task: asyncio.Task[None], stop: asyncio.Event) -> None:

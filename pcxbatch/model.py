@@ -4,7 +4,8 @@ Nothing here imports a third-party library: stages hand each other these types, 
 stays in ``read``, httpx in ``client``, and so on.
 
 In: nothing. Out: enums for actions, statuses and row outcomes; the row records that flow
-``read -> validate -> plan -> execute -> report``.
+``read -> validate -> plan -> execute -> report``; what a listed user and a page of the user
+list come to (:class:`UserState`, :class:`UsersPage`).
 """
 
 from __future__ import annotations
@@ -193,3 +194,34 @@ class UndoRow:
     updated_by: str
     note: str
     changed_in_row: int
+
+
+@dataclass(frozen=True)
+class UserState:
+    """What pcxbatch needs to know about a user (no personal data)."""
+
+    user_id: str
+    status: str
+    org_id: str | None
+
+
+class UsersPage(tuple[list[UserState], str | None]):
+    """One page of ``GET /users/list``; unpacks as ``(users, next_key)`` (``None``: last page).
+    ``total`` is how many users the API says match the filter, ``None`` when it does not say."""
+
+    total: int | None
+
+    def __new__(cls, users: list[UserState], next_key: str | None, total: int | None) -> UsersPage:
+        page = super().__new__(cls, (users, next_key))
+        page.total = total
+        return page
+
+    @property
+    def users(self) -> list[UserState]:
+        """The page's users."""
+        return self[0]
+
+    @property
+    def key(self) -> str | None:
+        """The next page's key (``None``: this is the last page)."""
+        return self[1]

@@ -1,12 +1,12 @@
 """The plan stage: what each checked row would do to its user, and the reviewed plan file.
 
 In: checked rows (from ``validate``, as the journal's :class:`~pcxbatch.model.ReportLine`), the
-users' current statuses (read with :func:`read_states` through any client that can page
-``GET /users/list``), who is previewing. Out: a :class:`~pcxbatch.model.PlanRow` per row with its
-:class:`~pcxbatch.model.Verdict` (``will_change`` from → to, ``unchanged``, ``not_found``, or the
-row's ``invalid``/``duplicate``), a :class:`Tally` of counts and transitions for the reviewer, and
-a :class:`Plan` file that ``pcxbatch apply`` sends exactly, refusing it when it was altered, its
-input changed, or it is too old; :func:`plan_items` turns a plan back into the rows to record.
+users' current statuses (read by ``listing.read_states``), who is previewing. Out: a
+:class:`~pcxbatch.model.PlanRow` per row with its :class:`~pcxbatch.model.Verdict`
+(``will_change`` from → to, ``unchanged``, ``not_found``, or the row's ``invalid``/``duplicate``),
+a :class:`Tally` of counts and transitions for the reviewer, and a :class:`Plan` file that
+``pcxbatch apply`` sends exactly, refusing it when it was altered, its input changed, or it is
+too old; :func:`plan_items` turns a plan back into the rows to record.
 
 The plan file is JSON with a SHA-256 over its canonical form: it shows accidental or careless
 edits, not a determined forger (anyone can recompute it); who may apply is the job's rule.
@@ -19,11 +19,11 @@ import hashlib
 import json
 import os
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from pcxbatch.config import Job, fingerprint, job_to_dict
 from pcxbatch.errors import InputError, UnusableError
@@ -38,64 +38,10 @@ from pcxbatch.model import (
     UndoRow,
     Verdict,
 )
-from pcxbatch.rules import DEFAULT_PAGE_SIZE
+from pcxbatch.rules import same_api
 
 #: 2: rows are objects keyed by field name (1 held positional lists).
 PLAN_FORMAT = 2
-
-
-class UserLike(Protocol):
-    """What a listed user offers (``pcxbatch.client.UserState``)."""
-
-    @property
-    def user_id(self) -> str: ...
-    @property
-    def status(self) -> str: ...
-
-
-class StateReader(Protocol):
-    """A client that can page ``GET /users/list`` (``pcxbatch.client.PcxClient``)."""
-
-    async def list_users(
-        self,
-        *,
-        status: str | None = None,
-        org_id: str | None = None,
-        limit: int = 100,
-        last_evaluated_key: str | None = None,
-    ) -> tuple[Sequence[UserLike], str | None]: ...
-
-
-async def read_states(
-    client: StateReader,
-    wanted: Collection[str],
-    *,
-    org_id: str | None = None,
-    page_size: int = DEFAULT_PAGE_SIZE,
-    on_page: Callable[[int, int, int], None] | None = None,
-) -> tuple[dict[str, str], int]:
-    """Current status of each user in ``wanted`` that exists; also how many pages were read.
-
-    PCX has no single-user read, so this pages ``GET /users/list`` (filtered by ``org_id`` when
-    the job names one) until every wanted user was seen or the list ends. A user never seen
-    does not exist (within the filter). ``on_page(pages, users listed, wanted found)`` is
-    called after each page, for progress.
-    """
-    listed = 0
-    found: dict[str, str] = {}
-    key: str | None = None
-    pages = 0
-    while True:
-        users, key = await client.list_users(org_id=org_id, limit=page_size, last_evaluated_key=key)
-        pages += 1
-        listed += len(users)
-        for user in users:
-            if user.user_id in wanted:
-                found[user.user_id] = user.status
-        if on_page is not None:
-            on_page(pages, listed, len(found))
-        if key is None or len(found) == len(wanted):
-            return found, pages
 
 
 def verdict(target_status: str | None, seen: str | None) -> Verdict:
@@ -230,7 +176,7 @@ def preview_plan(
         job=job_to_dict(job),
         fingerprint=fingerprint(job),
         input={
-            "path": str(job.input),
+            "path": str(job.input.absolute()),
             "file": job.input.name,
             "sha256": meta["input_sha256"],
             "sheet": meta.get("sheet"),
@@ -270,7 +216,9 @@ def load_plan(path: Path) -> Plan:
         body = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UnusableError(f"{path}: no such plan file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except OSError as exc:
+        raise UnusableError(f"{path}: cannot read the plan file: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UnusableError(f"{path}: not a pcxbatch plan file ({exc})") from None
     if not isinstance(body, dict) or body.get("format") != PLAN_FORMAT or "hash" not in body:
         raise UnusableError(f"{path}: not a pcxbatch plan file (or one of an older version)")
@@ -288,35 +236,91 @@ def load_plan(path: Path) -> Plan:
 def check_plan(
     plan: Plan,
     source: Path,
-    job_fingerprint: Mapping[str, Any],
+    job: Job,
     *,
     max_age: timedelta,
     now: datetime,
     applier: str,
-) -> str:
-    """Every check a plan must pass before an apply; returns its input file's SHA-256.
+) -> tuple[Path, str]:
+    """Every check a plan must pass before an apply of ``job`` (the plan's job with the
+    applier's flags); returns where its input file is now and the file's SHA-256.
 
-    Refused (:class:`UnusableError`): a job whose sending settings differ from the plan's, a plan
-    older than ``max_age``, an applier who may not apply it, an input file that changed.
+    Refused (:class:`UnusableError`): a job whose sending settings or target differ from the
+    plan's, a plan older than ``max_age``, an applier who may not apply it, an input file that
+    changed or cannot be found.
     """
-    from pcxbatch.read import file_sha256  # the stdlib part of read; pandas is not loaded
-
-    if dict(job_fingerprint) != plan.fingerprint:
+    check_target(plan, source, job)
+    if not same_sending(plan.fingerprint, fingerprint(job)):
         raise UnusableError(
             f"{source}: applying cannot change what the plan sends (action, status,"
-            " reason, updated_by, sheet, ID pattern, base URL)"
+            " reason, updated_by, sheet, ID pattern)"
         )
     check_age(plan, max_age, now)
     check_second_person(plan, applier)
-    try:
-        digest = file_sha256(Path(plan.input["path"]))
-    except InputError as exc:
-        raise UnusableError(f"{source}: cannot check the plan's input file: {exc}") from None
-    if digest != plan.input["sha256"]:
+    return find_input(plan, source)
+
+
+def plan_target(job: Mapping[str, Any]) -> str | None:
+    """The base URL a plan's job sends to, or None for the built-in sandbox."""
+    return None if job.get("sandbox") is not None else str(job.get("base_url"))
+
+
+def check_target(plan: Plan, source: Path, job: Job) -> None:
+    """Refuse an apply that would send elsewhere than the plan was previewed against: the
+    statuses it saw, and what the reviewer signed off, belong to that API. PCX's two documented
+    host names for the same API count as one (``rules.same_api``)."""
+    previewed = plan_target(plan.job)
+    base_url = str(plan.job.get("base_url"))
+    if previewed is None:
+        if job.base_url == base_url:  # the sandbox plan, sent to a sandbox again
+            return
+        where = f"{job.base_url} (from --base-url or PCX_BASE_URL)"
+    elif job.sandbox is None and same_api(previewed, job.base_url):
+        return
+    else:
+        where = "the built-in sandbox" if job.sandbox is not None else job.base_url
+    raise UnusableError(
+        f"{source}: this plan was previewed against {plan.target}; this apply would send to"
+        f" {where}. A plan applies only to the API it was previewed against: preview against"
+        " that one to make a plan for it"
+    )
+
+
+def same_sending(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """True when two job fingerprints (``config.fingerprint``) send the same thing to the same
+    API: equal, except that the base URL may move between PCX's names for one API."""
+    rest = set(a) | set(b)
+    rest.discard("base_url")
+    return all(a.get(k) == b.get(k) for k in rest) and same_api(
+        str(a.get("base_url")), str(b.get("base_url"))
+    )
+
+
+def find_input(plan: Plan, source: Path) -> tuple[Path, str]:
+    """The plan's input file and its SHA-256: where it was previewed, or else beside the plan
+    (a folder handed over whole). Refused when it is in neither place or it has changed."""
+    from pcxbatch.read import file_sha256  # the stdlib part of read; pandas is not loaded
+
+    recorded = Path(plan.input["path"])
+    beside = source.parent / str(plan.input["file"])
+    places = [recorded] if recorded.absolute() == beside.absolute() else [recorded, beside]
+    present = [p for p in places if p.is_file()]
+    if not present:
+        where = " nor beside the plan (" + str(beside) + ")" if len(places) > 1 else ""
         raise UnusableError(
-            f"{plan.input['file']} has changed since it was previewed; preview it again"
+            f"{source}: the plan's input file {plan.input['file']} is not where it was previewed"
+            f" ({recorded}){where}; put it back in one of those places"
         )
-    return digest
+    for path in present:
+        try:
+            digest = file_sha256(path)
+        except InputError as exc:
+            raise UnusableError(f"{source}: cannot check the plan's input file: {exc}") from None
+        if digest == plan.input["sha256"]:
+            return path, digest
+    raise UnusableError(
+        f"{plan.input['file']} ({present[0]}) has changed since it was previewed; preview it again"
+    )
 
 
 def check_age(plan: Plan, max_age: timedelta, now: datetime) -> None:
@@ -332,12 +336,32 @@ def check_age(plan: Plan, max_age: timedelta, now: datetime) -> None:
 
 
 def check_second_person(plan: Plan, applier: str) -> None:
-    """Refuse when the job requires a second person and the applier previewed the plan."""
-    if plan.job.get("require_second_person") and plan.previewed_by == applier:
+    """Refuse when the job requires a second person and the applier previewed the plan.
+
+    Names are compared without regard to case or surrounding spaces (``Ana`` is ``ana``). Both
+    come from each person's own environment (``PCXBATCH_OPERATOR``, else the login name), so
+    this guards against a mistake, not against someone determined to get round it.
+    """
+    if plan.job.get("require_second_person") and same_person(plan.previewed_by, applier):
         raise UnusableError(
             f"the job requires a second person: {applier} previewed this plan and may not apply"
             " it; ask a colleague to run pcxbatch apply"
         )
+
+
+def same_person(a: str, b: str) -> bool:
+    """True when two operator names are the same name (case and outer spaces ignored)."""
+    return a.strip().casefold() == b.strip().casefold()
+
+
+def plan_transitions(plan: Plan) -> list[tuple[str, str, int]]:
+    """(from, to, rows) of the plan's ``will_change`` rows, most frequent first."""
+    moves: Counter[tuple[str, str]] = Counter(
+        (r.seen_status or "", r.target_status or "")
+        for r in plan.rows
+        if r.verdict is Verdict.WILL_CHANGE
+    )
+    return [(a, b, n) for (a, b), n in moves.most_common()]
 
 
 def plan_items(plan: Plan) -> Iterator[Item]:
@@ -399,8 +423,3 @@ def undo_status(seen: str) -> tuple[str, str]:
     if seen == DEACTIVATED_STATUS or seen in SETTABLE_STATUSES:
         return seen, ""
     return "", f"cannot be restored: PCX has no call that sets the status {seen!r}"
-
-
-def undo_action(seen: str) -> str:
-    """The undo row's action: a deactivation to restore ``inactive``, else a status change."""
-    return (Action.DEACTIVATE if seen == DEACTIVATED_STATUS else Action.SET_STATUS).value

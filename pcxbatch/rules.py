@@ -33,6 +33,7 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_ID_PATTERN",
     "DEFAULT_PAGE_SIZE",
+    "HIDDEN_ROW_CHOICES",
     "STATUS_WORDS",
     "check_base_url",
     "check_user_id",
@@ -40,6 +41,7 @@ __all__ = [
     "is_loopback",
     "read_action",
     "read_status",
+    "same_api",
     "word_key",
 ]
 
@@ -51,6 +53,13 @@ DEFAULT_BASE_URL = "https://prod-api.pcxpay.com/v1"
 
 #: How many users one ``GET /users/list`` page asks for. PCX documents no maximum.
 DEFAULT_PAGE_SIZE = 500
+
+# --- what a file's rows are ---------------------------------------------------------------------
+
+#: What may be done with a workbook's hidden (or filtered-out) rows (``hidden_rows``): refuse
+#: the file (the default: a reviewer may have hidden rows to say "not these"), skip those rows,
+#: or include them like any other.
+HIDDEN_ROW_CHOICES: tuple[str, ...] = ("refuse", "skip", "include")
 
 # A host name in ASCII: labels of letters, digits, "_" and inner hyphens (an international name
 # is given in its punycode form, so that what is checked is what is dialled).
@@ -250,3 +259,24 @@ def _misread_in_path(user_id: str) -> str | None:
 
 def _codepoint(char: str) -> str:
     return f"U+{ord(char):04X}"
+
+
+#: The host names PCX's docs give for the same API (pcxbatch/CONTRACT.md, "Base URL"): a
+#: base URL may move between them (for a resume, an apply) without changing where changes go.
+PCX_API_HOSTS = frozenset({"prod-api.pcxpay.com", "api.pcxpay.com"})
+
+
+def same_api(a: str, b: str) -> bool:
+    """True when base URLs ``a`` and ``b`` (as :func:`check_base_url` gives them) reach the same
+    API: the same URL, or PCX's two documented host names with the same scheme, port and path.
+    """
+    if a.rstrip("/") == b.rstrip("/"):
+        return True
+    one, two = urlsplit(a), urlsplit(b)
+    return (
+        one.scheme == two.scheme == "https"
+        and (one.hostname or "") in PCX_API_HOSTS
+        and (two.hostname or "") in PCX_API_HOSTS
+        and one.port == two.port
+        and one.path.rstrip("/") == two.path.rstrip("/")
+    )

@@ -1,4 +1,4 @@
-"""The five operations both faces (CLI and web) call: run, resume, retry, preview, apply.
+"""The operations both faces (CLI and web) call: run, resume, retry, abandon, preview, apply.
 
 In: a :class:`~pcxbatch.config.Job` (or a run folder, or a plan file) and a :class:`RunContext`:
 the credential, where the run reports to (:class:`RunUI`), and the clock, operator, client
@@ -6,78 +6,122 @@ factory and async runner, each with a production default so tests can run the wh
 orchestration in-process on a virtual clock. Out: a :class:`RunResult` or
 :class:`PreviewResult` once the report is written in ``REPORT_DIR/<run-id>/``.
 
-Each operation is the same short sequence: open the run folder (``runfolder``), check, record the
-rows in the journal, execute, report. The stages do the work; this module only orders them.
-It prints nothing: the ``cli`` (or ``web``) renders what the :class:`RunUI` receives.
+Each operation is the same short sequence: open the run folder (``runfolder``), check
+(``intake``), record the rows in the journal, execute, report. The stages do the work; this
+module only orders them. Preview and apply live in ``review`` (with the record of applied plans
+in ``applying``); the run itself, confirm, send, report, is here. It prints nothing: the ``cli``
+(or ``web``) renders what the :class:`RunUI` receives.
 
 Errors: :class:`~pcxbatch.errors.UnusableError` (nothing sent, no run folder left),
-:class:`~pcxbatch.errors.LockedError`, and :class:`InternalError` for an unexpected failure
-after rows were sent (the report is written as far as the journal holds, and the run stays
-resumable). A run that sent nothing never leaves a folder behind when it fails or is declined.
+:class:`~pcxbatch.errors.LockedError`, :class:`~pcxbatch.errors.StoppedError` when the disk
+refused something after rows were sent (full, read-only), and :class:`InternalError` for an
+unexpected failure after rows were sent (in both, the report is written as far as the journal
+holds, and the run stays resumable). A run that sent nothing never leaves a folder behind when
+it fails or is declined.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pcxbatch import __version__, runfolder, settle
-from pcxbatch.config import Job, fingerprint, job_from_dict
-from pcxbatch.context import Confirmation, PreviewResult, RunContext, RunResult, RunUI
-from pcxbatch.errors import ExitCode, InputError, InternalError, UnusableError
-from pcxbatch.model import Item, Outcome, ReportLine, RowDefaults
-from pcxbatch.plan import (
-    Tally,
-    check_plan,
-    classify,
-    load_plan,
-    plan_items,
-    preview_plan,
-    seal,
-    undo_rows,
+from pcxbatch import __version__, applying, reportdir, runfolder, settle
+from pcxbatch.config import Job
+from pcxbatch.context import (
+    Confirmation,
+    PlanFacts,
+    PreviewResult,
+    RunContext,
+    RunResult,
+    RunUI,
 )
-from pcxbatch.runfolder import KIND_APPLY, KIND_PREVIEW, RunFolder, job_lock
+from pcxbatch.errors import ExitCode, InternalError, StoppedError
+from pcxbatch.intake import (
+    check_max_rows,
+    check_table,
+    closing_on_error,
+    discarding_on_error,
+    is_workbook,
+    read_input,
+    refuse_preview,
+    require_credential,
+)
+from pcxbatch.model import Outcome, ReportLine
+from pcxbatch.plan import undo_rows
+from pcxbatch.preflight import check_api
+from pcxbatch.read import file_sha256
+from pcxbatch.reportdir import environment_problem
+from pcxbatch.runfolder import RunFolder, UnfinishedRun, job_lock
 
 if TYPE_CHECKING:  # the client stack is imported when a run sends, not when the CLI starts
     from pcxbatch.client import PcxClient
     from pcxbatch.credentials import Credentials
     from pcxbatch.journal import Journal
-    from pcxbatch.read import Table
 
+__all__ = [
+    "abandon_run",
+    "apply_plan",
+    "check_table",
+    "exit_code_for",
+    "preview_job",
+    "read_input",
+    "resume_run",
+    "retry_failed",
+    "run_job",
+]
+
+#: What an apply's summary repeats from its journal.
+_APPLY_FACTS = ("plan", "plan_hash", "previewed_by", "previewed_at", "applied_by")
 #: Outcomes a person must look at, and how many of those rows the terminal lists.
 PROBLEMS = frozenset({Outcome.FAILED, Outcome.INVALID, Outcome.DUPLICATE, Outcome.NOT_FOUND})
 SHOW_PROBLEMS = 10
 
 
-# --- the five operations -----------------------------------------------------------------------
+# --- the operations -----------------------------------------------------------------------------
 
 
 def run_job(job: Job, ctx: RunContext, *, fresh: bool = False) -> RunResult:
-    """Run ``job`` from its input to its report; resume its unfinished run unless ``fresh``.
+    """Run ``job`` from its input to its report; resume its unfinished run of the same input.
 
-    A resumed run needs the same input and job settings. An unreadable file or a missing column
-    stops before any folder exists.
+    An unfinished run is picked up when the input file and the sending settings are the ones it
+    began with (unless ``fresh``). Any other unfinished run of the job (last night's, stopped,
+    before tonight's export replaced the file) is left as it is: this run starts anew, the UI
+    is told which runs are left and how old they are, and the exit code says a person is needed
+    (:attr:`ExitCode.STOPPED`) for as long as one exists. Dry runs neither resume nor displace
+    one. An unreadable file or a missing column stops before any folder exists.
     """
+    job = runfolder.settled(job)
+    require_credential(job, ctx)
     with job_lock(job):
-        unfinished = None if fresh or job.dry_run else runfolder.find_unfinished(job)
-        if unfinished is not None:
-            folder = runfolder.open_folder(unfinished)
-            with _closing_on_error(folder):
-                runfolder.check_resumable(folder, job)
-            ctx.ui.resuming(unfinished, folder.journal.counts()[Outcome.NOT_ATTEMPTED.value])
-            return _run(job, folder, ctx, new=False)
+        digest = file_sha256(job.input)
+        unfinished = [] if job.dry_run else runfolder.find_unfinished(job, ctx.clock())
+        match = None
+        if not fresh:
+            match = next((u for u in unfinished if runfolder.resumes_with(u, job, digest)), None)
+        others = [u for u in unfinished if u is not match]
+        if others:
+            ctx.ui.left_unfinished(others)
+        if match is not None:
+            ctx.ui.resuming(match)
+            return _run(job, runfolder.open_folder(match.path), ctx, new=False, unfinished=others)
         table = read_input(job)
         items = check_table(table, job)
-        folder = runfolder.create(job, ctx.clock(), sheet=table.sheet, columns=table.columns)
-        with _discarding_on_error(folder):
+        folder = runfolder.create(
+            job,
+            ctx.clock(),
+            sheet=table.sheet,
+            columns=table.columns,
+            input_sha256=digest,
+            skipped_rows=list(table.skipped_rows),
+        )
+        with discarding_on_error(folder):
             folder.journal.add_items(items, planned=job.dry_run)
-            _check_max_rows(job, folder.journal)
+            check_max_rows(job, folder.journal)
         folder.journal.set_meta(state=runfolder.STATE_READY)
-        return _run(job, folder, ctx, new=True)
+        return _run(job, folder, ctx, new=True, unfinished=others)
 
 
 def resume_run(
@@ -86,27 +130,43 @@ def resume_run(
     """Finish the run in ``run_dir``: send the rows that have no outcome yet, rewrite the report.
 
     Rows with an outcome are never sent again; rows sent without a recorded answer are sent again
-    (the PUTs are idempotent). ``overrides`` may change pacing (rate, concurrency), not what is
-    sent. A preview folder is refused: its plan is applied with ``apply``.
+    (the PUTs are idempotent). The rows are the journal's, as read when the run began: the input
+    file is not read again. ``overrides`` may change pacing (rate, concurrency), never what is
+    sent or where (``runfolder.check_resumable``). A preview folder is refused: its plan is
+    applied with ``apply``.
     """
+    run_dir = reportdir.settle(run_dir)
     job = runfolder.stored_job(run_dir, overrides)
+    require_credential(job, ctx)
     with job_lock(job):
         folder = runfolder.open_folder(run_dir)
-        with _closing_on_error(folder):
-            _refuse_preview(folder)
+        with closing_on_error(folder):
+            refuse_preview(folder)
             runfolder.check_resumable(folder, job)
-        return _run(job, folder, ctx, new=False)
+            applying.check_resume_applier(folder.meta, job, ctx.operator)
+            ctx.ui.resuming(runfolder.unfinished_run(folder, ctx.clock()))
+        return _run(job, folder, ctx, new=False, plan=applying.facts_of(folder.meta))
 
 
 def retry_failed(
     old_run_dir: Path, ctx: RunContext, overrides: Mapping[str, Any] | None = None
 ) -> RunResult:
-    """A new run, linked to ``old_run_dir``, of the rows it reported failed or not_attempted."""
+    """A new run, linked to ``old_run_dir``, of the rows it reported failed or not_attempted.
+
+    Nothing to retry: no folder, exit 0, and a note saying so. An unfinished old run hands its
+    unsent rows to the new run, so it is no longer an unfinished run of its own.
+    """
+    old_run_dir = reportdir.settle(old_run_dir)
     job = runfolder.stored_job(old_run_dir, overrides)
+    require_credential(job, ctx)
+    wanted = (Outcome.FAILED, Outcome.NOT_ATTEMPTED)
     with job_lock(job):
         with runfolder.open_folder(old_run_dir) as old:
-            _refuse_preview(old)
-            meta = old.meta
+            refuse_preview(old)
+            meta, counts = old.meta, old.journal.counts()
+            if not sum(counts[o.value] for o in wanted):
+                note = f"nothing to retry: {old_run_dir} has no failed or not_attempted rows"
+                return RunResult(None, {}, ExitCode.OK, note=note)
             folder = runfolder.create(
                 job,
                 ctx.clock(),
@@ -115,183 +175,76 @@ def retry_failed(
                 input_sha256=meta["input_sha256"],
                 previous_run=str(old_run_dir),
             )
-            with _discarding_on_error(folder):
-                wanted = (Outcome.FAILED, Outcome.NOT_ATTEMPTED)
-                copied = folder.journal.import_rows(old.journal, wanted)
-        state = runfolder.STATE_READY if copied else runfolder.STATE_FINISHED
-        folder.journal.set_meta(state=state)
-        return _run(job, folder, ctx, new=True)
+            with discarding_on_error(folder):
+                folder.journal.import_rows(old.journal, wanted)
+            folder.journal.set_meta(state=runfolder.STATE_READY)
+            handing_over = meta.get("state") == runfolder.STATE_READY
+            if handing_over:  # its unsent rows are the new run's now
+                old.journal.set_meta(
+                    state=runfolder.STATE_ABANDONED, superseded_by=str(folder.path)
+                )
+        try:
+            return _run(job, folder, ctx, new=True)
+        finally:
+            if handing_over and not folder.path.exists():  # declined, or failed before sending
+                with runfolder.open_folder(old_run_dir) as old:
+                    old.journal.set_meta(state=runfolder.STATE_READY, superseded_by=None)
+
+
+def abandon_run(run_dir: Path, ctx: RunContext) -> RunResult:
+    """Close an unfinished run without sending the rest: its report is written with those rows
+    ``not_attempted``, and later runs no longer name it as unfinished."""
+    run_dir = reportdir.settle(run_dir)
+    job = runfolder.stored_job(run_dir)
+    with job_lock(job), runfolder.open_folder(run_dir) as folder:
+        refuse_preview(folder)
+        if folder.meta.get("state") != runfolder.STATE_READY:
+            note = f"{run_dir} is not an unfinished run (state: {folder.meta.get('state')})"
+            return RunResult(run_dir, folder.journal.counts(), ExitCode.OK, note=note)
+        left = folder.journal.counts()[Outcome.NOT_ATTEMPTED.value]
+        confirmation = _confirmation(job, folder, job.base_url, None)
+        result = _finish(job, folder, confirmation, f"abandoned by {ctx.operator}", ctx, ())
+        folder.journal.set_meta(
+            state=runfolder.STATE_ABANDONED, abandoned_by=ctx.operator, abandoned_at=ctx.now_iso()
+        )
+    note = f"abandoned: {left} row(s) stay not_attempted; later runs no longer name {run_dir}"
+    return replace(result, exit_code=ExitCode.OK, note=note)
 
 
 def preview_job(job: Job, ctx: RunContext, *, plan_out: Path | None = None) -> PreviewResult:
-    """Read the users' current status and classify every row; write the preview and plan.
+    """Read the users' current status and classify every row; write the preview and its plan
+    (:func:`pcxbatch.review.preview_job`)."""
+    from pcxbatch.review import preview_job as preview
 
-    Sends no change: only ``GET /users/list`` pages, paced like any run. Writes
-    ``preview.csv`` (and ``preview.xlsx`` for spreadsheet input) with the counts at the top, and
-    the plan file (``plan.json`` in the preview's folder, or ``plan_out``).
-    """
-    from pcxbatch.report import atomic_write_text, write_preview
-
-    with job_lock(job), contextlib.ExitStack() as stack:
-        table = read_input(job)
-        items = check_table(table, job)
-        # A preview reads from the API even for a job marked dry_run: it never writes.
-        base_url, credentials, target = _target(replace(job, dry_run=False), ctx, stack)
-        assert credentials is not None
-        folder = runfolder.create(
-            job, ctx.clock(), kind=KIND_PREVIEW, sheet=table.sheet, columns=table.columns
-        )
-        stack.enter_context(_discarding_on_error(folder))
-        stack.enter_context(folder)
-        folder.journal.add_items(items)
-        client = ctx.client_factory(job, base_url, credentials, connections=1)
-        found = ctx.run_async(_read_states(client, job, folder.journal, ctx.ui))
-        folder.journal.set_seen(found)
-        folder.journal.set_meta(state=runfolder.STATE_FINISHED, target=target)
-        tally = Tally()
-        scope = f" of organisation {job.org_id}" if job.org_id else ""
-        rows = [tally.add(r) for r in classify(folder.journal.lines(), scope=scope)]
-        title = f"pcxbatch preview of {job.input.name} against {target} at {ctx.now_iso()}"
-        columns, xlsx = folder.meta["columns"], _is_workbook(job)
-        write_preview(
-            folder.path, columns, rows, title=title, counts=tally.counts,
-            transitions=tally.transitions, xlsx=xlsx,
-        )  # fmt: skip
-        plan = preview_plan(
-            job,
-            folder.meta,
-            target=target,
-            previewed_by=ctx.operator,
-            previewed_with=credentials.describe(),
-            previewed_at=ctx.now_iso(),
-            preview_dir=folder.path,
-            counts=tally.counts,
-            rows=rows,
-        )
-        text, digest = seal(plan)
-        plan_path = plan_out or folder.path / "plan.json"
-        atomic_write_text(plan_path, text)
-        code = ExitCode.FILE_PROBLEMS if tally.file_problems else ExitCode.OK
-        return PreviewResult(
-            folder.path, plan_path, digest, target, dict(tally.counts), tally.transitions, code,
-            tally.problems,
-        )  # fmt: skip
+    return preview(job, ctx, plan_out=plan_out)
 
 
 def apply_plan(
     plan_path: Path, ctx: RunContext, overrides: Mapping[str, Any] | None = None
 ) -> RunResult:
-    """Send exactly a reviewed plan's ``will_change`` rows, after checking the plan still holds.
+    """Send exactly a reviewed plan's changes, once, to the API it was previewed against
+    (:func:`pcxbatch.review.apply_plan`)."""
+    from pcxbatch.review import apply_plan as apply
 
-    Refuses (:class:`UnusableError`, nothing sent) a plan that was altered, whose input file
-    changed, that is older than the job's ``max_plan_age_hours``, or, when the job requires a
-    second person, that the applier previewed. Rows already in their wanted state or not found
-    at the preview are reported without a request. Writes ``undo.csv`` beside the report.
-    """
-    plan = load_plan(plan_path)
-    job = job_from_dict(plan.job, overrides)
-    digest = check_plan(
-        plan,
-        plan_path,
-        fingerprint(job),
-        max_age=timedelta(hours=job.max_plan_age_hours),
-        now=ctx.clock(),
-        applier=ctx.operator,
-    )
-    with job_lock(job):
-        folder = runfolder.create(
-            job,
-            ctx.clock(),
-            kind=KIND_APPLY,
-            sheet=plan.input["sheet"],
-            columns=plan.columns,
-            input_sha256=digest,
-            plan=str(plan_path),
-            plan_hash=plan.hash,
-            previewed_by=plan.previewed_by,
-            previewed_at=plan.previewed_at,
-            applied_by=ctx.operator,
-        )
-        with _discarding_on_error(folder):
-            folder.journal.add_items(plan_items(plan), planned=False)
-            folder.journal.set_seen({r.user_id: r.seen_status for r in plan.rows if r.seen_status})
-        folder.journal.set_meta(state=runfolder.STATE_READY)
-        return _run(job, folder, ctx, new=True)
+    return apply(plan_path, ctx, overrides)
 
 
 # --- shared by the operations ------------------------------------------------------------------
 
 
-def read_input(job: Job) -> Table:
-    """The job's input table, under the job's size limit (``read``'s default when unset)."""
-    from pcxbatch.read import read_table
-
-    if job.max_bytes is None:
-        return read_table(job.input, sheet=job.sheet)
-    return read_table(job.input, sheet=job.sheet, max_bytes=job.max_bytes)
-
-
-def check_table(table: Table, job: Job) -> Iterator[Item]:
-    """Every row of ``table`` checked under the job's defaults and ID pattern, in order.
-
-    The columns are resolved at once (a missing user ID column raises here); rows lazily.
-    """
-    from pcxbatch.validate import check_rows, resolve_columns
-
-    columns = resolve_columns(table.columns, str(job.input))
-    defaults = RowDefaults(job.action, job.status, job.reason, job.updated_by)
-    return check_rows(table.rows, columns, defaults, id_pattern=job.id_pattern)
-
-
-def exit_code_for(counts: Mapping[str, int], stopped: str | None, unconfirmed: int = 0) -> ExitCode:
-    """The run's exit code from its counts and unconfirmed rows (see :class:`ExitCode`)."""
-    if stopped or counts.get(Outcome.NOT_ATTEMPTED.value, 0):
+def exit_code_for(
+    counts: Mapping[str, int], stopped: str | None, unfinished: int = 0, unconfirmed: int = 0
+) -> ExitCode:
+    """The run's exit code from its counts and unconfirmed rows (see
+    :class:`~pcxbatch.errors.ExitCode`); older runs left unfinished need a person as much as
+    this run's own unsent rows."""
+    if stopped or counts.get(Outcome.NOT_ATTEMPTED.value, 0) or unfinished:
         return ExitCode.STOPPED
     if counts.get(Outcome.FAILED.value, 0) or unconfirmed:
         return ExitCode.FAILED_ROWS
     if any(counts.get(o, 0) for o in (Outcome.INVALID, Outcome.DUPLICATE, Outcome.NOT_FOUND)):
         return ExitCode.FILE_PROBLEMS
     return ExitCode.OK
-
-
-def _refuse_preview(folder: RunFolder) -> None:
-    if folder.meta.get("kind") == KIND_PREVIEW:
-        raise UnusableError(
-            f"{folder.path} is a preview, not a run: nothing of it can be sent again; apply its"
-            " plan with pcxbatch apply PLAN (or preview again)"
-        )
-
-
-def _check_max_rows(job: Job, journal: Journal) -> None:
-    sending = sum(journal.pending_counts().values())
-    if job.max_rows is not None and sending > job.max_rows and not job.dry_run:
-        raise InputError(
-            f"{job.input.name}: {sending} rows would be sent, more than the job's max_rows"
-            f" ({job.max_rows}); raise max_rows in the job (or --max-rows) if this is right"
-        )
-
-
-def _is_workbook(job: Job) -> bool:
-    return job.input.suffix.lower() in (".xlsx", ".xlsm")
-
-
-@contextlib.contextmanager
-def _closing_on_error(folder: RunFolder) -> Iterator[None]:
-    try:
-        yield
-    except BaseException:
-        folder.journal.close()
-        raise
-
-
-@contextlib.contextmanager
-def _discarding_on_error(folder: RunFolder) -> Iterator[None]:
-    """A failure before anything was sent leaves no folder behind (nothing to resume)."""
-    try:
-        yield
-    except BaseException:
-        folder.discard()
-        raise
 
 
 def _target(
@@ -307,25 +260,33 @@ def _target(
         running = stack.enter_context(start(SandboxConfig(**job.sandbox)))
         base_url = running.base_url
         return base_url, Credentials(api_key=running.api_key), f"the built-in sandbox at {base_url}"
-    if ctx.credentials is None and not job.dry_run:
-        raise UnusableError(
-            "no API credential: set PCX_API_KEY (or PCX_JWT), or name a credentials_file in the job"
-        )
+    require_credential(job, ctx)
     return job.base_url, ctx.credentials, job.base_url
 
 
 # --- one run: confirm, send, report --------------------------------------------------------------
 
 
-def _run(job: Job, folder: RunFolder, ctx: RunContext, *, new: bool) -> RunResult:
+def _run(
+    job: Job,
+    folder: RunFolder,
+    ctx: RunContext,
+    *,
+    new: bool,
+    unfinished: Sequence[UnfinishedRun] = (),
+    plan: PlanFacts | None = None,
+) -> RunResult:
     """Confirm, send what is pending, and write the report. ``new``: this call made the folder,
-    so it is removed again when nothing was sent and the run cannot go on."""
+    so it is removed again when nothing was sent and the run cannot go on. ``unfinished``:
+    older runs of the job left as they are (the exit code says so); ``plan``: an apply's."""
     with folder, contextlib.ExitStack() as stack:
         try:
             base_url, credentials, target = _target(job, ctx, stack)
-            confirmation = _confirmation(job, folder, target, credentials)
+            confirmation = _confirmation(job, folder, target, credentials, plan)
             if not ctx.ui.planned(confirmation):
                 return _declined(folder, new=new)
+            # Before any PUT; a key that may not list users means no reads (``settle``).
+            checked = check_api(job, base_url, credentials, ctx, confirmation.to_send)
         except BaseException:
             if new:
                 folder.discard()
@@ -336,32 +297,77 @@ def _run(job: Job, folder: RunFolder, ctx: RunContext, *, new: bool) -> RunResul
             assert credentials is not None
             ctx.ui.started(sending)
             try:
-                # Reads before and after the sends: pcxbatch.settle, README "What each answer means"
-                stopped = settle.before_sending(job, folder.journal, ctx, base_url, credentials)
-                if stopped is None and folder.journal.pending_counts():
-                    client = ctx.client_factory(
-                        job, base_url, credentials, connections=job.concurrency
-                    )
-                    stopped = ctx.run_async(_send_all(job, folder.journal, client, ctx.ui))
-                stopped = stopped or settle.after_sending(
-                    job, folder.journal, ctx, base_url, credentials
-                )
+                reads = checked is None or checked.can_read
+                stopped = _send_and_settle(job, folder.journal, ctx, base_url, credentials, reads)
             except Exception as exc:
-                if new and not folder.journal.sent_any():
+                if new and not _sent_any(folder):
                     folder.discard()
                     raise
-                _finish(job, folder, confirmation, f"internal error: {exc}", ctx)
-                raise InternalError(
-                    f"internal error while sending ({type(exc).__name__}: {exc}); the report"
-                    f" in {folder.path} holds what was done; to finish:"
-                    f" pcxbatch resume {folder.path}",
-                    folder.path,
-                ) from exc
-        return _finish(job, folder, confirmation, stopped, ctx)
+                with contextlib.suppress(Exception):  # the journal holds it even if this fails
+                    _finish(job, folder, confirmation, f"stopped by an error: {exc}", ctx, ())
+                raise _after_sends(exc, folder) from exc
+        try:
+            return _finish(job, folder, confirmation, stopped, ctx, unfinished)
+        except Exception as exc:
+            problem = environment_problem(exc)
+            if problem is None:
+                raise
+            raise StoppedError(
+                f"the report in {folder.path} could not be written: {problem}. The journal holds"
+                f" every answer; once that is fixed, pcxbatch resume {folder.path} writes it"
+            ) from None
+
+
+def _send_and_settle(
+    job: Job,
+    journal: Journal,
+    ctx: RunContext,
+    base_url: str,
+    credentials: Credentials,
+    can_read: bool,
+) -> str | None:
+    """Read before the sends, send, settle the open answers (``settle``; README "What each
+    answer means"); why the run stopped, or None. ``can_read`` False: the key may not list
+    users, so nothing is read and open rows stay open, both possibilities reported."""
+    stopped = settle.before_sending(job, journal, ctx, base_url, credentials, can_read=can_read)
+    if stopped is None and journal.pending_counts():
+        client = ctx.client_factory(job, base_url, credentials, connections=job.concurrency)
+        stopped = ctx.run_async(_send_all(job, journal, client, ctx.ui))
+    return stopped or settle.after_sending(
+        job, journal, ctx, base_url, credentials, can_read=can_read
+    )
+
+
+def _sent_any(folder: RunFolder) -> bool:
+    try:
+        return folder.journal.sent_any()
+    except Exception:  # a journal that cannot be read may hold sends: keep the folder
+        return True
+
+
+def _after_sends(exc: Exception, folder: RunFolder) -> Exception:
+    """The error that ends a run whose sending failed after rows went out: the disk's problem
+    (exit 3, resumable once fixed), or a bug (exit 70). Either way the run stays resumable."""
+    problem = environment_problem(exc)
+    if problem is not None:
+        return StoppedError(
+            f"the run stopped: {problem}. The journal in {folder.path} holds every answer"
+            f" recorded; once that is fixed, finish it: pcxbatch resume {folder.path}"
+        )
+    return InternalError(
+        f"internal error while sending ({type(exc).__name__}: {exc}); the report"
+        f" in {folder.path} holds what was done; to finish:"
+        f" pcxbatch resume {folder.path}",
+        folder.path,
+    )
 
 
 def _confirmation(
-    job: Job, folder: RunFolder, target: str, credentials: Credentials | None
+    job: Job,
+    folder: RunFolder,
+    target: str,
+    credentials: Credentials | None,
+    plan: PlanFacts | None = None,
 ) -> Confirmation:
     return Confirmation(
         job=job,
@@ -372,6 +378,7 @@ def _confirmation(
         to_send=folder.journal.pending_counts(),
         dry_run=job.dry_run,
         sheet=folder.meta.get("sheet"),
+        plan=plan,
     )
 
 
@@ -390,14 +397,19 @@ def _declined(folder: RunFolder, *, new: bool) -> RunResult:
 
 
 def _finish(
-    job: Job, folder: RunFolder, plan: Confirmation, stopped: str | None, ctx: RunContext
+    job: Job,
+    folder: RunFolder,
+    plan: Confirmation,
+    stopped: str | None,
+    ctx: RunContext,
+    unfinished: Sequence[UnfinishedRun],
 ) -> RunResult:
     """Write results, undo file and summary; mark the run finished when every row is done."""
     from pcxbatch.report import write_results, write_summary
 
     journal = folder.journal
     counts = journal.counts()
-    exit_code = exit_code_for(counts, stopped, journal.unconfirmed())
+    exit_code = exit_code_for(counts, stopped, len(unfinished), journal.unconfirmed())
     meta = folder.meta
     problems: list[ReportLine] = []
 
@@ -409,16 +421,19 @@ def _finish(
             yield line
 
     files = write_results(
-        folder.path, meta["columns"], noting_problems(journal.lines()), xlsx=_is_workbook(job)
+        folder.path, meta["columns"], noting_problems(journal.lines()), xlsx=is_workbook(job)
     )
     if not counts[Outcome.NOT_ATTEMPTED.value] and not journal.open_count():  # none to settle
         journal.set_meta(state=runfolder.STATE_FINISHED)
     if counts[Outcome.APPLIED.value]:
         files.extend(_write_undo(job, journal, folder.path))
-    summary = {**_summary(job, folder, plan, counts, stopped, exit_code, ctx)}
+    summary = _summary(job, folder, plan, counts, stopped, exit_code, ctx)
+    summary["unfinished_runs"] = [str(u.path) for u in unfinished]
     summary.update(settle.summary_fields(journal))
     files.append(write_summary(folder.path, summary))
-    return RunResult(folder.path, counts, exit_code, stopped, files, problems)
+    return RunResult(
+        folder.path, counts, exit_code, stopped, files, problems, unfinished=list(unfinished)
+    )
 
 
 def _summary(
@@ -450,7 +465,8 @@ def _summary(
         **folder.journal.totals(),
         "stopped": stopped,
         "exit_code": int(exit_code),
-        **{k: meta[k] for k in ("plan", "plan_hash", "previewed_by", "applied_by") if k in meta},
+        "hidden_rows_skipped": meta.get("skipped_rows") or [],
+        **{k: meta[k] for k in _APPLY_FACTS if k in meta},
         "pcxbatch_version": __version__,
     }
 
@@ -466,34 +482,17 @@ def _write_undo(job: Job, journal: Journal, run_dir: Path) -> list[Path]:
 # --- sending -------------------------------------------------------------------------------------
 
 
-async def _read_states(client: PcxClient, job: Job, journal: Journal, ui: RunUI) -> dict[str, str]:
-    """The current status of every pending row's user that exists (a preview's one read)."""
-    from pcxbatch.plan import read_states
-
-    wanted = journal.pending_user_ids()
-    try:
-        if not wanted:
-            return {}
-        found, _pages = await read_states(
-            client, wanted, org_id=job.org_id, page_size=job.list_page_size, on_page=ui.listing
-        )
-        return found
-    finally:
-        await client.aclose()
-
-
 async def _send_all(job: Job, journal: Journal, client: PcxClient, ui: RunUI) -> str | None:
     """Execute the pending rows through ``client`` (closed after); why the run stopped, or None."""
     from pcxbatch.execute import FailureGuard, send_pending
 
-    try:
+    async with client:
         return await send_pending(
             journal,
             client,
             concurrency=job.concurrency,
-            guard=FailureGuard(job.max_failure_rate, job.failure_window),
+            guard=FailureGuard(job.max_failure_rate, job.failure_window, job.give_up_after),
             on_result=ui.result,
             on_stopping=ui.stopping,
+            on_notice=ui.notice,
         )
-    finally:
-        await client.aclose()

@@ -7,7 +7,7 @@ In: the :class:`~pcxbatch.config.Job` (``read_before_send``, ``max_read_age``, `
 read in its ``status_reads`` for ``summary.json``.
 
 - :func:`read_before` (before the sends): when some row still to send has no read younger than
-  ``max_read_age``, lists the users (``plan.read_states``, filtered by the job's ``org_id``) and
+  ``max_read_age``, lists the users (``listing.read_states``, filtered by the job's ``org_id``) and
   records each pending row's status and when. A user seen in the wanted state is ``unchanged``
   and one absent from the complete listing is ``not_found``, with no request sent; a row a
   stopped run sent without recording the answer and now seen in the wanted state is decided
@@ -15,6 +15,10 @@ read in its ``status_reads`` for ``summary.json``.
 - :func:`settle_open` (after the sends): one read of just the users whose answers were left
   open, narrowed with ``status=<wanted>``, and each such row settled (``answers.on_settle``), or
   closed as unsettled with both possibilities and why no read was made (``answers.unsettled``).
+
+No read at all when the preflight found that the key may not list users (``can_read``
+False, a 403 on the list): nothing is skipped before the sends, and every open row is closed
+as unsettled, with both possibilities and ``confirmed`` no.
 
 The cost rule, for both: the first page's ``total`` says how many pages a full read takes; with
 ``read_before_send: auto`` (the default) the read is made when those pages are no more than a
@@ -38,8 +42,8 @@ from pcxbatch import answers
 from pcxbatch.errors import AuthError, StoppedError
 from pcxbatch.execute import facts_of
 from pcxbatch.journal import Journal, OpenRow, PendingRow, Settled
+from pcxbatch.listing import UserLike, read_states
 from pcxbatch.model import RowResult
-from pcxbatch.plan import UserLike, read_states
 
 if TYPE_CHECKING:
     from pcxbatch.config import Job
@@ -60,7 +64,7 @@ COST_SHARE = 0.25
 
 
 class Page(Protocol):
-    """One page of ``GET /users/list`` (``pcxbatch.client.UserPage``)."""
+    """One page of ``GET /users/list`` (``pcxbatch.model.UsersPage``)."""
 
     @property
     def users(self) -> Sequence[UserLike]: ...
@@ -73,7 +77,7 @@ class Page(Protocol):
 class Lister(Protocol):
     """A client that pages ``GET /users/list`` (``pcxbatch.client.PcxClient``)."""
 
-    async def list_page(
+    async def list_users(
         self,
         *,
         status: str | None = None,
@@ -94,6 +98,7 @@ class Reading:
     org_id: str | None
     page_size: int
     now: Callable[[], datetime]
+    can_read: bool = True  # False: the key may not list users (the preflight's 403)
     on_page: Callable[[int, int, int], None] = lambda _p, _l, _f: None
     on_result: Callable[[RowResult], None] = lambda _r: None
     reads: list[dict[str, Any]] = field(default_factory=list)  # what summary.json shows
@@ -107,19 +112,35 @@ class Reading:
 
 
 def before_sending(
-    job: Job, journal: Journal, ctx: RunContext, base_url: str, credentials: Credentials
+    job: Job,
+    journal: Journal,
+    ctx: RunContext,
+    base_url: str,
+    credentials: Credentials,
+    *,
+    can_read: bool = True,
 ) -> str | None:
-    """:func:`read_before` for one run; returns why the run must stop (credential refused)."""
+    """:func:`read_before` for one run; returns why the run must stop (credential refused).
+    ``can_read`` False (the key may not list users): no read, nothing to do."""
+    if not can_read:
+        return None
     return _with_client(job, journal, ctx, base_url, credentials, read_before)
 
 
 def after_sending(
-    job: Job, journal: Journal, ctx: RunContext, base_url: str, credentials: Credentials
+    job: Job,
+    journal: Journal,
+    ctx: RunContext,
+    base_url: str,
+    credentials: Credentials,
+    *,
+    can_read: bool = True,
 ) -> str | None:
-    """:func:`settle_open` for one run (nothing to do when no answer was left open)."""
+    """:func:`settle_open` for one run (nothing to do when no answer was left open).
+    ``can_read`` False: the open rows are closed as unsettled, no read is tried."""
     if not journal.open_count():
         return None
-    return _with_client(job, journal, ctx, base_url, credentials, settle_open)
+    return _with_client(job, journal, ctx, base_url, credentials, settle_open, can_read)
 
 
 def summary_fields(journal: Journal) -> dict[str, Any]:
@@ -134,6 +155,7 @@ def _with_client(
     base_url: str,
     credentials: Credentials,
     step: Callable[[Lister, Journal, Reading], Any],
+    can_read: bool = True,
 ) -> str | None:
     reading = Reading(
         mode=ReadMode(job.read_before_send),
@@ -141,6 +163,7 @@ def _with_client(
         org_id=job.org_id,
         page_size=job.list_page_size,
         now=ctx.clock,
+        can_read=can_read,
         on_page=ctx.ui.listing,
         on_result=ctx.ui.result,
     )
@@ -293,6 +316,16 @@ class _NoRead(Exception):
 
 
 _NEVER = "no read was made to settle it (read_before_send: never)"
+_NO_LIST = "no read could be made to settle it: the credential may not list users (403)"
+
+
+def _check_mode(reading: Reading, when: str) -> None:
+    """Raise :class:`_NoRead` (final) when no read may be made at all."""
+    if not reading.can_read:
+        reading.reads.append({"when": when, "at": _iso(reading.now()), "skipped": _NO_LIST})
+        raise _NoRead(_NO_LIST, final=True)
+    if reading.mode is ReadMode.NEVER:
+        raise _NoRead(_NEVER, final=True)
 
 
 @contextlib.contextmanager
@@ -311,10 +344,9 @@ async def _read_full(
     client: Lister, reading: Reading, wanted: Collection[str], budget: int
 ) -> dict[str, str]:
     """The status of each ``wanted`` user in the job's whole listing (filtered by ``org_id``)."""
-    if reading.mode is ReadMode.NEVER:
-        raise _NoRead(_NEVER, final=True)
+    _check_mode(reading, "before")
     with _listing(reading, "before"):
-        first = await client.list_page(org_id=reading.org_id, limit=reading.page_size)
+        first = await client.list_users(org_id=reading.org_id, limit=reading.page_size)
         _check_cost(reading, "before", _pages(first, reading.page_size), budget, rows=len(wanted))
         found, _ = await read_states(
             _FirstPage(client, first, None),
@@ -331,12 +363,11 @@ async def _read_narrowed(
 ) -> dict[str, dict[str, str]]:
     """For each wanted status, which of its users are listed with it (``status=<wanted>``), if
     all those listings together cost no more than the rule allows."""
-    if reading.mode is ReadMode.NEVER:
-        raise _NoRead(_NEVER, final=True)
+    _check_mode(reading, when)
     found: dict[str, dict[str, str]] = {}
     with _listing(reading, when):
         firsts = {
-            t: await client.list_page(status=t, org_id=reading.org_id, limit=reading.page_size)
+            t: await client.list_users(status=t, org_id=reading.org_id, limit=reading.page_size)
             for t in by_target
         }
         pages = [_pages(page, reading.page_size) for page in firsts.values()]
@@ -391,7 +422,7 @@ def _pages(first: Page, page_size: int) -> int | None:
 
 
 class _FirstPage:
-    """A ``plan.StateReader`` over ``client``: hands out the first page already read, then pages
+    """A ``listing.StateReader`` over ``client``: hands out the first page already read, then pages
     on, always with ``status`` (the narrowing of a settling read)."""
 
     def __init__(self, client: Lister, first: Page, status: str | None) -> None:
@@ -409,7 +440,7 @@ class _FirstPage:
     ) -> tuple[Sequence[UserLike], str | None]:
         page = self._first
         if page is None or last_evaluated_key is not None:
-            page = await self._client.list_page(
+            page = await self._client.list_users(
                 status=self._status,
                 org_id=org_id,
                 limit=limit,

@@ -211,7 +211,7 @@ class _RowChecker:
         problems: list[str] = []
         columns, defaults, values = self.columns, self.defaults, row.values
         status_text = values[columns.status] if columns.status is not None else ""
-        row_status = self._row_status(row, status_text, problems)
+        row_status = self._row_status(row, problems)
         action = self._row_action(row, problems)
         # Without a readable action and status, further complaints would only be noise.
         decidable = not problems
@@ -233,38 +233,40 @@ class _RowChecker:
         )
         return item, problems
 
-    def _row_status(self, row: SourceRow, text: str, problems: list[str]) -> str | None:
-        """The row's status cell read (``rules.read_status``); None when empty or unusable.
-
-        A formula cell is refused even when it is empty (never calculated), rather than
-        quietly falling back on the job's defaults."""
-        if _is_formula(row.notes, self.columns.status, text):
-            problems.append(f"{self.status_label}: a formula, not a value")
-            return None
-        if not text:
-            return None
-        status = _cached_word(text, self.statuses, read_status)
-        if status is None:
-            problems.append(
-                f"{self.status_label}: unknown status {show(text)} (use {_ALLOWED_STATUSES})"
-            )
-        return status
+    def _row_status(self, row: SourceRow, problems: list[str]) -> str | None:
+        """The row's status cell read (``rules.read_status``); None when empty or unusable."""
+        allowed = f"use {_ALLOWED_STATUSES}"
+        words = (self.statuses, read_status, "status", allowed)
+        return self._row_word(row, self.columns.status, self.status_label, words, problems)
 
     def _row_action(self, row: SourceRow, problems: list[str]) -> Action | None:
-        """The row's action cell read (``rules.read_action``), as ``_row_status`` does."""
-        column = self.columns.action
+        """The row's action cell read (``rules.read_action``); None when empty or unusable."""
+        allowed = f"use {_ALLOWED_ACTIONS}"
+        words = (self.actions, read_action, "action", allowed)
+        return self._row_word(row, self.columns.action, self.action_label, words, problems)
+
+    @staticmethod
+    def _row_word(
+        row: SourceRow,
+        column: int | None,
+        label: str,
+        words: tuple[dict[str, _W | None], Callable[[str], _W | None], str, str],
+        problems: list[str],
+    ) -> _W | None:
+        """One word cell (status or action) read through its cache: ``words`` is (cache,
+        reader, what the word is, the allowed words). A formula cell is refused even when
+        empty (never calculated), rather than quietly falling back on the job's defaults."""
+        cache, read, kind, allowed = words
         text = row.values[column] if column is not None else ""
         if _is_formula(row.notes, column, text):
-            problems.append(f"{self.action_label}: a formula, not a value")
+            problems.append(f"{label}: a formula, not a value")
             return None
         if not text:
             return None
-        action = _cached_word(text, self.actions, read_action)
-        if action is None:
-            problems.append(
-                f"{self.action_label}: unknown action {show(text)} (use {_ALLOWED_ACTIONS})"
-            )
-        return action
+        word = _cached_word(text, cache, read)
+        if word is None:
+            problems.append(f"{label}: unknown {kind} {show(text)} ({allowed})")
+        return word
 
     def _row_text(
         self,

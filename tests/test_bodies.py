@@ -134,7 +134,7 @@ def test_a_401_after_a_504_says_the_first_attempt_may_have_been_applied() -> Non
 def test_a_list_page_says_how_many_users_the_filter_matches() -> None:
     page = {"users": [{"user_id": "u-1", "status": "inactive"}], "count": 1, "total": 1234}
     h = Harness(Server(answer(200, {**page, "last_evaluated_key": "k"})))
-    got = h.run(lambda c: c.list_page(status="inactive", limit=1))
+    got = h.run(lambda c: c.list_users(status="inactive", limit=1))
     assert got.total == 1234 and got.key == "k" and got.users[0].status == "inactive"
     (request,) = h.server.requests
     assert dict(request.url.params) == {"limit": "1", "status": "inactive"}

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from vclock import run_virtual
 
 from pcxbatch.client import (
     CallResult,
@@ -28,7 +29,7 @@ from pcxbatch.client import (
 from pcxbatch.credentials import Credentials
 from pcxbatch.errors import AuthError, ConfigError
 from pcxbatch.limiter import Limiter
-from pcxbatch.retry import MAX_RETRY_AFTER
+from pcxbatch.retry import MAX_RETRY_AFTER, Halted, WaitTooLong
 
 BASE = "https://prod-api.pcxpay.com/v1"
 SECRET = "s3cr3tPart-XYZ"
@@ -58,6 +59,20 @@ class CountingLimiter(Limiter):
 
 
 Reply = httpx.Response | Exception
+
+
+class Listener:
+    """An AttemptListener that remembers what it heard."""
+
+    def __init__(self) -> None:
+        self.attempts: list[tuple[bool, str]] = []
+        self.pauses: list[tuple[float, str]] = []
+
+    def attempted(self, alive: bool, what: str) -> None:
+        self.attempts.append((alive, what))
+
+    def pausing(self, seconds: float, what: str) -> None:
+        self.pauses.append((seconds, what))
 
 
 class Server:
@@ -263,12 +278,29 @@ def test_retry_after_as_an_http_date_is_honoured() -> None:
     assert 18 <= wait <= 20.5
 
 
-def test_a_huge_retry_after_is_capped_for_the_wait_and_the_limiter() -> None:
+def test_a_retry_after_longer_than_the_job_allows_stops_instead_of_waiting() -> None:
     h = Harness(Server(answer(429, headers={"Retry-After": "86400"}), ok()))
-    result = h.deactivate()
-    assert result.ok and result.attempts == 2
-    assert h.waits == [MAX_RETRY_AFTER]
-    assert h.limiter.throttles == [MAX_RETRY_AFTER]
+    with pytest.raises(WaitTooLong) as stopped:
+        h.deactivate()
+    assert stopped.value.seconds == 86400 and not stopped.value.ambiguous
+    assert "24 h" in str(stopped.value) and "Retry-After: 86400" in str(stopped.value)
+    assert f"max_retry_wait of {MAX_RETRY_AFTER / 60:.0f} min" in str(stopped.value)
+    assert h.waits == []  # no day-long sleep
+    assert h.limiter.throttles == [None]  # nor a day-long pause for the other senders
+    assert len(h.server.requests) == 1
+
+
+def test_a_retry_after_within_the_job_limit_is_waited_for_and_announced() -> None:
+    h = Harness(
+        Server(answer(503, headers={"Retry-After": "120"}), ok()),
+        retry=RetryPolicy(max_attempts=3, jitter=False, max_wait=120),
+    )
+    heard = Listener()
+    h.client.listen(heard)
+    assert h.deactivate().ok
+    assert h.waits == [120.0]
+    assert heard.pauses == [(120.0, "503 with Retry-After: 120")]
+    assert heard.attempts == [(True, "HTTP 503"), (True, "HTTP 200")]  # throttling shows life
 
 
 def test_retry_after_on_one_answer_does_not_change_the_backoff_of_the_next() -> None:
@@ -406,6 +438,68 @@ def test_secrets_never_reach_logs_or_results(caplog: pytest.LogCaptureFixture) -
     assert "jsmith@example.com" not in repr(result)  # the user object stays out of reprs
 
 
+def test_every_attempt_is_one_debug_line_without_headers(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="pcxbatch")
+    h = Harness(Server(answer(503, headers={"WWW-Authenticate": f"key={KEY}"}), ok()))
+    h.deactivate()
+    lines = [r.getMessage() for r in caplog.records if r.name == "pcxbatch.client"]
+    attempts = [line for line in lines if " -> " in line]
+    assert len(attempts) == 2
+    assert attempts[0].startswith("PUT /v1/users/u-1/deactivate -> HTTP 503 in ")
+    assert attempts[0].endswith("ms (attempt 1)") and attempts[1].endswith("(attempt 2)")
+    assert all("WWW-Authenticate" not in line and SECRET not in line for line in lines)
+
+
+def test_an_answer_that_trickles_past_the_deadline_times_out_like_silence() -> None:
+    """A read timeout is per read; the deadline is for the whole attempt, body included."""
+
+    async def trickling(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(3600)  # virtual: one byte every 2 s for a long body
+        return httpx.Response(200, json={"message": "late"})
+
+    heard = Listener()
+
+    async def go() -> tuple[CallResult, float]:
+        client = PcxClient(
+            BASE,
+            Credentials(api_key=KEY),
+            limiter=Limiter(1000),
+            retry=RetryPolicy(max_attempts=2, jitter=False),
+            transport=httpx.MockTransport(trickling),
+            deadline=45,
+        )
+        client.listen(heard)
+        result = await client.deactivate("u-1", updated_by="ops", reason=None)
+        return result, asyncio.get_running_loop().time()
+
+    result, elapsed = run_virtual(go())
+    assert result.http_status is None and result.attempts == 2
+    assert result.message == "no complete answer within 45 s"
+    assert result.ambiguous  # the request may well have arrived
+    assert elapsed == pytest.approx(45 + 0.5 + 45)  # two deadlines and one backoff
+    assert heard.attempts == [(False, "no complete answer within 45 s")] * 2
+
+
+def test_halting_cuts_a_wait_short_and_starts_no_new_attempt() -> None:
+    server = Server(answer(503))
+
+    async def go() -> tuple[float, int]:
+        client = PcxClient(
+            BASE,
+            Credentials(api_key=KEY),
+            limiter=Limiter(1000),
+            retry=RetryPolicy(max_attempts=8, jitter=False),
+            transport=httpx.MockTransport(server),
+        )
+        asyncio.get_running_loop().call_later(2.0, client.halt)
+        with pytest.raises(Halted) as halted:
+            await client.deactivate("u-1", updated_by="ops", reason=None)
+        assert halted.value.ambiguous  # a 503 may come after the change was made
+        return asyncio.get_running_loop().time(), len(server.requests)
+
+    assert run_virtual(go()) == (2.0, 3)  # attempts at 0, 0.5 and 1.5; then the brake
+
+
 # --- listing -----------------------------------------------------------------------------------
 
 
@@ -502,6 +596,7 @@ def test_from_file_reads_the_usual_shapes(
 ) -> None:
     path = tmp_path / "pcx.cred"
     path.write_text(content, encoding="utf-8")
+    path.chmod(0o600)
     assert Credentials.from_file(path) == expected
 
 
@@ -520,6 +615,7 @@ def test_from_file_problems_are_clear_and_never_quote_the_file(
 ) -> None:
     path = tmp_path / "pcx.cred"
     path.write_text(content, encoding="utf-8")
+    path.chmod(0o600)
     with pytest.raises(ConfigError, match=problem) as caught:
         Credentials.from_file(path)
     assert str(path) in str(caught.value)
@@ -533,6 +629,7 @@ def test_from_file_missing_or_unreadable(tmp_path: Path) -> None:
         Credentials.from_file(tmp_path)  # a directory
     binary = tmp_path / "binary"
     binary.write_bytes(b"\xff\xfe\xfa" + SECRET.encode())
+    binary.chmod(0o600)
     with pytest.raises(ConfigError, match="cannot read") as caught:
         Credentials.from_file(binary)
     assert SECRET not in str(caught.value)

@@ -264,7 +264,7 @@ def test_rows_a_previous_run_sent_without_an_answer_are_sent_again(tmp_path: Pat
 def test_failure_guard_stops_a_run_that_fails_row_after_row(tmp_path: Path) -> None:
     items = [deact(r, f"u{r}") for r in range(2, 302)]
     journal = make_journal(tmp_path, items)
-    client = ScriptedClient(journal.path, {f"u{r}": Answer(404) for r in range(2, 302)})
+    client = ScriptedClient(journal.path, {f"u{r}": Answer(500) for r in range(2, 302)})
     with pytest.raises(StoppedError, match="of the last 20 rows failed"):
         run(journal, client, concurrency=2, guard=FailureGuard(threshold=0.5, window=20))
     assert len(client.calls) < 30
@@ -281,3 +281,20 @@ def test_a_200_showing_the_change_without_a_read_before_is_not_confirmed(tmp_pat
     assert not any(confirmed(journal).values())
     assert "or the user was already inactive" in got["unread"][1]
     assert not journal.open_rows()  # no read after can tell either
+
+
+def test_failure_guard_judges_a_file_smaller_than_its_window(tmp_path: Path) -> None:
+    items = [deact(r, f"u{r}") for r in range(2, 32)]  # 30 rows, a window of 50
+    journal = make_journal(tmp_path, items)
+    client = ScriptedClient(journal.path, {f"u{r}": Answer(500) for r in range(2, 32)})
+    with pytest.raises(StoppedError, match="15 of the last 15 rows failed"):
+        run(journal, client, concurrency=1, guard=FailureGuard(threshold=0.5, window=50))
+    assert len(client.calls) == 15  # half the file: the other half is spared
+    assert journal.counts()["not_attempted"] == 15
+
+
+def test_failure_guard_leaves_a_tiny_file_alone(tmp_path: Path) -> None:
+    journal = make_journal(tmp_path, [deact(r, f"u{r}") for r in range(2, 8)])
+    client = ScriptedClient(journal.path, {f"u{r}": Answer(500) for r in range(2, 8)})
+    run(journal, client, concurrency=1, guard=FailureGuard(threshold=0.5, window=50))
+    assert journal.counts()["failed"] == 6  # 6 rows: over before a stop could spare any

@@ -200,6 +200,33 @@ def test_a_hidden_sheet_is_never_what_a_run_acts_on(tmp_path: Path, server: Runn
     assert len(puts) == 1 and users[1] in puts[0].path
 
 
+def test_rows_hidden_by_a_filter_are_refused_or_skipped_as_asked(
+    tmp_path: Path, server: RunningSandbox
+) -> None:
+    users = [u["user_id"] for u in seed_users(40, 9) if u["status"] == "active"]
+    book = xlsxwriter.Workbook(str(tmp_path / "filtered.xlsx"))
+    sheet = book.add_worksheet("Hits")
+    sheet.write_row(0, 0, ["user_id", "review"])
+    for n, (uid, review) in enumerate(
+        [(users[2], "confirmed"), (users[3], "REJECTED - false positive"), (users[4], "confirmed")],
+        start=1,
+    ):
+        sheet.write_row(n, 0, [uid, review])
+    sheet.autofilter(0, 0, 3, 1)
+    sheet.filter_column(1, "x == confirmed")
+    sheet.set_row(2, options={"hidden": True})  # what Excel writes for a filtered-out row
+    book.close()
+    path = tmp_path / "filtered.xlsx"
+    refused = send(path, server, tmp_path / "reports")
+    assert refused.code == 2 and "--hidden-rows" in refused.stderr and "3" in refused.stderr
+    assert not [r for r in server.sandbox.requests if r.method == "PUT"]
+    skipped = send(path, server, tmp_path / "reports", "--hidden-rows", "skip")
+    assert skipped.code == 0, skipped.stderr
+    assert [r["user_id"] for r in skipped.results()] == [users[2], users[4]]
+    assert skipped.summary()["hidden_rows_skipped"] == [3]
+    assert server.sandbox.status_of(users[3]) == "active"  # the rejected row was never sent
+
+
 def test_a_new_run_never_writes_into_another_runs_folder(tmp_path: Path) -> None:
     reports = tmp_path / "reports"
     reports.mkdir()

@@ -552,6 +552,106 @@ def test_a_workbook_that_unpacks_past_the_limit_is_refused(tmp_path: Path) -> No
     assert [r.values[0] for r in read_table(path).rows][:1] == ["u1"]
 
 
+def _with_part(tmp_path: Path, name: str, unpacked: int, padding: int = 0) -> Path:
+    """PLAIN_XLSX, whose one visible row is intact, with part ``name`` made to unpack to
+    ``unpacked`` more bytes of one letter (a thousand times what they take in the file): in a
+    shared string added to the shared strings, which stay valid XML, or as the whole of any other
+    part. ``padding`` bytes of noise in a picture make the file larger, as pictures do."""
+    path = tmp_path / "parts.xlsx"
+    with zipfile.ZipFile(io.BytesIO(PLAIN_XLSX)) as old, zipfile.ZipFile(path, "w") as new:
+        contents = {info.filename: old.read(info) for info in old.infolist()}
+        strings = name == "xl/sharedStrings.xml"
+        head, end = contents.pop(name).rsplit(b"</sst>", 1) if strings else (b"", b"")
+        for member, content in contents.items():
+            new.writestr(member, content)
+        if padding:
+            new.writestr("xl/media/image1.png", random.Random(0).randbytes(padding))
+        info = zipfile.ZipInfo(name)
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with new.open(info, "w") as part:
+            part.write(head + b"<si><t>" if strings else b"")
+            chunk = b"A" * (1 << 20)
+            for _ in range(unpacked // len(chunk)):
+                part.write(chunk)
+            part.write(b"</t></si></sst>" + end if strings else b"")
+    return path
+
+
+def test_a_part_that_unpacks_far_past_the_file_is_refused_before_anything_is_parsed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A user's file: 2.4 MB on disk, one visible row, shared strings unpacking to 1 GB; this
+    # one is the same at a smaller scale. Nothing of it may be parsed: openpyxl holds the shared
+    # strings in memory whole.
+    path = _with_part(tmp_path, "xl/sharedStrings.xml", 120 << 20)
+    size = path.stat().st_size
+    assert size < 1_000_000
+    whole = read_module.MAX_INPUT_BYTES * read_module.UNPACKED_PER_BYTE
+    assert whole > 130 << 20  # the package in all is within bounds: only the part is not
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the workbook was opened")
+
+    monkeypatch.setattr(openpyxl, "load_workbook", never)
+    with pytest.raises(InputError) as caught:
+        read_table(path)
+    message = str(caught.value)
+    assert_clear(caught.value, path)
+    assert "part xl/sharedStrings.xml unpacks to 125.8 MB" in message, message
+    assert "more than the 50.0 MB any one part" in message
+
+
+def test_the_bound_on_a_part_grows_with_the_file(tmp_path: Path) -> None:
+    # A 2 MB file (of pictures, mostly) may have a part of up to 50 times that. The large part
+    # here is one nothing parses, so that only the bound is tried.
+    assert read_module.PART_PER_FILE_BYTE * 2_000_000 == 2 * read_module.PART_FLOOR_BYTES
+    fits = _with_part(tmp_path, "xl/media/image2.bmp", 80 << 20, padding=2_000_000)
+    assert [r.values for r in read_table(fits).rows] == [("u1", "inactive")]
+    path = _with_part(tmp_path, "xl/media/image2.bmp", 120 << 20, padding=2_000_000)
+    limit = read_module.PART_PER_FILE_BYTE * path.stat().st_size
+    with pytest.raises(InputError) as caught:
+        read_table(path)
+    assert f"unpacks to 125.8 MB, more than the {limit / 1e6:.1f} MB" in str(caught.value)
+
+
+def test_a_part_claiming_to_unpack_to_a_gigabyte_is_refused_from_the_zip_directory(
+    tmp_path: Path,
+) -> None:
+    # The zip's directory is believed (zipfile stops unpacking a part at the size it declares),
+    # so a part is judged by it without being unpacked at all.
+    data = bytearray(PLAIN_XLSX)
+    name = b"xl/sharedStrings.xml"
+    entry = data.find(b"PK\x01\x02")  # the central directory's entries, one after another
+    while data[entry + 46 : entry + 46 + len(name)] != name:
+        entry = data.find(b"PK\x01\x02", entry + 4)
+        assert entry != -1
+    data[entry + 24 : entry + 28] = (1 << 30).to_bytes(4, "little")  # its unpacked size
+    path = write(tmp_path, "claims.xlsx", bytes(data))
+    with pytest.raises(InputError, match=r"part xl/sharedStrings\.xml unpacks to 1\.1 GB"):
+        read_table(path)
+
+
+def test_dense_real_workbooks_are_well_inside_the_bound_on_a_part(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The densest sheets spreadsheets write (the same text in every cell of many rows) unpack
+    # to some 20 times the file. With the floor out of the way, the ratio alone must admit them.
+    monkeypatch.setattr(read_module, "PART_FLOOR_BYTES", 100_000)
+    path = tmp_path / "dense.xlsx"
+    book = xlsxwriter.Workbook(str(path), {"constant_memory": True})
+    sheet = book.add_worksheet("Users")
+    sheet.write_row(0, 0, ["user_id", "status"] + [f"flag {n}" for n in range(28)])
+    for row in range(1, 8000):
+        sheet.write_row(row, 0, [f"u{row:07d}", "inactive"] + ["x"] * 28)
+    book.close()
+    with zipfile.ZipFile(path) as archive:
+        largest = max(info.file_size for info in archive.infolist())
+    ratio = largest / path.stat().st_size
+    assert 10 < ratio < read_module.PART_PER_FILE_BYTE / 2, ratio
+    table = read_table(path)
+    assert next(table.rows).values[:2] == ("u0000001", "inactive")
+
+
 # --- crafted workbook XML ------------------------------------------------------------------------
 
 _LAUGHS = b"".join(

@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from pcxbatch.errors import UnusableError
-from pcxbatch.model import PlanRow, Verdict
+from pcxbatch.errors import StoppedError, UnusableError
+from pcxbatch.listing import PagingError, read_states
+from pcxbatch.model import PlanRow, UsersPage, Verdict
 from pcxbatch.plan import (
     Plan,
     check_age,
     check_second_person,
     load_plan,
-    read_states,
     seal,
     undo_status,
     verdict,
@@ -73,6 +73,37 @@ def test_read_states_reads_everything_to_know_a_user_is_missing() -> None:
     )
     assert found == {"u1": "active"} and read == 3
     assert progress == [(1, 10, 1), (2, 20, 1), (3, 25, 1)]  # pages, users listed, found
+
+
+class BrokenPages:
+    """A list whose paging never ends: the same key again (``repeat``), or ever new keys over
+    empty pages while claiming ``total`` users."""
+
+    def __init__(self, *, repeat: bool, total: int = 5) -> None:
+        self.repeat, self.total, self.calls = repeat, total, 0
+
+    async def list_users(
+        self,
+        *,
+        status: str | None = None,
+        org_id: str | None = None,
+        limit: int = 100,
+        last_evaluated_key: str | None = None,
+    ) -> UsersPage:
+        self.calls += 1
+        if self.calls > 1000:
+            raise AssertionError("read_states is looping")
+        key = "k1" if self.repeat else f"k{self.calls}"
+        return UsersPage([], key, self.total)
+
+
+@pytest.mark.parametrize("repeat", [True, False], ids=["same key again", "far past total"])
+def test_paging_that_never_ends_is_stopped_with_a_clear_error(repeat: bool) -> None:
+    pages = BrokenPages(repeat=repeat, total=5)
+    with pytest.raises(PagingError, match="the user list does not end") as stopped:
+        asyncio.run(read_states(pages, {"u1"}, page_size=10))
+    assert isinstance(stopped.value, StoppedError)  # exit 3: nothing was changed
+    assert pages.calls == (2 if repeat else 13)  # 5 users fit one page; 10 spare pages
 
 
 def a_plan(**changes: Any) -> Plan:

@@ -6,10 +6,13 @@ import csv
 import datetime as dt
 import hashlib
 import io
+import os
+import re
+import shutil
 import subprocess
 import sys
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import openpyxl
@@ -20,7 +23,8 @@ from hypothesis import strategies as st
 
 from pcxbatch.errors import InputError
 from pcxbatch.model import CellNote, SourceRow
-from pcxbatch.read import Table, file_sha256, read_table
+from pcxbatch.read import HIDDEN_ROW_CHOICES, Table, file_sha256, read_table
+from pcxbatch.read.common import BLOCK
 
 
 def write(tmp_path: Path, name: str, content: str | bytes, encoding: str = "utf-8") -> Path:
@@ -45,6 +49,17 @@ def workbook(
     path = tmp_path / name
     book.save(path)
     return path
+
+
+def rewrite_sheet(path: Path, out: Path, change: Callable[[bytes], bytes]) -> Path:
+    """A copy of workbook ``path`` at ``out`` whose first sheet's XML went through ``change``."""
+    with zipfile.ZipFile(path) as old, zipfile.ZipFile(out, "w") as new:
+        for info in old.infolist():
+            content = old.read(info)
+            if info.filename == "xl/worksheets/sheet1.xml":
+                content = change(content)
+            new.writestr(info, content)
+    return out
 
 
 # --- CSV ---------------------------------------------------------------------------------------
@@ -500,11 +515,11 @@ def test_formulas_are_found_even_when_the_sheet_part_cannot_be_located(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # An unusual package layout falls back to a slower second pass; the result is the same.
-    from pcxbatch.read import ooxml
+    from pcxbatch.read import workbook as workbook_module
 
-    monkeypatch.setattr(ooxml, "sheet_part", lambda path, title: None)
+    monkeypatch.setattr(workbook_module, "_sheet_part", lambda path, title, sheet: None)
     path = workbook(tmp_path, {"S": [["user_id", "status"], ["u1", "=1+1"], ["u2", "x"]]})
-    assert list(read_table(path).rows) == [
+    assert list(read_table(path, hidden_rows="include").rows) == [
         SourceRow(2, ("u1", ""), {1: CellNote.FORMULA}),
         SourceRow(3, ("u2", "x"), {}),
     ]
@@ -536,3 +551,300 @@ def test_importing_read_loads_neither_pandas_nor_openpyxl() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     )
     assert done.stdout.strip() == "[]"
+
+
+# --- hidden and filtered rows ------------------------------------------------------------------
+
+REVIEW = [
+    ["user_id", "status", "review"],
+    ["u1", "inactive", "OK"],
+    ["u2", "inactive", "REJECTED - false positive"],
+    ["u3", "inactive", "OK"],
+    ["u4", "inactive", "REJECTED - false positive"],
+    ["u5", "inactive", "OK"],
+]
+
+
+def filtered_by_xlsxwriter(tmp_path: Path) -> Path:
+    """A review sheet filtered to "OK" the way Excel saves it: the filter, and the rows it hides
+    written hidden (xlsxwriter, like Excel, stores the hiding in each row)."""
+    path = tmp_path / "filtered.xlsx"
+    book = xlsxwriter.Workbook(str(path))
+    sheet = book.add_worksheet("Review")
+    for number, row in enumerate(REVIEW):
+        sheet.write_row(number, 0, row)
+        if row[2].startswith("REJECTED"):
+            sheet.set_row(number, None, None, {"hidden": True})
+    sheet.autofilter(0, 0, len(REVIEW) - 1, 2)
+    sheet.filter_column_list(2, ["OK"])
+    book.close()
+    return path
+
+
+def hidden_by_openpyxl(
+    tmp_path: Path, hide: Sequence[int], rows: Sequence[Sequence[object]]
+) -> Path:
+    """A sheet whose rows ``hide`` (spreadsheet numbers) were hidden by hand (Format > Hide)."""
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "Users"
+    for row in rows:
+        sheet.append(list(row))
+    for number in hide:
+        sheet.row_dimensions[number].hidden = True
+    path = tmp_path / "hidden.xlsx"
+    book.save(path)
+    return path
+
+
+def test_rows_hidden_by_a_filter_refuse_the_file_naming_them_and_the_way_out(
+    tmp_path: Path,
+) -> None:
+    path = filtered_by_xlsxwriter(tmp_path)
+    with pytest.raises(InputError) as caught:
+        read_table(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: sheet 'Review' has 2 hidden rows"), message
+    assert "(rows 3, 5)" in message
+    assert "hidden_rows: skip" in message and "include" in message
+    assert "--hidden-rows" in message
+    assert "\n" not in message
+
+
+def test_rows_hidden_by_hand_refuse_the_file(tmp_path: Path) -> None:
+    path = hidden_by_openpyxl(tmp_path, [4], REVIEW)
+    with pytest.raises(InputError, match=r"sheet 'Users' has 1 hidden row in the table \(row 4\)"):
+        read_table(path)
+
+
+def test_skipping_hidden_rows_reads_the_visible_ones_and_lists_the_skipped(
+    tmp_path: Path,
+) -> None:
+    table = read_table(filtered_by_xlsxwriter(tmp_path), hidden_rows="skip")
+    assert table.skipped_rows == (3, 5)
+    assert rows_of(table) == [
+        (2, ("u1", "inactive", "OK")),
+        (4, ("u3", "inactive", "OK")),
+        (6, ("u5", "inactive", "OK")),
+    ]
+
+
+def test_including_hidden_rows_reads_them_like_any_other(tmp_path: Path) -> None:
+    table = read_table(filtered_by_xlsxwriter(tmp_path), hidden_rows="include")
+    assert table.skipped_rows == ()
+    assert [row.row for row in table.rows] == [2, 3, 4, 5, 6]
+
+
+def test_hidden_rows_outside_the_table_are_no_problem(tmp_path: Path) -> None:
+    # Hidden: blank rows above the header, the header itself, a blank row in the table, a row
+    # with text only right of the header, and blank rows after the last data row.
+    rows: list[list[object]] = [[], [], ["user_id", "status"], ["u1", "inactive"], [], ["u2"]]
+    rows += [[None, None, "x"], ["u3"], *([] for _ in range(5))]
+    path = hidden_by_openpyxl(tmp_path, [1, 2, 3, 5, 7, 9, 10, 11, 200], rows)
+    table = read_table(path)
+    assert table.skipped_rows == ()
+    assert rows_of(table) == [(4, ("u1", "inactive")), (6, ("u2", "")), (8, ("u3", ""))]
+
+
+def test_a_hidden_last_data_row_is_still_a_data_row(tmp_path: Path) -> None:
+    path = hidden_by_openpyxl(tmp_path, [6], REVIEW)
+    with pytest.raises(InputError, match=r"\(row 6\)"):
+        read_table(path)
+
+
+def test_many_hidden_rows_are_counted_and_the_first_ten_named(tmp_path: Path) -> None:
+    rows = [["user_id"], *([f"u{n}"] for n in range(2, 40))]
+    path = hidden_by_openpyxl(tmp_path, range(10, 40, 2), rows)
+    with pytest.raises(InputError) as caught:
+        read_table(path)
+    message = str(caught.value)
+    assert "has 15 hidden rows in the table (rows 10, 12, 14, 16, 18, 20, 22, 24, 26, 28" in message
+    assert "28 and 5 more)" in message
+
+
+def test_a_row_of_zero_height_is_hidden(tmp_path: Path) -> None:
+    # Excel and xlsxwriter write a row given no height as hidden; other writers may leave it at
+    # ht="0", which shows nothing either.
+    def flatten(sheet: bytes) -> bytes:
+        sheet = sheet.replace(b'<row r="3">', b'<row r="3" ht="0.0" customHeight="1">')
+        return sheet.replace(b'<row r="4">', b'<row r="4" ht="0.5">')
+
+    flat = rewrite_sheet(hidden_by_openpyxl(tmp_path, [], REVIEW), tmp_path / "flat.xlsx", flatten)
+    assert read_table(flat, hidden_rows="skip").skipped_rows == (3,)
+
+
+def test_hidden_rows_far_down_a_large_filtered_sheet_are_all_found(tmp_path: Path) -> None:
+    # Enough rows that the sheet's XML is scanned in several blocks: none is missed or doubled.
+    path = tmp_path / "large.xlsx"
+    book = xlsxwriter.Workbook(str(path), {"constant_memory": True})
+    sheet = book.add_worksheet("Users")
+    sheet.write_row(0, 0, ["user_id", "status", "review"])
+    hidden = []
+    for index in range(1, 12_000):
+        reject = index % 7 == 0
+        if reject:
+            hidden.append(index + 1)
+            sheet.set_row(index, None, None, {"hidden": True})
+        sheet.write_row(index, 0, [f"u{index}", "inactive", "REJECTED" if reject else "OK"])
+    sheet.autofilter(0, 0, 11_999, 2)
+    book.close()
+    with zipfile.ZipFile(path) as archive:
+        assert archive.getinfo("xl/worksheets/sheet1.xml").file_size > 2 * BLOCK
+    table = read_table(path, hidden_rows="skip")
+    assert table.skipped_rows == tuple(hidden)
+    numbers = [row.row for row in table.rows]
+    assert len(numbers) == 11_999 - len(hidden)
+    assert not set(numbers) & set(hidden)
+
+
+def test_hidden_rows_are_numbered_even_when_rows_carry_no_numbers(tmp_path: Path) -> None:
+    # Some writers leave out the row and cell references ("r"); rows are then counted.
+    def unnumber(sheet: bytes) -> bytes:
+        head, rows = sheet.split(b"<sheetData>")
+        return head + b"<sheetData>" + re.sub(rb' r="[A-Z]*[0-9]+"', b"", rows)
+
+    bare = rewrite_sheet(filtered_by_xlsxwriter(tmp_path), tmp_path / "bare.xlsx", unnumber)
+    with zipfile.ZipFile(bare) as archive:
+        assert b' r="' not in archive.read("xl/worksheets/sheet1.xml").split(b"<sheetData>")[1]
+    assert read_table(bare, hidden_rows="skip").skipped_rows == (3, 5)
+
+
+@pytest.mark.skipif(shutil.which("soffice") is None, reason="LibreOffice is not installed")
+def test_rows_filtered_out_in_a_libreoffice_export_are_found(tmp_path: Path) -> None:
+    # LibreOffice writes hidden="true" (and hidden="false" on every visible row) and hidden empty
+    # rows as <row ...></row>.
+    source = hidden_by_openpyxl(tmp_path, [3, 5, 12], REVIEW)
+    out = tmp_path / "out"
+    subprocess.run(
+        ["soffice", "--headless", "--convert-to", "xlsx", "--outdir", str(out), str(source)],
+        capture_output=True,
+        check=True,
+        timeout=120,
+        env={**os.environ, "HOME": str(tmp_path)},
+    )
+    exported = out / source.name
+    with zipfile.ZipFile(exported) as archive:
+        assert b'hidden="true"' in archive.read("xl/worksheets/sheet1.xml")
+    assert read_table(exported, hidden_rows="skip").skipped_rows == (3, 5)
+    with pytest.raises(InputError, match=r"\(rows 3, 5\)"):
+        read_table(exported)
+
+
+def test_hidden_rows_must_be_one_of_the_choices(tmp_path: Path) -> None:
+    assert HIDDEN_ROW_CHOICES == ("refuse", "skip", "include")
+    with pytest.raises(ValueError, match="hidden_rows"):
+        read_table(write(tmp_path, "u.csv", "user_id\nu1\n"), hidden_rows="hide")
+
+
+def test_a_text_file_has_no_hidden_rows(tmp_path: Path) -> None:
+    table = read_table(write(tmp_path, "u.csv", "user_id\nu1\n"), hidden_rows="skip")
+    assert table.skipped_rows == ()
+    assert rows_of(table) == [(2, ("u1",))]
+
+
+def test_a_sheet_whose_hidden_rows_cannot_be_told_is_refused_unless_included(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pcxbatch.read import workbook as workbook_module
+
+    monkeypatch.setattr(workbook_module, "_sheet_part", lambda path, title, sheet: None)
+    path = workbook(tmp_path, {"S": [["user_id"], ["u1"]]})
+    with pytest.raises(InputError, match="cannot tell which rows of sheet 'S' are hidden"):
+        read_table(path)
+    assert rows_of(read_table(path, hidden_rows="include")) == [(2, ("u1",))]
+
+
+def test_hidden_rows_are_found_where_openpyxl_found_the_sheet_if_the_package_is_unusual(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pcxbatch.read import ooxml
+
+    monkeypatch.setattr(ooxml, "sheet_part", lambda path, title: None)
+    assert read_table(filtered_by_xlsxwriter(tmp_path), hidden_rows="skip").skipped_rows == (3, 5)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    grid=st.lists(
+        st.lists(st.sampled_from(["", " ", "u1", "x", None, 7]), max_size=5),
+        min_size=1,
+        max_size=14,
+    ),
+    hidden=st.sets(st.integers(1, 16)),
+)
+def test_skipped_rows_are_exactly_the_hidden_data_rows(
+    tmp_path: Path, grid: list[list[object]], hidden: set[int]
+) -> None:
+    # Whatever the grid and whichever rows are hidden (blank, styled, right of the header, above
+    # it, past the end): skipping leaves out exactly the hidden rows that including reads.
+    path = tmp_path / "grid.xlsx"
+    book = xlsxwriter.Workbook(str(path))
+    styled = book.add_format({"bold": True})
+    sheet = book.add_worksheet("Grid")
+    for index, cells in enumerate(grid):
+        for column, value in enumerate(cells):
+            if value is None:
+                sheet.write_blank(index, column, None, styled)
+            else:
+                sheet.write(index, column, value)
+    for number in hidden:
+        sheet.set_row(number - 1, None, None, {"hidden": True})
+    book.close()
+    try:
+        everything = list(read_table(path, hidden_rows="include").rows)
+    except InputError:
+        return  # a blank sheet
+    expected = tuple(row.row for row in everything if row.row in hidden)
+    table = read_table(path, hidden_rows="skip")
+    assert table.skipped_rows == expected
+    assert list(table.rows) == [row for row in everything if row.row not in hidden]
+    if expected:
+        with pytest.raises(InputError, match="hidden row"):
+            read_table(path)
+    else:
+        assert list(read_table(path).rows) == everything
+
+
+# --- which sheet ---------------------------------------------------------------------------------
+
+
+def test_a_sheet_named_by_digits_wins_over_the_sheet_at_that_number(tmp_path: Path) -> None:
+    path = workbook(tmp_path, {"1": [["user_id"], ["a"]], "2": [["user_id"], ["b"]], "3": [["x"]]})
+    assert read_table(path, sheet="2").sheet == "2"
+    assert [r.values for r in read_table(path, sheet="2").rows] == [("b",)]
+    assert read_table(path, sheet=2).sheet == "3"  # a number stays a position
+    assert read_table(path, sheet="0").sheet == "1"  # no sheet named "0": the first sheet
+    assert read_table(path, sheet=" 2 ").sheet == "2"
+
+
+def test_digits_naming_no_sheet_and_past_the_last_say_both(tmp_path: Path) -> None:
+    path = workbook(tmp_path, {"1": [["user_id"]], "2": [["user_id"]]})
+    assert_input_error(
+        path,
+        "has no sheet named '5' and no sheet number 5 (numbered from 0; it has 2: '1', '2')",
+        "5",
+    )
+
+
+def test_digits_that_are_not_ascii_are_a_name(tmp_path: Path) -> None:
+    path = workbook(tmp_path, {"A": [["user_id"]], "B": [["user_id"]]})
+    assert_input_error(path, "has no sheet named '²'; its sheets are 'A', 'B'", "²")
+    arabic_one = "\u0661"  # int() reads it as 1; a person typing it did not mean a position
+    assert_input_error(path, f"has no sheet named '{arabic_one}'; its sheets are", arabic_one)
+
+
+def test_a_hidden_sheet_named_by_digits_is_read_when_named(tmp_path: Path) -> None:
+    path = workbook(tmp_path, {"1": [["user_id"], ["h"]], "A": [["user_id"]], "B": [["user_id"]]})
+    book = openpyxl.load_workbook(path)
+    book["1"].sheet_state = "hidden"
+    book.save(path)
+    assert read_table(path, sheet="1").sheet == "1"
+    assert read_table(path, sheet=1).sheet == "B"  # positions count the visible sheets
+
+
+def test_a_text_file_accepts_sheet_zero_as_text(tmp_path: Path) -> None:
+    path = write(tmp_path, "u.csv", "user_id\nu1\n")
+    assert rows_of(read_table(path, sheet="0")) == [(2, ("u1",))]
+    assert_input_error(path, "is a text file with no sheets", "1")

@@ -8,18 +8,20 @@ notice: the report's rows, the summary, the exit code, and the sandbox's final s
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 import os
 import signal
 import sqlite3
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from vclock import run_virtual
 
@@ -27,10 +29,11 @@ from pcxbatch.client import PcxClient, RetryPolicy
 from pcxbatch.config import Job, load_job
 from pcxbatch.context import Confirmation, RunContext, RunResult
 from pcxbatch.credentials import Credentials
-from pcxbatch.errors import ExitCode, InternalError, UnusableError
+from pcxbatch.errors import ExitCode, InternalError, StoppedError, UnusableError
 from pcxbatch.journal import JOURNAL_NAME
 from pcxbatch.limiter import Limiter
 from pcxbatch.model import RowResult
+from pcxbatch.runfolder import UnfinishedRun
 from pcxbatch.runner import apply_plan, preview_job, resume_run, retry_failed, run_job
 from pcxbatch.sandbox import INPROCESS_BASE_URL, Sandbox, SandboxConfig, inprocess_transport
 
@@ -45,7 +48,10 @@ class RecordingUI:
     on_result: Callable[[RowResult], None] | None = None
     results: list[RowResult] = field(default_factory=list)
     stops: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
     resumed: list[Path] = field(default_factory=list)
+    resumed_runs: list[UnfinishedRun] = field(default_factory=list)
+    left: list[UnfinishedRun] = field(default_factory=list)
     confirmations: list[Confirmation] = field(default_factory=list)
 
     def planned(self, plan: Confirmation) -> bool:
@@ -63,8 +69,15 @@ class RecordingUI:
     def stopping(self, reason: str) -> None:
         self.stops.append(reason)
 
-    def resuming(self, run_dir: Path, remaining: int) -> None:
-        self.resumed.append(run_dir)
+    def notice(self, text: str) -> None:
+        self.notices.append(text)
+
+    def resuming(self, run: UnfinishedRun) -> None:
+        self.resumed.append(run.path)
+        self.resumed_runs.append(run)
+
+    def left_unfinished(self, runs: Sequence[UnfinishedRun]) -> None:
+        self.left.extend(runs)
 
     def listing(self, pages: int, listed: int, found: int) -> None:
         pass
@@ -81,16 +94,24 @@ class Clock:
         return self.now
 
 
-def context(sandbox: Sandbox, ui: RecordingUI | None = None, **fields: Any) -> RunContext:
+def context(
+    sandbox: Sandbox,
+    ui: RecordingUI | None = None,
+    transport: Callable[[], httpx.AsyncBaseTransport] | None = None,
+    **fields: Any,
+) -> RunContext:
     def factory(job: Job, base_url: str, credentials: Credentials, *, connections: int) -> Any:
         return PcxClient(
             base_url,
             credentials,
             limiter=Limiter(job.rate, job.burst),
-            retry=RetryPolicy(max_attempts=job.max_attempts, jitter=False),
-            transport=inprocess_transport(sandbox),
+            retry=RetryPolicy(
+                max_attempts=job.max_attempts, jitter=False, max_wait=job.max_retry_wait
+            ),
+            transport=transport() if transport else inprocess_transport(sandbox),
             max_connections=connections,
             id_pattern=job.id_pattern,
+            deadline=job.request_timeout,
         )
 
     settings: dict[str, Any] = {
@@ -202,7 +223,7 @@ def test_a_missing_credential_leaves_no_folder(tmp_path: Path) -> None:
     job = make_job(tmp_path, users(sandbox, "active", 2))
     with pytest.raises(UnusableError, match="no API credential"):
         run_job(job, context(sandbox, credentials=None))
-    assert not [p for p in job.report_dir.iterdir() if p.is_dir()]
+    assert not job.report_dir.exists()  # refused before anything was made
 
 
 def test_an_unexpected_error_before_anything_was_sent_leaves_no_resumable_folder(
@@ -283,43 +304,68 @@ def test_a_resume_after_a_kill_treats_an_unanswered_send_as_possibly_applied(
     assert puts_per_user(sandbox)[ids[1]] == 2
 
 
-def test_a_resume_is_refused_when_the_input_or_the_settings_changed(tmp_path: Path) -> None:
+def test_a_changed_input_or_settings_start_a_new_run_and_the_old_one_is_named(
+    tmp_path: Path,
+) -> None:
     sandbox = Sandbox(SandboxConfig(users=60, seed=SEED, latency_ms=20))
     ids = users(sandbox, "active", 20)
     job = make_job(tmp_path, ids, concurrency=2)
-    first = run_job(job, context(sandbox, interrupt_after(2)))
-    assert first.exit_code is ExitCode.STOPPED
-    with pytest.raises(UnusableError, match="other settings"):
-        run_job(replace(job, reason="something else"), context(sandbox))
+    clock = Clock()
+    first = run_job(job, context(sandbox, interrupt_after(2), clock=clock))
+    assert first.exit_code is ExitCode.STOPPED and first.run_dir is not None
+    ui = RecordingUI()
+    clock.now += timedelta(hours=20)  # the next night
+    other = run_job(replace(job, reason="something else"), context(sandbox, ui, clock=clock))
+    assert other.run_dir != first.run_dir and not ui.resumed
+    assert [u.path for u in ui.left] == [first.run_dir]
+    assert ui.left[0].remaining > 0 and ui.left[0].age_seconds > 20 * 3600
+    assert other.exit_code is ExitCode.STOPPED  # every row done, but an older run is not
+    assert [u.path for u in other.unfinished] == [first.run_dir]
+    assert summary(other)["unfinished_runs"] == [str(first.run_dir)]
+    assert summary(other)["exit_code"] == 3
+    # The old run is never forgotten: an explicit resume finishes it, whatever the file is now.
     job.input.write_text(job.input.read_text() + "extra-user,case x\n")
-    with pytest.raises(UnusableError, match="has changed since the run"):
-        run_job(job, context(sandbox))
-    assert first.run_dir is not None
-    with pytest.raises(UnusableError, match="has changed since the run"):
-        resume_run(first.run_dir, context(sandbox))
+    resumed = resume_run(first.run_dir, context(sandbox))
+    assert resumed.run_dir == first.run_dir and resumed.exit_code is ExitCode.OK
+    assert len(results(resumed)) == 20  # the journal's rows, not tonight's file
 
 
-def test_a_refused_key_stops_the_run_and_the_same_input_resumes_it(tmp_path: Path) -> None:
+def test_a_refused_key_is_caught_before_the_first_change_and_leaves_no_folder(
+    tmp_path: Path,
+) -> None:
+    sandbox = Sandbox(SandboxConfig(users=60, seed=SEED))
+    job = make_job(tmp_path, users(sandbox, "active", 20))
+    refused = Credentials(api_key="pcx_bad_key")
+    with pytest.raises(UnusableError, match=r"refused the credential \(401"):
+        run_job(job, context(sandbox, credentials=refused))
+    assert not puts_per_user(sandbox)
+    assert [r.path for r in sandbox.requests] == ["/v1/users/list"]  # the one preflight read
+    assert not [p for p in job.report_dir.iterdir() if p.is_dir()]
+
+
+def test_a_key_refused_mid_run_stops_the_run_and_the_same_input_resumes_it(
+    tmp_path: Path,
+) -> None:
     sandbox = Sandbox(SandboxConfig(users=60, seed=SEED))
     ids = users(sandbox, "active", 20)
     job = make_job(tmp_path, ids)
-    refused = Credentials(api_key="pcx_bad_key")
-    stopped = run_job(job, context(sandbox, credentials=refused))
+    # A key that may list users (so the preflight passes) but not change them (403 on PUT).
+    readonly = Credentials(api_key=sandbox.readonly_api_key)
+    stopped = run_job(job, context(sandbox, credentials=readonly))
     assert stopped.exit_code is ExitCode.STOPPED
-    assert stopped.stopped is not None and "refused (401)" in stopped.stopped
+    assert stopped.stopped is not None and "not allowed to do this (403)" in stopped.stopped
     assert Counter(r["outcome"] for r in results(stopped))["not_attempted"] == 20
     original = job.input.read_bytes()
     job.input.write_bytes(original + b"extra-user,case x\r\n")
-    before = len(sandbox.requests)
-    with pytest.raises(UnusableError, match=r"hits.csv has changed.*--fresh"):
-        run_job(job, context(sandbox))
-    assert len(sandbox.requests) == before  # nothing was sent
+    tonight = run_job(job, context(sandbox))  # tonight's export: a new run; the old one waits
+    assert tonight.run_dir != stopped.run_dir and tonight.exit_code is ExitCode.STOPPED
+    assert [u.path for u in tonight.unfinished] == [stopped.run_dir]
     job.input.write_bytes(original)
     ui = RecordingUI()
     resumed = run_job(job, context(sandbox, ui))
     assert ui.resumed == [stopped.run_dir] and resumed.exit_code is ExitCode.OK
     fresh = run_job(job, context(sandbox), fresh=True)
-    assert fresh.run_dir != stopped.run_dir
+    assert fresh.run_dir != stopped.run_dir and fresh.exit_code is ExitCode.OK
     assert Counter(r["outcome"] for r in results(fresh)) == {"unchanged": 20}
 
 
@@ -404,3 +450,153 @@ def test_apply_refuses_a_plan_too_old_for_the_context_clock(tmp_path: Path) -> N
     with pytest.raises(UnusableError, match="older than the 24 h allowed"):
         apply_plan(preview.plan_path, context(sandbox, clock=later))
     assert not puts_per_user(sandbox)
+
+
+# --- the network: preflight, a dead API, long waits, hangs, endless paging ------------------------
+
+
+class PutsAnswered(httpx.AsyncBaseTransport):
+    """The sandbox in-process, except that every PUT gets ``answer(n)`` instead (n counts PUTs
+    from 1): a response, or an exception to raise. ``None`` passes the PUT to the sandbox."""
+
+    def __init__(
+        self, sandbox: Sandbox, answer: Callable[[int], httpx.Response | Exception | None]
+    ) -> None:
+        self.inner, self.answer, self.puts = inprocess_transport(sandbox), answer, 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "PUT":
+            self.puts += 1
+            reply = self.answer(self.puts)
+            if isinstance(reply, Exception):
+                raise reply
+            if reply is not None:
+                return reply
+        return await self.inner.handle_async_request(request)
+
+
+def timed(spent: list[float]) -> Callable[[Any], Any]:
+    """A run_async that notes how much virtual time each coroutine took."""
+
+    def run(coro: Any) -> Any:
+        async def go() -> Any:
+            try:
+                return await coro
+            finally:
+                spent.append(asyncio.get_running_loop().time())
+
+        return run_virtual(go())
+
+    return run
+
+
+def refused(_n: int) -> Exception:
+    return httpx.ConnectError("All connection attempts failed")
+
+
+def gateway_down(_n: int) -> httpx.Response:
+    return httpx.Response(503, json={"message": "Service Unavailable"})
+
+
+@pytest.mark.parametrize("dead", [refused, gateway_down], ids=["refused", "503s"])
+def test_an_api_that_dies_mid_run_stops_it_within_about_a_minute(
+    tmp_path: Path, dead: Callable[[int], Any]
+) -> None:
+    sandbox = Sandbox(SandboxConfig(users=500, seed=SEED))
+    ids = users(sandbox, "active", 300)
+    job = make_job(tmp_path, ids, concurrency=8)
+    spent: list[float] = []
+    ui = RecordingUI()
+    dies = context(sandbox, ui, lambda: PutsAnswered(sandbox, dead), run_async=timed(spent))
+    result = run_job(job, dies)
+    assert result.exit_code is ExitCode.STOPPED
+    assert result.stopped is not None and "has not answered for 60 s" in result.stopped
+    assert ui.stops == [result.stopped]
+    assert summary(result)["stopped"] == result.stopped
+    assert Counter(r["outcome"] for r in results(result)) == {"not_attempted": 300}
+    assert spent[-1] < 65  # virtual seconds of sending: a minute, not 8 attempts x 300 rows
+    # It is resumable: the same command, once the API is back, finishes the run.
+    again = run_job(job, context(sandbox))
+    assert again.run_dir == result.run_dir and again.exit_code is ExitCode.OK
+    assert max(puts_per_user(sandbox).values()) == 1
+
+
+def test_a_dead_api_is_found_by_the_preflight_and_leaves_no_folder(tmp_path: Path) -> None:
+    sandbox = Sandbox(SandboxConfig(users=60, seed=SEED))
+    job = make_job(tmp_path, users(sandbox, "active", 5))
+
+    def dead() -> httpx.AsyncBaseTransport:
+        return httpx.MockTransport(lambda r: (_ for _ in ()).throw(refused(0)))
+
+    with pytest.raises(StoppedError, match="is not answering") as stopped:
+        run_job(job, context(sandbox, transport=dead))
+    assert stopped.value.exit_code is ExitCode.STOPPED
+    assert not [p for p in job.report_dir.iterdir() if p.is_dir()]
+
+
+@pytest.mark.parametrize("gateway", [False, True], ids=["404", "403 Missing Authentication Token"])
+def test_a_base_url_without_v1_is_refused_before_any_row(tmp_path: Path, gateway: bool) -> None:
+    sandbox = Sandbox(SandboxConfig(users=100, seed=SEED, gateway_missing_path=gateway))
+    job = make_job(tmp_path, users(sandbox, "active", 57), base_url="http://pcx-sandbox.invalid")
+    with pytest.raises(UnusableError, match=r"did you mean http://pcx-sandbox\.invalid/v1\?"):
+        run_job(job, context(sandbox))
+    assert not puts_per_user(sandbox)  # no row was sent, so none is "user not found"
+    assert not [p for p in job.report_dir.iterdir() if p.is_dir()]
+
+
+def test_a_retry_after_beyond_the_job_limit_stops_the_run_resumably(tmp_path: Path) -> None:
+    # A daily quota with three requests left: the preflight read, the read before sending and
+    # one change.
+    sandbox = Sandbox(
+        SandboxConfig(users=60, seed=SEED, rate=0.0001, burst=3, retry_after_seconds=86400)
+    )
+    ids = users(sandbox, "active", 10)
+    job = make_job(tmp_path, ids, concurrency=1)
+    spent: list[float] = []
+    result = run_job(job, context(sandbox, run_async=timed(spent)))
+    assert result.exit_code is ExitCode.STOPPED
+    assert result.stopped is not None
+    assert "the API asked to wait 24 h (Retry-After: 86400" in result.stopped
+    assert "longer than the job's max_retry_wait of 5 min" in result.stopped
+    outcomes = Counter(r["outcome"] for r in results(result))
+    assert outcomes == {"applied": 1, "not_attempted": 9}
+    assert spent[-1] < 1  # no 300 s waits on the way
+    assert summary(result)["stopped"] == result.stopped
+
+
+def test_a_shorter_wait_is_waited_for_and_told_to_the_person(tmp_path: Path) -> None:
+    sandbox = Sandbox(SandboxConfig(users=60, seed=SEED))
+    ids = users(sandbox, "active", 6)
+    job = make_job(tmp_path, ids, concurrency=1)
+
+    def first_throttled(n: int) -> httpx.Response | None:
+        return httpx.Response(429, headers={"Retry-After": "120"}, json={}) if n == 1 else None
+
+    ui = RecordingUI()
+    result = run_job(job, context(sandbox, ui, lambda: PutsAnswered(sandbox, first_throttled)))
+    assert result.exit_code is ExitCode.OK
+    assert len(ui.notices) == 1
+    assert ui.notices[0].startswith("the API answered 429 with Retry-After: 120: waiting 120 s")
+
+
+def test_a_trickling_answer_is_cut_at_the_request_deadline(tmp_path: Path) -> None:
+    sandbox = Sandbox(SandboxConfig(users=60, seed=SEED, trickle_ms=2000))  # 1 byte per 2 s
+    ids = users(sandbox, "active", 3)
+    job = make_job(tmp_path, ids, concurrency=3, request_timeout=10, max_attempts=2)
+    spent: list[float] = []
+    result = run_job(job, context(sandbox, run_async=timed(spent)))
+    rows = results(result)
+    assert all("no complete answer within 10 s" in r["message"] for r in rows), rows
+    assert [r["attempts"] for r in rows] == ["2"] * 3
+    assert spent[-1] < 25  # two 10 s deadlines and a backoff, not a body at 2 s a byte
+
+
+def test_a_preview_whose_paging_never_ends_stops_with_a_clear_error(tmp_path: Path) -> None:
+    sandbox = Sandbox(SandboxConfig(users=60, seed=SEED, repeat_page_key=True))
+    ids = [*users(sandbox, "active", 2), "no-such-user"]  # not found: the whole list is read
+    job = make_job(tmp_path, ids, list_page_size=10)
+    with pytest.raises(StoppedError, match="the user list does not end"):
+        preview_job(job, context(sandbox))
+    lists = [r for r in sandbox.requests if r.path == "/v1/users/list"]
+    assert len(lists) == 3  # the preflight read, page 1, page 2 (which repeats page 1's key)
+    assert not [p for p in job.report_dir.iterdir() if p.is_dir()]

@@ -151,7 +151,9 @@ def puts(sandbox: Sandbox) -> Counter[str | None]:
 
 
 def lists(sandbox: Sandbox) -> list[str]:
-    return [r.query for r in sandbox.requests if r.method == "GET"]
+    """The status reads' queries (not the preflight's ``limit=1`` probe, made before any run
+    that sends, whatever ``read_before_send`` says)."""
+    return [r.query for r in sandbox.requests if r.method == "GET" and r.query != "limit=1"]
 
 
 # --- the reproduced run ----------------------------------------------------------------------
@@ -453,9 +455,10 @@ def test_a_listing_that_fails_means_no_read_never_a_guess(tmp_path: Path) -> Non
     before = {uid: u["status"] for uid, u in sandbox.users.items()}
     active = [uid for uid, s in before.items() if s == "active"]
     for n, name, ids in ((1, "settle", active[:10]), (0, "both", active[10:20])):
-        # The read before works (or not); the read after the sends fails after every retry.
+        # The preflight's probe works; the read before works (or not); the read after the sends
+        # fails after every retry.
         job = make_job(tmp_path / name, [(uid, "inactive") for uid in ids], max_attempts=2)
-        left = [n]
+        left = [n + 1]
 
         def failing(inner: httpx.AsyncBaseTransport, left: list[int] = left) -> FailListsAfter:
             return FailListsAfter(inner, left)
@@ -479,3 +482,40 @@ def test_the_read_keys_are_checked_with_every_other_job_key(tmp_path: Path) -> N
     assert make_job(tmp_path, []).read_before_send == "auto"
     assert make_job(tmp_path, [], read_before_send=" Never ").read_before_send == "never"
     assert make_job(tmp_path, [], read_before_send=True).read_before_send == "always"
+
+
+class ListsForbidden(httpx.AsyncBaseTransport):
+    """A key that may change users but not list them: every ``GET /users/list`` answers 403."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(403, json={"message": "User is not authorized to list users"})
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def test_a_key_that_may_not_list_users_reads_nothing_and_settles_nothing(tmp_path: Path) -> None:
+    sandbox = Sandbox(SandboxConfig(users=60, seed=4, ghost_rate=0.5))
+    before = {uid: u["status"] for uid, u in sandbox.users.items()}
+    active = [uid for uid, s in before.items() if s == "active"][:12]
+    ui = UI()
+    job = make_job(tmp_path, [(uid, "inactive") for uid in active], max_attempts=1)
+    result = run_job(job, context(sandbox, ui, wrap=ListsForbidden))
+    got = results(result)
+    check_against_the_truth(got, before, sandbox)
+    assert any("may not list users" in text for text in ui.notices)
+    assert len([r for r in sandbox.requests if r.method == "GET"]) == 0  # 403s never reach it
+    assert set(puts(sandbox)) == set(active)  # nothing skipped by a read before sending
+    assert all("either" in r["message"] for r in got if r["confirmed"] == "no")
+    left_open = [r for r in got if r["outcome"] == "failed"]  # the 504s: applied, unseen
+    assert left_open and result.exit_code is ExitCode.FAILED_ROWS
+    for r in left_open:
+        assert r["confirmed"] == "no" and "may not list users" in r["message"], r
+    assert [read["skipped"] for read in summary(result)["status_reads"]] == [
+        "no read could be made to settle it: the credential may not list users (403)"
+    ]

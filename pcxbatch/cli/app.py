@@ -22,7 +22,9 @@ from pcxbatch.cli.options import (
     debug_option,
     insecure_option,
     job_options,
+    log_format_option,
     overrides,
+    resume_options,
     safe,
     send_options,
 )
@@ -50,8 +52,9 @@ def cli() -> None:
     \b
     Exit codes (every command): 0 all done; 1 only the file's own problems (invalid,
     duplicate, not found rows); 5 some rows failed at the API; 2 the job, input or
-    environment cannot be used (nothing sent); 3 stopped, run again to resume; 4 another
-    run of the job holds its lock; 6 declined at the prompt; 70 internal error.
+    environment cannot be used (nothing sent); 3 stopped, or an older run of the job is
+    still unfinished (resume or abandon it); 4 another run of the job holds its lock;
+    6 declined at the prompt; 70 internal error. Every code but 0 needs a person.
     """
 
 
@@ -68,7 +71,10 @@ def cli() -> None:
 )
 @click.option("--max-rows", type=int, help="Refuse to send more than this many rows.")
 @click.option(
-    "--fresh", is_flag=True, help="Start a new run even if the job's last run stopped part-way."
+    "--fresh",
+    is_flag=True,
+    help="Start a new run even if an unfinished run of this input could be resumed "
+    "(that run is left as it is, and named).",
 )
 @click.option(
     "--retry-failed",
@@ -83,14 +89,16 @@ def run(
     fresh: bool,
     retry_dir: Path | None,
     log_format: str,
+    summary: bool,
     **flags: Any,
 ) -> ExitCode:
     """Run a job file (JOB.yaml) or an ad-hoc file (FILE.csv / FILE.xlsx).
 
     Every row ends with one outcome: applied, unchanged, failed, invalid, duplicate,
     not_attempted or planned. The report folder (results.csv, results.xlsx, summary.json) is
-    named on the last line. If the job's last run stopped part-way (crash, Ctrl-C), running it
-    again on the same input resumes that run; --fresh starts over.
+    named on the last line. If a run of the job stopped part-way (crash, Ctrl-C), running it
+    again on the same input resumes that run; a new input (or --fresh) starts a new run, names
+    the older one as left unfinished and exits 3 while it is (pcxbatch resume / abandon it).
 
     Credentials come from PCX_API_KEY (API key) or PCX_JWT (a person's session token), or from
     the job's credentials_file; never from a flag.
@@ -117,12 +125,14 @@ def run(
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
-@send_options
-def resume(run_dir: Path, log_format: str, **flags: Any) -> ExitCode:
+@resume_options
+def resume(run_dir: Path, log_format: str, summary: bool, **flags: Any) -> ExitCode:
     """Finish a run that stopped part-way (crash, Ctrl-C, refused key, too many failures).
 
     Rows that already have an outcome are not sent again; rows sent without a recorded answer are
-    sent again (the changes are idempotent). The input file must be unchanged.
+    sent again (the changes are idempotent). What is sent is what the run's journal recorded when
+    it began, even if its input file has changed since. Only the pacing may change (--rate,
+    --burst, --concurrency); never where it sends.
     """
     from pcxbatch.runfolder import stored_job
     from pcxbatch.runner import resume_run
@@ -131,6 +141,28 @@ def resume(run_dir: Path, log_format: str, **flags: Any) -> ExitCode:
     return _send(
         lambda ctx: resume_run(run_dir, ctx, found), log_format, stored_job(run_dir, found)
     )
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
+@log_format_option
+@debug_option
+def abandon(run_dir: Path, log_format: str, summary: bool) -> ExitCode:
+    """Close an unfinished run without sending the rest of it.
+
+    Its rows without an outcome stay not_attempted in its report, and later runs of the job stop
+    naming it as unfinished (and stop exiting 3 because of it). Nothing is sent.
+    """
+    from pcxbatch.cli.summaries import print_result
+    from pcxbatch.cli.ui import JsonUI, TerminalUI
+    from pcxbatch.context import RunContext
+    from pcxbatch.runner import abandon_run
+
+    ui: TerminalUI = JsonUI(ask=False) if log_format == "json" else TerminalUI(ask=False)
+    result = abandon_run(run_dir, RunContext(ui=ui))
+    ui.finished(result)
+    print_result(result)
+    return result.exit_code
 
 
 @cli.command()
@@ -155,17 +187,27 @@ def resume(run_dir: Path, log_format: str, **flags: Any) -> ExitCode:
     type=click.Path(path_type=Path, dir_okay=False),
     help="Where to write the plan file (default: plan.json in the preview's folder).",
 )
+@click.option("--max-rows", type=int, help="Refuse a file that would change more rows.")
 @insecure_option
+@log_format_option
 @debug_option
-def preview(target: Path, sandbox: bool, plan_out: Path | None, **flags: Any) -> ExitCode:
+def preview(
+    target: Path,
+    sandbox: bool,
+    plan_out: Path | None,
+    log_format: str,
+    summary: bool,
+    **flags: Any,
+) -> ExitCode:
     """Show what a job would change, from the users' current status; change nothing.
 
     Every row is classified: will_change (from -> to), unchanged (already in the wanted state),
     not_found, invalid or duplicate. Writes preview.csv/.xlsx (counts at the top) and a plan
-    file that `pcxbatch apply PLAN` sends exactly. Exit code 0, or 1 when some rows are
-    invalid, duplicate or not found (the plan is written either way).
+    file that `pcxbatch apply PLAN` sends exactly, once; its sha256 is printed. Exit code 0, or
+    1 when some rows are invalid, duplicate or not found (the plan is written either way).
     """
-    from pcxbatch.cli.ui import PreviewUI, print_preview
+    from pcxbatch.cli.summaries import print_preview
+    from pcxbatch.cli.ui import PreviewUI
     from pcxbatch.context import RunContext
     from pcxbatch.runner import preview_job
 
@@ -181,7 +223,7 @@ def preview(target: Path, sandbox: bool, plan_out: Path | None, **flags: Any) ->
 
 
 @cli.command()
-@click.argument("plan_file", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("plan_file", type=click.Path(path_type=Path, dir_okay=False, readable=False))
 @send_options
 @click.option(
     "--max-age",
@@ -189,13 +231,14 @@ def preview(target: Path, sandbox: bool, plan_out: Path | None, **flags: Any) ->
     type=float,
     help="Refuse a plan older than this many hours (default 24, or the job's).",
 )
-def apply(plan_file: Path, log_format: str, **flags: Any) -> ExitCode:
-    """Send exactly the changes of a reviewed plan (from `pcxbatch preview`).
+def apply(plan_file: Path, log_format: str, summary: bool, **flags: Any) -> ExitCode:
+    """Send exactly the changes of a reviewed plan (from `pcxbatch preview`), once.
 
-    Only the plan's will_change rows are sent. The plan is refused if it was altered, if its
-    input file changed, if it is too old, or (when the job requires a second person) if you
-    previewed it yourself. Writes undo.csv beside the report: `pcxbatch run undo.csv` puts the
-    changed users back.
+    Only the plan's will_change rows are sent, and only to the API the plan was previewed
+    against. The plan is refused if it was altered, if its input file changed, if it is too
+    old, if it was applied before (a stopped apply of it is resumed instead), or (when the job
+    requires a second person) if you previewed it yourself. Writes undo.csv beside the report:
+    `pcxbatch run undo.csv` puts the changed users back.
     """
     from pcxbatch.config import job_from_dict
     from pcxbatch.plan import load_plan
@@ -208,7 +251,8 @@ def apply(plan_file: Path, log_format: str, **flags: Any) -> ExitCode:
 
 def _send(start: Callable[[RunContext], RunResult], log_format: str, job: Job) -> ExitCode:
     """Shared by run/resume/apply: credentials, the confirmation rule, the UI, the summary."""
-    from pcxbatch.cli.ui import JsonUI, TerminalUI, print_result, warn
+    from pcxbatch.cli.summaries import print_result
+    from pcxbatch.cli.ui import JsonUI, TerminalUI, warn
     from pcxbatch.context import RunContext
 
     # The built-in sandbox brings its own key; a real credential is never sent to it.
@@ -238,14 +282,15 @@ def _send(start: Callable[[RunContext], RunResult], log_format: str, job: Job) -
 @click.option(
     "--show", type=int, default=20, show_default=True, help="How many problem rows to list."
 )
+@log_format_option
 @debug_option
-def validate(target: Path, show: int, **flags: Any) -> ExitCode:
+def validate(target: Path, show: int, log_format: str, summary: bool, **flags: Any) -> ExitCode:
     """Read and check a job's input (or a file) without touching the network.
 
     Exit code 0 when every row is usable, 1 when some rows are invalid or duplicate, 2 when the
     file cannot be used at all.
     """
-    from pcxbatch.cli.ui import print_validation
+    from pcxbatch.cli.summaries import print_validation
     from pcxbatch.runner import check_table, read_input
 
     job = load_job(target, overrides(flags))

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from pcxbatch.rules import HIDDEN_ROW_CHOICES
+
 if TYPE_CHECKING:
     from pcxbatch.config import Job
     from pcxbatch.credentials import Credentials
@@ -38,12 +40,37 @@ def safe(text: str) -> str:
 
 
 def _enable_debug(_ctx: click.Context, _param: click.Parameter, value: bool) -> None:
-    if value and not logging.getLogger().handlers:
+    """``--debug``: DEBUG lines on stderr, each with every credential-shaped text redacted.
+
+    httpx and httpcore stay at INFO: at DEBUG httpcore prints raw headers, and a server that
+    reflects the key or JWT in one (``WWW-Authenticate``, say) would put it on stderr; the
+    client logs each attempt (method, path, status, time) instead.
+    """
+    if not value:
+        return
+    if not logging.getLogger().handlers:
         logging.basicConfig(
             level=logging.DEBUG,
             stream=sys.stderr,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
+    logging.getLogger().setLevel(logging.DEBUG)  # json mode installed its handler already
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.INFO)
+    # The environment's secrets by value, and anything shaped like a PCX key or a JWT (a key
+    # from a credentials file included): no line on stderr carries one.
+    known = [v for n in ("PCX_API_KEY", "PCX_JWT") if len(v := os.environ.get(n, "").strip()) > 7]
+    shapes = re.compile(r"(pcx_[A-Za-z0-9-]{1,40}_)[^\s'\"]+|eyJ[\w-]*\.[\w-]+\.[\w-]+")
+
+    def redact(record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        for secret in known:
+            text = text.replace(secret, "[redacted]")
+        record.msg, record.args = shapes.sub(lambda m: (m[1] or "") + "[redacted]", text), None
+        return True
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(redact)
 
 
 #: ``--debug`` is accepted before and after the command name.
@@ -75,7 +102,17 @@ job_options = _apply(
             type=click.Path(path_type=Path),
             help="Input file (overrides the job's input).",
         ),
-        click.option("--sheet", help="Worksheet name (or 0-based number) of an XLSX input."),
+        click.option(
+            "--sheet",
+            help="Worksheet of an XLSX input: its name, or a 0-based number when no sheet has"
+            " that name.",
+        ),
+        click.option(
+            "--hidden-rows",
+            type=click.Choice(HIDDEN_ROW_CHOICES),
+            help="Rows hidden by hand or by a filter: refuse the file (default), skip them"
+            " (never sent), or include them.",
+        ),
         click.option(
             "--action",
             type=click.Choice(["deactivate", "set_status"]),
@@ -103,12 +140,47 @@ insecure_option = click.option(
     "unencrypted). Never for production.",
 )
 
-log_format_option = click.option(
-    "--log-format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="json: one JSON object per event on stderr, for log collectors.",
+log_format_option = _apply(
+    [
+        click.option(
+            "--log-format",
+            type=click.Choice(["text", "json"]),
+            default="text",
+            show_default=True,
+            help="json: every line on stderr is one JSON object (events, warnings, errors), "
+            "for log collectors; nothing goes to stdout unless --summary.",
+        ),
+        click.option(
+            "--summary",
+            is_flag=True,
+            help="With --log-format json: print the closing summary on stdout as well.",
+        ),
+    ]
+)
+
+#: Pacing a resume may change; where it sends may not (beyond PCX's two names for one API).
+resume_options = _apply(
+    [
+        click.option(
+            "--base-url",
+            help="Only PCX's other documented name for the same API "
+            "(prod-api.pcxpay.com <-> api.pcxpay.com); a resume never changes its target.",
+        ),
+        click.option("--rate", type=float, help="Requests per second at most (the API's limit)."),
+        click.option(
+            "--burst", type=int, help="Requests that may go out back to back (default 1)."
+        ),
+        click.option("--concurrency", type=int, help="Requests in flight at most."),
+        click.option(
+            "--yes",
+            "-y",
+            is_flag=True,
+            default=None,
+            help="Do not ask for confirmation (needed for unattended runs).",
+        ),
+        log_format_option,
+        debug_option,
+    ]
 )
 
 send_options = _apply(
@@ -152,8 +224,6 @@ def overrides(flags: dict[str, Any]) -> dict[str, Any]:
         key = renamed.get(key, key)
         if key in ("input", "report_dir", "credentials_file"):
             value = Path(value).absolute()
-        if key == "sheet" and isinstance(value, str) and value.isdigit():
-            value = int(value)
         found[key] = value
     if "base_url" not in found and os.environ.get("PCX_BASE_URL"):
         found["base_url"] = os.environ["PCX_BASE_URL"]

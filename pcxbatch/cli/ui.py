@@ -1,23 +1,22 @@
 """How a run looks on the terminal: the plan, live progress, stop notices, the closing summary.
 
 In: what the runner hands a :class:`~pcxbatch.context.RunUI` (a confirmation, row results,
-stop reasons) and the results it returns. Out: lines on stdout (the summary, whose last line
-names the report folder) and stderr (progress, warnings, JSON events).
+stop reasons, unfinished runs) and the results it returns. Out: lines on stdout (the summary,
+whose last line names the report folder) and stderr (progress, warnings), or with
+``--log-format json`` JSON events on stderr and nothing on stdout unless asked
+(:mod:`~pcxbatch.cli.output` carries the words; no write failure ever stops a run).
 
-rich draws progress bars and tables on a terminal and stays plain (no colours, timestamped
-lines) when output goes to a file or a cron mail. Every text that came from outside (a file
-name, a cell, a server message) goes through :func:`~pcxbatch.cli.options.safe` first.
+``summaries`` prints what each command says when it ends. rich draws progress bars on a
+terminal and stays plain (no colours, timestamped lines) when output goes to a file or a cron
+mail. Every text that came from outside (a file name, a cell, a server message) goes through
+:func:`~pcxbatch.cli.options.safe` first.
 """
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 from collections import Counter
-from collections.abc import Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -30,33 +29,30 @@ from rich.progress import (
     TextColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table as RichTable
-from rich.text import Text
 
+from pcxbatch.cli import output
 from pcxbatch.cli.options import safe
+from pcxbatch.cli.summaries import describe_age, plan_lines, say, unfinished_lines
 from pcxbatch.model import Outcome, RowResult
 
 if TYPE_CHECKING:
-    from pcxbatch.config import Job
-    from pcxbatch.context import Confirmation, PreviewResult, RunResult
+    from collections.abc import Sequence
 
-#: Outcomes in the order a person reads them.
-OUTCOME_ORDER = [o.value for o in Outcome]
+    from pcxbatch.context import Confirmation, PlanFacts, RunResult
+    from pcxbatch.runfolder import UnfinishedRun
+
 #: Plain progress lines (logs, cron mail) come at most this often.
 LINE_EVERY = 5.0
 
-out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def say(line: str) -> None:
-    """One plain line on stdout (never read as rich markup)."""
-    out.print(line, markup=False)
-
-
 def warn(line: str) -> None:
-    """One plain line on stderr."""
-    err.print(line, markup=False)
+    """One plain line on stderr (a ``warning`` event in json mode)."""
+    if output.state.json:
+        output.emit("warning", message=line)
+    else:
+        err.print(line, markup=False)
 
 
 def _stamp() -> str:
@@ -89,6 +85,8 @@ class TerminalUI:
         if plan.dry_run:
             say(f"dry run: would send {sending}; {decided or 'no other rows'}")
             return True
+        for line in plan_lines(plan.plan) if plan.plan else []:
+            say(line)
         say(f"to send: {sending} -> {safe(plan.target)}")
         if decided:
             say(f"not sent: {decided}")
@@ -97,11 +95,12 @@ class TerminalUI:
             return True
         total = sum(plan.to_send.values())
         try:
-            return click.confirm(
-                f"Send {total} change(s) from {safe(plan.job.input.name)}{sheet} to"
-                f" {safe(plan.target)}?",
-                default=False,
-            )
+            with output.speaking():
+                return click.confirm(
+                    f"Send {total} change(s) from {safe(plan.job.input.name)}{sheet} to"
+                    f" {safe(plan.target)}?",
+                    default=False,
+                )
         except click.exceptions.Abort:  # Ctrl-C or end of input at the prompt: a no
             click.echo()
             return False
@@ -128,6 +127,7 @@ class TerminalUI:
 
     def result(self, result: RowResult) -> None:
         """One row done: update the counts and the progress display."""
+        output.state.answered = True
         self._count(result)
         if self._progress is not None and self._task is not None:
             done = sum(self._counts.values())
@@ -142,12 +142,23 @@ class TerminalUI:
         console = self._progress.console if self._progress else err
         console.print(f"stopping: {safe(reason)}", markup=False)
 
-    def resuming(self, run_dir: Path, remaining: int) -> None:
+    def notice(self, text: str) -> None:
+        """Something to know while the run goes on (a wait the API asked for, say)."""
+        console = self._progress.console if self._progress else err
+        console.print(f"note: {safe(text)}", markup=False)
+
+    def resuming(self, run: UnfinishedRun) -> None:
         """Say that an unfinished run is being finished rather than a new one started."""
         say(
-            f"resuming the unfinished run {run_dir}: {remaining} row(s) left"
-            " (--fresh starts a new run instead)"
+            f"resuming the unfinished run {run.path}, started {run.started}"
+            f" ({describe_age(run.age_seconds)} ago): {run.remaining} row(s) left"
         )
+
+    def left_unfinished(self, runs: Sequence[UnfinishedRun]) -> None:
+        """Say which older runs stay unfinished (repeated at the end, by print_result)."""
+        for run in runs:
+            for line in unfinished_lines(run):
+                say(line)
 
     def listing(self, pages: int, listed: int, found: int) -> None:
         """A preview's listing goes on (not shown during a run)."""
@@ -193,7 +204,7 @@ class JsonUI(TerminalUI):
     """One JSON object per event on stderr (``--log-format json``), for log collectors.
 
     Events: ``run_planned``, ``run_resumed``, ``run_started``, ``row_retried``, ``row_failed``,
-    ``row_not_found``,
+    ``row_not_found``, ``notice``,
     ``run_stopping``, ``progress`` (at most every 5 s) and ``run_finished``. Credentials appear
     only as their safe description; row events carry the row number, not the row's cells.
     """
@@ -212,11 +223,19 @@ class JsonUI(TerminalUI):
             dry_run=plan.dry_run,
             to_send=plan.to_send,
             counts={k: v for k, v in plan.counts.items() if v},
+            **_plan_fields(plan.plan),
         )
-        return super().planned(plan) if self._ask else True
+        if not self._ask:
+            return True
+        with output.speaking():
+            return super().planned(plan)
 
-    def resuming(self, run_dir: Path, remaining: int) -> None:
-        self._emit("run_resumed", run_dir=str(run_dir), remaining=remaining)
+    def resuming(self, run: UnfinishedRun) -> None:
+        self._emit("run_resumed", **_run_fields(run))
+
+    def left_unfinished(self, runs: Sequence[UnfinishedRun]) -> None:
+        for run in runs:
+            self._emit("unfinished_run", **_run_fields(run))
 
     def started(self, total: int) -> None:
         self._total = total
@@ -224,6 +243,7 @@ class JsonUI(TerminalUI):
         self._emit("run_started", rows=total)
 
     def result(self, result: RowResult) -> None:
+        output.state.answered = True
         self._count(result)
         if result.attempts > 1:
             self._emit(
@@ -256,6 +276,9 @@ class JsonUI(TerminalUI):
     def stopping(self, reason: str) -> None:
         self._emit("run_stopping", reason=reason)
 
+    def notice(self, text: str) -> None:
+        self._emit("notice", message=text)
+
     def finished(self, result: RunResult) -> None:
         self._emit(
             "run_finished",
@@ -265,6 +288,8 @@ class JsonUI(TerminalUI):
             stopped=result.stopped,
             retries=self._retries,
             throttled=self._throttled,
+            unfinished_runs=[str(u.path) for u in result.unfinished],
+            note=result.note,
         )
 
     def close(self) -> None:
@@ -272,97 +297,48 @@ class JsonUI(TerminalUI):
 
     @staticmethod
     def _emit(event: str, **fields: Any) -> None:
-        record = {"ts": datetime.now(UTC).isoformat(timespec="milliseconds"), "event": event}
-        record.update(fields)
-        sys.stderr.write(json.dumps(record, ensure_ascii=True) + "\n")
-        sys.stderr.flush()
+        output.emit(event, **fields)
+
+
+def _run_fields(run: UnfinishedRun) -> dict[str, Any]:
+    return {
+        "run_dir": str(run.path),
+        "kind": run.kind,
+        "started": run.started,
+        "age_seconds": round(run.age_seconds),
+        "remaining": run.remaining,
+        "resume": f"pcxbatch resume {run.path}",
+        "abandon": f"pcxbatch abandon {run.path}",
+    }
+
+
+def _plan_fields(plan: PlanFacts | None) -> dict[str, Any]:
+    if plan is None:
+        return {}
+    return {
+        "plan_hash": plan.plan_hash,
+        "previewed_by": plan.previewed_by,
+        "previewed_at": plan.previewed_at,
+        "previewed_against": plan.previewed_against,
+        "transitions": [{"from": a, "to": b, "rows": n} for a, b, n in plan.transitions],
+    }
 
 
 class PreviewUI(TerminalUI):
-    """A preview's terminal: a line every few seconds while a big tenant is listed."""
+    """A preview's terminal: a line (or a ``preview_listing`` event) every few seconds while a
+    big tenant is listed."""
 
     def __init__(self) -> None:
         super().__init__(ask=False)
         self._last_listing = time.monotonic()
 
     def listing(self, pages: int, listed: int, found: int) -> None:
-        if time.monotonic() - self._last_listing >= LINE_EVERY:
-            self._last_listing = time.monotonic()
+        if time.monotonic() - self._last_listing < LINE_EVERY:
+            return
+        self._last_listing = time.monotonic()
+        if output.state.json:
+            output.emit("preview_listing", pages=pages, listed=listed, found=found)
+        else:
             warn(
                 f"{_stamp()} listed {listed} users in {pages} page(s); found {found} of the file's"
             )
-
-
-def print_result(result: RunResult) -> None:
-    """The closing summary of a run; the last line names the report folder (when there is one)."""
-    table = _table("outcome", "rows")
-    for outcome in OUTCOME_ORDER:
-        if result.counts.get(outcome):
-            table.add_row(outcome, str(result.counts[outcome]))
-    out.print(table)
-    if result.problems:
-        out.print()
-        problem_table([(p.row, p.outcome.value, p.message) for p in result.problems])
-        hidden = sum(
-            result.counts.get(o, 0) for o in ("failed", "invalid", "duplicate", "not_found")
-        )
-        if hidden > len(result.problems):
-            say(f"... {hidden - len(result.problems)} more in the report")
-    if result.stopped:
-        say(f"stopped: {safe(result.stopped)}")
-    if result.run_dir and result.counts.get(Outcome.NOT_ATTEMPTED.value):
-        say(f"to finish this run: pcxbatch resume {result.run_dir}")
-    say(f"exit code {int(result.exit_code)}")
-    if result.run_dir:
-        say(f"report: {result.run_dir}")
-
-
-def print_preview(job: Job, result: PreviewResult) -> None:
-    """What a preview found: counts per class, the transitions, the first problem rows."""
-    say(f"preview of {safe(str(job.input))} against {safe(result.target)}")
-    table = _table("rows", "count")
-    for kind, n in result.counts.items():
-        table.add_row(kind, str(n))
-    out.print(table)
-    for before, after, n in result.transitions:
-        say(f"  {n} user(s) go from {safe(before)} to {safe(after)}")
-    if result.problems:
-        out.print()
-        problem_table(result.problems)
-    say(f"plan: {result.plan_path}  (sha256 {result.plan_hash[:16]}…)")
-    say(f"apply it with: pcxbatch apply {result.plan_path}")
-    say(f"report: {result.run_dir}")
-
-
-def print_validation(
-    source: str, sheet: str | None, counts: Mapping[str, int], problems: list[tuple[int, str, str]]
-) -> None:
-    """What ``validate`` found: rows per class, then the first problem rows."""
-    where = f", sheet {safe(sheet)!r}" if sheet else ""
-    say(f"{source}{where}: {sum(counts.values())} data rows")
-    summary = _table("rows", "count")
-    for key, n in sorted(counts.items()):
-        summary.add_row(key, str(n))
-    out.print(summary)
-    if problems:
-        out.print()
-        problem_table(problems)
-        hidden = counts.get("invalid", 0) + counts.get("duplicate", 0) - len(problems)
-        if hidden > 0:
-            say(f"... and {hidden} more (use --show N to list more)")
-
-
-def problem_table(problems: list[tuple[int, str, str]]) -> None:
-    """Rows a person must look at: row number, outcome, why."""
-    table = _table("row", "outcome", "why")
-    for row, outcome, message in problems:
-        # Text(): a cell from the file must never be read as rich markup.
-        table.add_row(str(row), outcome, Text(safe(message)))
-    out.print(table)
-
-
-def _table(*columns: str) -> RichTable:
-    table = RichTable(show_header=True, header_style="bold", box=None)
-    for name in columns:
-        table.add_column(name, justify="right" if name in ("row", "count", "rows") else "left")
-    return table

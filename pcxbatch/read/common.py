@@ -37,7 +37,9 @@ class Table:
 
     ``sheet`` is the sheet's name for workbooks and ``None`` for text files; ``header_row`` is the
     spreadsheet row number of the header. ``encoding`` and ``separator`` say how a text file was
-    read (``None`` for workbooks). Iterating ``rows`` may raise ``InputError``.
+    read (``None`` for workbooks). ``skipped_rows`` are the numbers, in order, of the hidden rows
+    with data that ``hidden_rows="skip"`` left out of ``rows``. Iterating ``rows`` may raise
+    ``InputError``.
     """
 
     path: Path
@@ -47,6 +49,7 @@ class Table:
     rows: Iterator[SourceRow]
     encoding: str | None = None
     separator: str | None = None
+    skipped_rows: tuple[int, ...] = ()
 
 
 def unique_names(raw: Sequence[str]) -> tuple[str, ...]:

@@ -2,15 +2,15 @@
 openpyxl: standard library only.
 
 In: the path of a file named ``.xlsx``/``.xlsm`` (and, for a sheet, its name and its zip member).
-Out: what the package really is and how large it unpacks (:func:`package_size`), which zip member
-holds a sheet (:func:`sheet_part`), whether that sheet has formulas and which cells it merges
-(:func:`scan_sheet`, :func:`merges_in_table`), and where its formula cells are
-(:func:`formula_cells`).
+Out: what the package really is and how large each of its parts unpacks (:func:`package_parts`),
+which zip member holds a sheet (:func:`sheet_part`), whether that sheet has formulas, which cells
+it merges and which of its rows are hidden (:func:`scan_sheet`, :func:`merges_in_table`), and
+where its formula cells are (:func:`formula_cells`).
 
 Why not leave it all to openpyxl: it would unpack a zip bomb before noticing, it gives a cell's
 formula or its cached value but never both (so finding formulas through it means reading the
-sheet twice), and its read-only mode does not report merged cells at all. The XML is parsed by
-expat with document type declarations refused, so no entity can expand.
+sheet twice), and its read-only mode reports neither merged cells nor hidden rows. The XML is
+parsed by expat with document type declarations refused, so no entity can expand.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import posixpath
 import re
 import zipfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from xml.parsers import expat
 
@@ -36,21 +37,33 @@ _MERGE_REF = re.compile(
     rb"(?::[A-Za-z]{1,3}[0-9]{1,7})?)[\"']"
 )
 _CELL_RANGE = re.compile(r"([A-Z]{1,3})([0-9]+)(?::([A-Z]{1,3})([0-9]+))?")
+# A hidden row's start tag: hidden="1" (Excel, also for the rows a filter hides) or "true"
+# (LibreOffice), or a height of zero, which shows nothing either. Group 1: its attributes.
+_HIDDEN_ROW = re.compile(
+    rb"<(?:[A-Za-z_][\w.\-]*:)?row(?=[\s/>])([^>]*?(?<![\w:.\-])"
+    rb"(?:hidden\s*=\s*[\"']\s*(?:1|(?i:true))\s*[\"']"
+    rb"|ht\s*=\s*[\"']\s*\+?(?:0+\.?0*|\.0+)(?:[eE][+-]?[0-9]+)?\s*[\"'])[^>]*)>"
+)
+_ROW_NUMBER = re.compile(rb"(?<![\w:.\-])r\s*=\s*[\"']\s*([0-9]{1,10})\s*[\"']")
+# How much of a block is scanned again with the next: longer than any real tag, so that a tag cut
+# by the end of a block is found whole in the next.
+_OVERLAP = 1024
 
 
 # --- what the package is -----------------------------------------------------------------------
 
 
-def package_size(path: Path) -> int:
-    """The total unpacked size of the workbook's parts, once the file is known to be an Excel
-    workbook: a file that only pretends to be one raises ``InputError`` saying what it really
-    is, and so does a damaged one."""
+def package_parts(path: Path) -> list[tuple[str, int]]:
+    """Each part of the workbook with the size it unpacks to, as the zip's central directory
+    says (nothing is unpacked: zipfile never unpacks a part past that size), once the file is
+    known to be an Excel workbook: a file that only pretends to be one raises ``InputError``
+    saying what it really is, and so does a damaged one."""
     try:
         _check_head(path)
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
             _check_members(path, archive, {info.filename for info in infos})
-            return sum(info.file_size for info in infos)
+            return [(info.filename, info.file_size) for info in infos]
     except InputError:
         raise
     except Exception as exc:  # zipfile, zlib and the OS meet damaged files in many ways
@@ -79,7 +92,7 @@ def _check_head(path: Path) -> None:
 
 def _check_members(path: Path, archive: zipfile.ZipFile, members: set[str]) -> None:
     """Refuse a zip whose members show another kind of file: OpenDocument, Numbers, Word, ..."""
-    if "mimetype" in members and archive.read("mimetype").startswith(
+    if "mimetype" in members and _head_of(archive, "mimetype").startswith(
         b"application/vnd.oasis.opendocument"
     ):
         raise InputError(
@@ -98,6 +111,12 @@ def _check_members(path: Path, archive: zipfile.ZipFile, members: set[str]) -> N
         raise InputError(
             f"{path}: is a binary Excel workbook (.xlsb) with an .xlsx name; {SAVE_AS}"
         )
+
+
+def _head_of(archive: zipfile.ZipFile, member: str) -> bytes:
+    """The first bytes of a part, unpacking no more of it, whatever size it claims."""
+    with archive.open(member) as source:
+        return source.read(64)
 
 
 def _office_kind(members: set[str]) -> str:
@@ -195,13 +214,28 @@ def _xml_elements(data: bytes) -> list[tuple[str, dict[str, str]]]:
 # --- what a sheet holds ------------------------------------------------------------------------
 
 
-def scan_sheet(path: Path, part: str | None) -> tuple[bool, list[str]]:
-    """One quick pass over the sheet's XML: whether it has formulas, and its merged ranges
-    (``"B2:B5"``). Merges are listed after the cells, so the pass reads the whole part."""
-    if part is None:
-        return True, []  # cannot tell; openpyxl finds the formulas (merges stay unknown)
-    formulas = False
+@dataclass(frozen=True)
+class SheetScan:
+    """What one quick pass over a sheet's XML found.
+
+    ``formulas``: whether the sheet may have formulas. ``merged``: its merged ranges
+    (``"B2:B5"``). ``hidden``: the numbers, in sheet order, of its hidden rows (those written
+    without cells may be left out: they are blank), or ``None`` when the pass could not tell.
+    """
+
+    formulas: bool
+    merged: tuple[str, ...]
+    hidden: tuple[int, ...] | None
+
+
+def scan_sheet(path: Path, part: str | None) -> SheetScan:
+    """One quick pass over the sheet's XML, by regular expressions rather than a parser: merges
+    are listed after the cells, so the pass reads the whole part."""
+    if part is None:  # cannot tell; openpyxl finds the formulas (merges, hidden rows stay unknown)
+        return SheetScan(True, (), None)
+    formulas = unnumbered = False
     merged: dict[str, None] = {}  # ordered and unique: a match in the overlap is found twice
+    hidden: dict[int, None] = {}
     try:
         with zipfile.ZipFile(path) as archive, archive.open(part) as source:
             tail = b""
@@ -211,13 +245,67 @@ def scan_sheet(path: Path, part: str | None) -> tuple[bool, list[str]]:
                 if b"mergeCell" in text:  # a plain search first: most blocks have none
                     for match in _MERGE_REF.finditer(text):
                         merged[match.group(1).decode("ascii").upper()] = None
-                tail = block[-256:]
+                if b"hidden" in text or b"ht=" in text:  # most blocks hide no row
+                    unnumbered = not _hidden_rows(text, hidden) or unnumbered
+                tail = block[-_OVERLAP:]
+            rows = _hidden_rows_counted(archive, part) if unnumbered else tuple(hidden)
     except Exception:
-        return True, list(merged)  # cannot tell; the full pass will find out (or the damage)
-    return formulas, list(merged)
+        # Cannot tell; the full pass will find out (or the damage).
+        return SheetScan(True, tuple(merged), None)
+    return SheetScan(formulas, tuple(merged), rows)
 
 
-def merges_in_table(merged: list[str], header_row: int, width: int) -> list[str]:
+def _hidden_rows(text: bytes, found: dict[int, None]) -> bool:
+    """Add to ``found`` the numbers of the hidden rows in ``text`` that hold cells; ``False`` when
+    one of them carries no number (``r``), so that the rows must be counted instead."""
+    numbered = True
+    for match in _HIDDEN_ROW.finditer(text):
+        attributes = match.group(1)
+        if attributes.rstrip().endswith(b"/") or text.startswith(b"</", match.end()):
+            continue  # <row .../> or <row ...></row>: a row without cells
+        number = _ROW_NUMBER.search(attributes)
+        if number is None:
+            numbered = False
+        else:
+            found[int(number.group(1))] = None
+    return numbered
+
+
+def _hidden_rows_counted(archive: zipfile.ZipFile, part: str) -> tuple[int, ...]:
+    """The numbers of the sheet's hidden rows found by parsing it, a row without a number being
+    the one after the row before, as openpyxl counts them: slower, for the rare sheet whose
+    rows carry no numbers."""
+    found: list[int] = []
+    row = 0
+
+    def start(name: str, attributes: dict[str, str]) -> None:
+        nonlocal row
+        if name[name.rfind("}") + 1 :] == "row":
+            number = attributes.get("r")
+            row = int(number) if number is not None else row + 1
+            if _is_hidden(attributes):
+                found.append(row)
+
+    parser = _xml_parser()
+    parser.StartElementHandler = start
+    with archive.open(part) as source:
+        while block := source.read(BLOCK):
+            parser.Parse(block, False)
+        parser.Parse(b"", True)
+    return tuple(dict.fromkeys(found))
+
+
+def _is_hidden(attributes: dict[str, str]) -> bool:
+    """Whether a parsed row's attributes hide it: ``hidden`` true, or a height of zero."""
+    if attributes.get("hidden", "").strip().lower() in ("1", "true"):
+        return True
+    try:
+        return float(attributes.get("ht", "")) == 0
+    except ValueError:
+        return False
+
+
+def merges_in_table(merged: tuple[str, ...], header_row: int, width: int) -> list[str]:
     """The merged ranges that cover a data row (below ``header_row``) in one of the table's
     ``width`` columns; a range that cannot be read counts as inside."""
     return [ref for ref in merged if _merge_in_table(ref, header_row, width)]

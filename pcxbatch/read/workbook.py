@@ -1,14 +1,15 @@
 """Read a workbook (``.xlsx``, ``.xlsm``) for :mod:`pcxbatch.read` through openpyxl's streaming
 read-only mode: the only module that uses openpyxl for reading.
 
-In: the path of a workbook whose package :func:`pcxbatch.read.ooxml.package_size` has already
-checked, and a sheet name or 0-based index (or ``None``). Out: a
+In: the path of a workbook whose package :func:`pcxbatch.read.ooxml.package_parts` has already
+checked, a sheet name or 0-based index (or ``None``), and what to do with hidden rows. Out: a
 :class:`~pcxbatch.read.common.Table` whose rows are read lazily, one openpyxl row at a time, each
 cell as text with a :class:`~pcxbatch.model.CellNote` where the text is not what the cell held
-(a formula, a number). Which sheet is read, what a cell's text is and when merged cells refuse
-the file is the package's contract (:mod:`pcxbatch.read`). Anything openpyxl, zipfile or expat
-raise on a damaged file becomes an :class:`~pcxbatch.errors.InputError` naming the file (and the
-row, once rows are read); the workbooks are closed when the rows are done or the read fails.
+(a formula, a number). Which sheet is read, what a cell's text is, and when merged cells or
+hidden rows refuse the file is the package's contract (:mod:`pcxbatch.read`). Anything openpyxl,
+zipfile or expat raise on a damaged file becomes an :class:`~pcxbatch.errors.InputError` naming
+the file (and the row, once rows are read); the workbooks are closed when the rows are done or
+the read fails.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import warnings
 from collections.abc import Generator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,30 +40,56 @@ warnings.filterwarnings("ignore", category=UserWarning, module=r"openpyxl(\..*)?
 _RawRow = tuple[int, list[str], dict[int, CellNote]]
 
 
-def read_workbook(path: Path, sheet: str | int | None) -> Table:
+def read_workbook(path: Path, sheet: str | int | None, hidden_rows: str) -> Table:
     """Open workbook ``path``, pick its sheet and read its header; the rows are read as
-    ``Table.rows`` is iterated. Raises ``InputError`` for a workbook that cannot be used."""
+    ``Table.rows`` is iterated. ``hidden_rows`` is one of
+    :data:`~pcxbatch.read.common.HIDDEN_ROW_CHOICES`. Raises ``InputError`` for a workbook that
+    cannot be used."""
     books: list[Any] = [_open_workbook(path, data_only=True)]
+    opened: _Sheet | None = None
     try:
         try:
-            title, merged, raw = _open_sheet(path, books, sheet)
-            header = _first_filled(raw)
+            opened = _open_sheet(path, books, sheet)
+            return _read_table(path, opened, hidden_rows)
         except InputError:
             raise
         except Exception as exc:
             raise damaged_workbook(path, exc) from exc
     except BaseException:  # an interrupt too: never leave the zip files open
+        if opened is not None:
+            opened.raw.close()  # and the one the formula scan holds
         _close(books)
         raise
+
+
+@dataclass(frozen=True)
+class _Sheet:
+    """The sheet being read: its title, openpyxl's sheet, what the XML scan found, its rows."""
+
+    title: str
+    values: Any
+    scan: ooxml.SheetScan
+    raw: Generator[_RawRow, None, None]
+
+
+def _read_table(path: Path, sheet: _Sheet, hidden_rows: str) -> Table:
+    """Read the sheet's header and check the table below it (merged cells, hidden rows)."""
+    header = _first_filled(sheet.raw)
     if header is None:
-        raise InputError(f"{path}: sheet '{title}' has no header row (the sheet is blank)")
+        raise InputError(f"{path}: sheet '{sheet.title}' has no header row (the sheet is blank)")
     header_number, header_cells = header
     width = len(header_cells)
     while not header_cells[width - 1]:
         width -= 1
-    _refuse_merges(path, title, raw, ooxml.merges_in_table(merged, header_number, width))
+    _refuse_merges(path, sheet, ooxml.merges_in_table(sheet.scan.merged, header_number, width))
+    skipped: tuple[int, ...] = ()
+    if hidden_rows != "include":
+        skipped = _hidden_data_rows(path, sheet, header_number, width)
+        if skipped and hidden_rows == "refuse":
+            _refuse_hidden(path, sheet, skipped)
     columns = unique_names(header_cells[:width])
-    return Table(path, title, columns, header_number, _workbook_data(raw, width))
+    rows = _workbook_data(sheet.raw, width, frozenset(skipped))
+    return Table(path, sheet.title, columns, header_number, rows, skipped_rows=skipped)
 
 
 def _open_workbook(path: Path, *, data_only: bool) -> Any:
@@ -74,11 +102,9 @@ def _open_workbook(path: Path, *, data_only: bool) -> Any:
         raise damaged_workbook(path, exc) from exc
 
 
-def _open_sheet(
-    path: Path, books: list[Any], sheet: str | int | None
-) -> tuple[str, list[str], Generator[_RawRow, None, None]]:
-    """The sheet to read (``books[0]`` is the workbook): its title, its merged ranges and a
-    generator of its rows, which closes ``books`` when done."""
+def _open_sheet(path: Path, books: list[Any], sheet: str | int | None) -> _Sheet:
+    """The sheet to read (``books[0]`` is the workbook), with a generator of its rows that
+    closes ``books`` when done."""
     book = books[0]
     names = list(book.sheetnames)
     states = {name: getattr(book[name], "sheet_state", "visible") for name in names}
@@ -86,48 +112,81 @@ def _open_sheet(
     sheet_obj = book[title]
     if not hasattr(sheet_obj, "iter_rows"):
         raise InputError(f"{path}: sheet '{title}' is a chart, not a table")
+    part = _sheet_part(path, title, sheet_obj)
+    scan = ooxml.scan_sheet(path, part)
+    formula_cells = _formula_cells(path, title, books, part, scan.formulas)
+    raw = _workbook_rows(path, title, books, sheet_obj, formula_cells)
+    return _Sheet(title, sheet_obj, scan, raw)
+
+
+def _sheet_part(path: Path, title: str, sheet_obj: Any) -> str | None:
+    """The zip member holding the sheet: as the package's relationships say, else where
+    openpyxl found it; ``None`` if neither can tell."""
     part = ooxml.sheet_part(path, title)
-    formulas, merged = ooxml.scan_sheet(path, part)
-    formula_cells = _formula_cells(path, title, books, part, formulas)
-    return title, merged, _workbook_rows(path, title, books, sheet_obj, formula_cells)
+    if part is None:
+        found = getattr(sheet_obj, "_worksheet_path", None)  # openpyxl's, read-only mode
+        part = found if isinstance(found, str) else None
+    return part
 
 
 def _pick_sheet(
     path: Path, names: list[str], states: dict[str, str], sheet: str | int | None
 ) -> str:
     """The sheet to read: named (hidden or not), else by position among the visible sheets,
-    else the first visible one."""
+    else the first visible one. Text that names no sheet but is all (ASCII) digits is a
+    position, so that a sheet named "2" is read for "2" even when it is not the third."""
     visible = [name for name in names if states.get(name, "visible") == "visible"]
-    hidden = [name for name in names if name not in visible]
-    listed = ", ".join(f"'{name}'" for name in visible) or "none visible"
-    if hidden:
-        listed += " (hidden: " + ", ".join(f"'{name}'" for name in hidden) + ")"
     if sheet is None:
-        if not names:
-            raise InputError(f"{path}: the workbook has no sheets")
-        if not visible:
-            raise InputError(
-                f"{path}: every sheet of the workbook is hidden ({listed}); name the one to read "
-                "(sheet: in the job, or --sheet)"
-            )
-        return visible[0]
+        return _first_visible(path, names, visible)
     if isinstance(sheet, int) and not isinstance(sheet, bool):
-        among = " among the visible sheets" if hidden else ""
-        if 0 <= sheet < len(visible):
-            return visible[sheet]
-        raise InputError(
-            f"{path}: has no sheet number {sheet} (numbered from 0{among}; "
-            f"it has {len(visible)}: {listed})"
-        )
-    wanted = str(sheet).strip()
-    if wanted in names:
-        return wanted
+        return _sheet_at(path, names, visible, sheet)
+    wanted = str(sheet)
+    for candidate in (wanted, wanted.strip()):
+        if candidate in names:
+            return candidate
+    wanted = wanted.strip()
     folded = [name for name in names if name.casefold() == wanted.casefold()]
     if len(folded) == 1:
         return folded[0]
-    if wanted.isdigit():  # "--sheet 1" arrives as text: a number no sheet is named is an index
-        return _pick_sheet(path, names, states, int(wanted))
-    raise InputError(f"{path}: has no sheet named '{wanted}'; its sheets are {listed}")
+    if wanted.isascii() and wanted.isdigit():
+        return _sheet_at(path, names, visible, int(wanted), named=wanted)
+    raise InputError(
+        f"{path}: has no sheet named '{wanted}'; its sheets are {_listed(names, visible)}"
+    )
+
+
+def _first_visible(path: Path, names: list[str], visible: list[str]) -> str:
+    if not names:
+        raise InputError(f"{path}: the workbook has no sheets")
+    if not visible:
+        raise InputError(
+            f"{path}: every sheet of the workbook is hidden ({_listed(names, visible)}); name the "
+            "one to read (sheet: in the job, or --sheet)"
+        )
+    return visible[0]
+
+
+def _sheet_at(
+    path: Path, names: list[str], visible: list[str], index: int, named: str | None = None
+) -> str:
+    """The visible sheet at 0-based position ``index`` (given as text ``named``, if it was)."""
+    if 0 <= index < len(visible):
+        return visible[index]
+    among = " among the visible sheets" if len(visible) < len(names) else ""
+    nor = f"no sheet named '{named}' and " if named is not None else ""
+    raise InputError(
+        f"{path}: has {nor}no sheet number {index} (numbered from 0{among}; "
+        f"it has {len(visible)}: {_listed(names, visible)})"
+    )
+
+
+def _listed(names: list[str], visible: list[str]) -> str:
+    """The sheets as a message lists them: the visible ones, then the hidden ones."""
+    listed = ", ".join(f"'{name}'" for name in visible) or "none visible"
+    hidden = [name for name in names if name not in visible]
+    if hidden:
+        listed += " (hidden: " + ", ".join(f"'{name}'" for name in hidden) + ")"
+    return listed
 
 
 def _first_filled(raw: Iterator[_RawRow]) -> tuple[int, list[str]] | None:
@@ -138,18 +197,61 @@ def _first_filled(raw: Iterator[_RawRow]) -> tuple[int, list[str]] | None:
     return None
 
 
-def _refuse_merges(
-    path: Path, title: str, raw: Generator[_RawRow, None, None], inside: list[str]
-) -> None:
-    """Refuse the sheet when merged ranges ``inside`` cover the table, closing its rows first."""
+def _refuse_merges(path: Path, sheet: _Sheet, inside: list[str]) -> None:
+    """Refuse the sheet when merged ranges ``inside`` cover the table."""
     if not inside:
         return
-    raw.close()  # closes the workbooks
     shown = ", ".join(inside[:3]) + (f" and {len(inside) - 3} more" if len(inside) > 3 else "")
     raise InputError(
-        f"{path}: sheet '{title}' has merged cells in the table ({shown}); a merged cell's "
-        "value belongs to its first cell only, so the rows beside it would be read as empty. "
-        "Unmerge them (Home > Merge & Center) and fill in every row"
+        f"{path}: sheet '{sheet.title}' has merged cells in the table ({shown}); a merged "
+        "cell's value belongs to its first cell only, so the rows beside it would be read as "
+        "empty. Unmerge them (Home > Merge & Center) and fill in every row"
+    )
+
+
+def _hidden_data_rows(path: Path, sheet: _Sheet, header_row: int, width: int) -> tuple[int, ...]:
+    """The hidden rows that are data rows: below the header, with text in the table's columns.
+
+    The XML scan found the hidden rows that hold cells; whether those cells hold text within the
+    table is read through openpyxl, from the first of them to the last only, so that the rows
+    are judged exactly as the data rows are.
+    """
+    hidden = sheet.scan.hidden
+    if hidden is None:
+        raise InputError(
+            f"{path}: cannot tell which rows of sheet '{sheet.title}' are hidden (the workbook "
+            "is damaged or laid out unusually); open it in Excel and save it again, or set "
+            "hidden_rows: include in the job (or --hidden-rows include) to read every row"
+        )
+    wanted = sorted({number for number in hidden if header_row < number <= _EXCEL_MAX_ROW})
+    if not wanted:
+        return ()
+    pending = set(wanted)
+    found: list[int] = []
+    rows = sheet.values.iter_rows(
+        min_row=wanted[0], max_row=wanted[-1], max_col=width, values_only=True
+    )
+    try:
+        for number, values in enumerate(rows, start=wanted[0]):
+            if number in pending and any(_row_texts(values)[0]):
+                found.append(number)
+    finally:
+        rows.close()
+    return tuple(found)
+
+
+def _refuse_hidden(path: Path, sheet: _Sheet, rows: tuple[int, ...]) -> None:
+    """Refuse the sheet for its hidden data rows ``rows``, naming the first few."""
+    many = len(rows) > 1
+    shown = ", ".join(str(number) for number in rows[:10])
+    if len(rows) > 10:
+        shown += f" and {len(rows) - 10} more"
+    raise InputError(
+        f"{path}: sheet '{sheet.title}' has {len(rows)} hidden row{'s' if many else ''} in the "
+        f"table (row{'s' if many else ''} {shown}), hidden by hand or by a filter, so whoever "
+        "reviewed the sheet did not see them. Show them and check them, or say what to do with "
+        "hidden rows: hidden_rows: skip in the job (or --hidden-rows skip) leaves them out, "
+        "hidden_rows: include reads them like the others"
     )
 
 
@@ -257,14 +359,16 @@ def _close(books: list[Any]) -> None:
 
 
 def _workbook_data(
-    raw: Iterator[tuple[int, list[str], dict[int, CellNote]]], width: int
+    raw: Iterator[tuple[int, list[str], dict[int, CellNote]]], width: int, skipped: frozenset[int]
 ) -> Iterator[SourceRow]:
+    """The data rows: every row below the header with text in the table's ``width`` columns,
+    except the ``skipped`` ones."""
     padding = [""] * width
     for number, cells, notes in raw:
         if len(cells) < width:
             cells = cells + padding[: width - len(cells)]
         values = tuple(cells[:width])
-        if not any(values):
+        if not any(values) or number in skipped:
             continue
         if notes and max(notes) >= width:
             notes = {index: note for index, note in notes.items() if index < width}

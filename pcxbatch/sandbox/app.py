@@ -4,6 +4,10 @@ In: ASGI ``http`` scopes (from uvicorn over a socket, or from httpx's ``ASGITran
 in-process). Out: a JSON response, or a dropped connection. A plain ASGI callable rather than a
 framework: three routes do not need one, and the sandbox must never be the bottleneck.
 
+Two misbehaviours live here, where the bytes are: ``trickle_ms`` sends an answer one byte at a
+time, and ``echo_credential`` reflects the request's credential in a ``WWW-Authenticate``
+header (what a careless server does, and what ``--debug`` must never print).
+
 Dropping a connection with no answer at all: ASGI has no message for it, so under uvicorn the app
 closes the connection's transport itself (reached through uvicorn's ``send``, whose owner holds
 it) and waits for the disconnect, so that uvicorn writes nothing either. Where no transport can be
@@ -78,9 +82,43 @@ class SandboxApp:
             (b"content-type", answer.content_type.encode("latin-1")),
             (b"content-length", str(len(payload)).encode()),
             *((k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers),
+            *self._echo(incoming),
         ]
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+        config = self._sandbox.config
+        if config.trickle_ms > 0 and (incoming.method == "PUT" or config.faults_on_list):
+            await _trickle(payload, config.trickle_ms / 1000, receive, send)
+            return
         await send({"type": "http.response.body", "body": payload})
+
+    def _echo(self, incoming: Incoming) -> list[tuple[bytes, bytes]]:
+        """The credential, reflected in a header, when the sandbox is told to be careless."""
+        if not self._sandbox.config.echo_credential:
+            return []
+        key, auth = incoming.headers.get("x-api-key"), incoming.headers.get("authorization")
+        shown = key if key not in (None, "NONE") else auth
+        value = f'Bearer realm="pcx-sandbox", error="invalid_token", credential="{shown}"'
+        return [(b"www-authenticate", value.encode("latin-1", "replace"))]
+
+
+async def _trickle(payload: bytes, delay: float, receive: Receive, send: Send) -> None:
+    """Send ``payload`` one byte every ``delay`` seconds, until done or the client has gone."""
+    gone = asyncio.ensure_future(_disconnect(receive))
+    try:
+        for at in range(len(payload)):
+            if (await asyncio.wait({gone}, timeout=delay))[0]:
+                return
+            more = at + 1 < len(payload)
+            await send(
+                {"type": "http.response.body", "body": payload[at : at + 1], "more_body": more}
+            )
+    finally:
+        gone.cancel()
+
+
+async def _disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 async def _drop(receive: Receive, send: Send) -> None:

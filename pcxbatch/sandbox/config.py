@@ -66,6 +66,11 @@ class SandboxConfig:
     showing the user as it was, nothing changed), ``html_rate`` (200 with a proxy's HTML page,
     nothing changed), ``applied_503_rate`` (applied, then 503), ``huge_rate`` (the answer padded
     far past any cap a client should hold).
+    Misbehaviours: ``gateway_missing_path`` (403 "Missing Authentication Token" for unknown
+    paths, as API Gateway answers), ``retry_after_seconds`` (the ``Retry-After`` of every 429;
+    with a tiny ``rate``, a spent quota), ``trickle_ms`` (answers to changes sent one byte at a
+    time; ``faults_on_list`` extends it to the list), ``repeat_page_key`` (paging that never
+    ends), ``echo_credential`` (the credential reflected in a response header).
     """
 
     # Not in a job: a job's sandbox runs in-process or on a free loopback port.
@@ -109,6 +114,29 @@ class SandboxConfig:
     )
     drop_rate: float = field(
         default=0.0, metadata=_option("Share of requests whose connection closes with no answer.")
+    )
+    # Gateway and server behaviours a client must survive (issue 11, 12).
+    gateway_missing_path: bool = field(
+        default=False,
+        metadata=_option(
+            "Answer unknown paths 403 Missing Authentication Token, as API Gateway does (else 404)."
+        ),
+    )
+    retry_after_seconds: int | None = field(
+        default=None,
+        metadata=_option("Retry-After of every 429, in seconds (86400: a daily quota spent)."),
+    )
+    trickle_ms: float = field(
+        default=0.0,
+        metadata=_option("Send each status change's answer one byte at a time, this far apart."),
+    )
+    repeat_page_key: bool = field(
+        default=False,
+        metadata=_option("GET /users/list answers every page with the first page's key."),
+    )
+    echo_credential: bool = field(
+        default=False,
+        metadata=_option("Reflect the request's credential in a WWW-Authenticate header."),
     )
     faults_on_list: bool = False
     deactivate_inactive: Literal[409, 200] = field(
@@ -165,8 +193,12 @@ class SandboxConfig:
             problems.append(f"rate: {self.rate} must be a positive number of requests per second")
         if self.burst is not None and self.burst < 1:
             problems.append(f"burst: {self.burst} must be 1 or more")
-        if not (math.isfinite(self.latency_ms) and self.latency_ms >= 0):
-            problems.append(f"latency_ms: {self.latency_ms} must be 0 or more")
+        for name in ("latency_ms", "trickle_ms"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                problems.append(f"{name}: {value} must be 0 or more")
+        if self.retry_after_seconds is not None and self.retry_after_seconds < 0:
+            problems.append(f"retry_after_seconds: {self.retry_after_seconds} must be 0 or more")
         jitter = self.latency_jitter_ms
         if jitter is not None and not (math.isfinite(jitter) and jitter >= 0):
             problems.append(f"latency_jitter_ms: {jitter} must be 0 or more")

@@ -181,6 +181,22 @@ def _behaviour_lines(config: SandboxConfig) -> list[str]:
     lines.append(
         f"  already inactive -> {config.deactivate_inactive}; same status -> {config.same_status}"
     )
+    lines.extend(f"  {line}" for line in _misbehaviour_lines(config))
+    return lines
+
+
+def _misbehaviour_lines(config: SandboxConfig) -> list[str]:
+    lines = []
+    if config.gateway_missing_path:
+        lines.append("unknown paths -> 403 Missing Authentication Token (API Gateway style)")
+    if config.retry_after_seconds is not None:
+        lines.append(f"every 429 says Retry-After: {config.retry_after_seconds}")
+    if config.trickle_ms:
+        lines.append(f"answers to changes trickle, one byte every {config.trickle_ms:g} ms")
+    if config.repeat_page_key:
+        lines.append("GET /users/list repeats its page key: paging never ends")
+    if config.echo_credential:
+        lines.append("the credential is reflected in a WWW-Authenticate header")
     return lines
 
 

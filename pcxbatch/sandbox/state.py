@@ -208,6 +208,8 @@ class Sandbox:
         """The gateway: route, authorizer (401, then 403 on role) and throttle (429). Returns the
         refusal, or ``None`` to let the request through."""
         if exchange.route == "not_found":
+            if self.config.gateway_missing_path:  # API Gateway, before any authorizer runs
+                return Answer(403, {"message": "Missing Authentication Token"})
             return _error(404, "Not Found")
         if exchange.route == "wrong_method":
             return _error(405, "Method Not Allowed")
@@ -351,7 +353,9 @@ class Sandbox:
         if wait <= 0:
             return None
         headers: tuple[tuple[str, str], ...] = ()
-        if self.config.retry_after:
+        if self.config.retry_after_seconds is not None:
+            headers = (("Retry-After", str(self.config.retry_after_seconds)),)
+        elif self.config.retry_after:
             headers = (("Retry-After", str(max(1, int(-(-wait // 1))))),)
         return dataclasses.replace(faults.gateway(429), headers=headers)
 
@@ -451,6 +455,8 @@ class Sandbox:
                 else:
                     more = True
         last_key = encode_key(page[-1]["user_id"]) if more and page else None
+        if self.config.repeat_page_key and page:  # a paging bug: the first key, for ever
+            last_key = params.get("last_evaluated_key") or encode_key(page[-1]["user_id"])
         return Answer(
             200, {"users": page, "count": len(page), "total": total, "last_evaluated_key": last_key}
         )

@@ -31,9 +31,19 @@ class Ran:
 
     @property
     def run_dir(self) -> Path:
-        last = [line for line in self.stdout.splitlines() if line.strip()][-1]
-        assert last.startswith("report: "), self.stdout
-        return Path(last.removeprefix("report: "))
+        """The report folder: the last stdout line, or (``--log-format json``, which leaves
+        stdout empty) the ``run_dir`` of the last event that names one."""
+        lines = [line for line in self.stdout.splitlines() if line.strip()]
+        if not lines:
+            named = [e for e in self.events() if e.get("run_dir") or e.get("report_dir")]
+            assert named, self.stderr
+            return Path(named[-1].get("run_dir") or named[-1]["report_dir"])
+        assert lines[-1].startswith("report: "), self.stdout
+        return Path(lines[-1].removeprefix("report: "))
+
+    def events(self) -> list[dict[str, Any]]:
+        """The JSON events on stderr (``--log-format json``): every line must be one."""
+        return [json.loads(line) for line in self.stderr.splitlines()]
 
     def results(self) -> list[dict[str, str]]:
         with (self.run_dir / "results.csv").open(encoding="utf-8-sig", newline="") as f:

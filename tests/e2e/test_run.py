@@ -114,32 +114,31 @@ def test_dry_run_sends_nothing(tmp_path: Path, sandbox_factory: Any) -> None:
     assert not [r for r in server.sandbox.requests if r.method == "PUT"]
 
 
-def test_a_refused_key_stops_the_run_with_exit_3(tmp_path: Path, sandbox_factory: Any) -> None:
+def test_a_refused_key_is_one_line_and_exit_2_before_any_change(
+    tmp_path: Path, sandbox_factory: Any
+) -> None:
     server = sandbox_factory(users=30, seed=2)
     ids = [[u["user_id"]] for u in seed_users(30, 2)]
     path = write_csv(tmp_path / "in.csv", ["user_id"], ids)
-    ran = pcxbatch(
-        "run",
-        path,
-        "--base-url",
-        server.base_url,
-        "--report-dir",
-        tmp_path,
-        "--action",
-        "deactivate",
-        "--updated-by",
-        "ops",
-        "--yes",
-        "--concurrency",
-        "1",
-        env={"PCX_API_KEY": "pcx_wrong_secretsecret"},
-    )
-    assert ran.code == 3
-    assert "401" in ran.stdout + ran.stderr
-    assert Counter(r["outcome"] for r in ran.results()) == {"not_attempted": 30}
+    args = ("run", path, "--base-url", server.base_url, "--report-dir", tmp_path / "out")
+    more = ("--action", "deactivate", "--updated-by", "ops", "--yes", "--concurrency", "1")
+    ran = pcxbatch(*args, *more, env={"PCX_API_KEY": "pcx_wrong_secretsecret"})
+    assert ran.code == 2, ran.stderr
+    assert "refused the credential (401" in ran.stderr and "Traceback" not in ran.stderr
     assert "secretsecret" not in ran.stdout + ran.stderr
-    # The read before sending meets the 401 first: no change is even attempted.
     assert not [r for r in server.sandbox.requests if r.method == "PUT"]
+    assert not (tmp_path / "out").exists() or not [
+        p for p in (tmp_path / "out").iterdir() if p.is_dir()
+    ]
+    # A key that may read but not change (403 on the PUT) stops the run mid-way: exit 3.
+    ran = pcxbatch(*args, *more, env={"PCX_API_KEY": server.readonly_api_key})
+    assert ran.code == 3
+    assert "stopped: the API credential is not allowed to do this (403)" in ran.stdout
+    # The read before sending finds the users already inactive: those are not sent.
+    already = sum(u["status"] == "inactive" for u in seed_users(30, 2))
+    expected = {"not_attempted": 30 - already, "unchanged": already}
+    assert Counter(r["outcome"] for r in ran.results()) == {k: v for k, v in expected.items() if v}
+    assert len([r for r in server.sandbox.requests if r.method == "PUT"]) == 1
 
 
 def test_unusable_input_is_one_line_and_exit_2(tmp_path: Path) -> None:

@@ -4,7 +4,8 @@ credentials file), under a wide-open umask. Neither secret may appear in stdout,
 report, the journal (its raw bytes) or any other file the run leaves; the terminal and the
 summary show the key by its non-secret prefix only.
 
-Not covered: debug logging, which pcxbatch does not have yet.
+``--debug`` against a server that echoes the credential in a response header is in
+``test_network.py``.
 """
 
 from __future__ import annotations
@@ -157,8 +158,12 @@ def test_no_command_leaks_a_credential_and_run_files_are_owner_only(
     ran["run, wrong key"] = run(
         "run", world["csv"], *common(world, good), "--fresh", env={"PCX_API_KEY": WRONG_KEY}
     )
+    readonly = {"PCX_API_KEY": good.readonly_api_key}  # may read, may not change: stops mid-run
+    # Without a read before sending: the rows earlier runs applied are sent, and meet the 403.
+    readonly_job = write_job(world, "readonly", good.base_url, read_before_send="never")
+    ran["run, read-only key"] = run("run", readonly_job, env=readonly)
     ran["resume"] = run(
-        "resume", ran["run, wrong key"].run_dir, "--log-format", "json", env=env_key
+        "resume", ran["run, read-only key"].run_dir, "--log-format", "json", env=env_key
     )
     failing_job = write_job(world, "failing", failing.base_url, max_attempts=1)
     ran["server errors"] = run("run", failing_job, env=env_key)
@@ -192,12 +197,14 @@ def test_no_command_leaks_a_credential_and_run_files_are_owner_only(
     assert ran["debug logging, JWT"].code == 1
     assert "DEBUG" in ran["debug logging, JWT"].stderr
     assert ran["preview, debug logging"].code == 1, ran["preview, debug logging"].stderr
-    assert ran["run, wrong key"].code == 3
-    assert ran["resume"].code == 1, ran["resume"].stderr
+    assert ran["run, wrong key"].code == 2  # refused at the preflight read: nothing sent
+    assert ran["run, read-only key"].code == 3
+    # Its job never reads: a 200 cannot tell "changed" from "already so", unconfirmed: exit 5.
+    assert ran["resume"].code == 5, ran["resume"].stderr
     assert ran["server errors"].code == 5, ran["server errors"].stderr
     assert ran["retry failed"].code == 0, ran["retry failed"].stderr
     assert ran["credentials file"].code == 1, ran["credentials file"].stderr
-    assert ran["connection refused"].code == 5, ran["connection refused"].stderr
+    assert ran["connection refused"].code == 3, ran["connection refused"].stderr
     assert ran["malformed key"].code == 2
     assert ran["report dir is a file"].code != 0
     assert [r.method for r in failing.sandbox.requests if r.method == "PUT"]
