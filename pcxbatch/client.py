@@ -20,10 +20,14 @@ What every call does (pcxbatch/CONTRACT.md):
   stops the run, a listener (:meth:`PcxClient.listen`) hears of every attempt, and after
   :meth:`PcxClient.halt` no new attempt starts. One DEBUG line per attempt: method, path,
   status, time; never a header or a credential.
+- Reads each answer's body incrementally under a cap (``bodies``: 64 KB for a change, more for
+  a list page by its ``limit``); a larger one is a failed attempt (retried), and a change it
+  answered may have been made.
 - Marks the result ``ambiguous`` when an earlier attempt may have been applied by the server
-  although we never saw it succeed: a 504 or 502 from the gateway (its integration ran, or may
-  have), or a connection that failed after the request was sent (or outlived its deadline). A
-  connect error is not ambiguous: nothing was sent.
+  although we never saw it succeed: a 5xx (the integration ran, or may have, before it failed
+  or the gateway gave up), an answer too large to read, or a connection that failed after the
+  request was sent (or outlived its deadline). A connect error is not ambiguous: nothing was
+  sent.
 
 Secrets never leave ``Credentials`` except as request headers, and no message built here
 contains a header or a response's user object (personal data).
@@ -36,7 +40,6 @@ import dataclasses
 import functools
 import logging
 import math
-import re
 import ssl
 import time
 import urllib.parse
@@ -48,7 +51,7 @@ from typing import Any
 
 import httpx
 
-from pcxbatch import __version__
+from pcxbatch import __version__, bodies
 from pcxbatch.credentials import Credentials
 from pcxbatch.errors import AuthError, StoppedError
 from pcxbatch.limiter import Limiter
@@ -87,8 +90,6 @@ TIMEOUT = httpx.Timeout(connect=10.0, read=35.0, write=35.0, pool=None)
 PROBE_ATTEMPTS = 3
 #: Connections per httpx pool (see PcxClient.__init__ for why there are several pools).
 CONNECTIONS_PER_POOL = 4
-#: Messages are for a report cell, not for dumping a whole error page.
-MAX_MESSAGE = 300
 USER_AGENT = f"pcxbatch/{__version__}"
 _DEFAULT_RETRY = RetryPolicy()
 _NO_USERS_LIST = "the user list answer has no 'users' list"
@@ -104,7 +105,8 @@ class CallResult:
     ``http_status`` is the final answer's status, ``None`` when the last attempt got no answer.
     ``request_id`` is the final (or last seen) ``x-amzn-RequestId``. ``ambiguous`` says an earlier
     attempt may have been applied although no success was seen. ``body`` is the final answer's
-    JSON object: it holds personal data, so never log it.
+    JSON object (``None`` when it was not one, or was larger than the cap): it holds personal
+    data, so never log it. ``user_status`` is the status of the user the final answer shows.
     """
 
     http_status: int | None
@@ -114,6 +116,7 @@ class CallResult:
     ambiguous: bool
     throttled: int
     body: dict[str, Any] | None = field(repr=False)
+    user_status: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -130,45 +133,7 @@ class ListUsersError(StoppedError):
         super().__init__(f"listing users failed ({status}): {result.message}")
 
 
-# --- parsing answers -------------------------------------------------------------------------
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
-
-
-def _clean(text: str) -> str:
-    text = " ".join(_CONTROL.sub(" ", text).split())
-    if len(text) > MAX_MESSAGE:
-        text = text[: MAX_MESSAGE - 1] + "…"
-    return text
-
-
-def _read_answer(
-    response: httpx.Response, redact: Callable[[str], str]
-) -> tuple[str, dict[str, Any] | None]:
-    """The API's message and JSON body; a non-JSON body gives its first words instead."""
-    body: dict[str, Any] | None = None
-    try:
-        parsed = response.json()
-    except ValueError:  # not JSON (json.JSONDecodeError and UnicodeDecodeError are ValueErrors)
-        parsed = None
-    if isinstance(parsed, dict):
-        body = parsed
-        message = parsed.get("message")
-        error = parsed.get("error")
-        parts = (
-            [redact(str(message))]
-            if isinstance(message, str | int | float) and message != ""
-            else []
-        )
-        if isinstance(error, str | int | float) and error != "" and str(error) != str(message):
-            parts.append(f"({redact(str(error))})")
-        if parts:
-            return _clean(" ".join(parts)), body
-    text = _clean(redact(response.text)) if response.content else ""
-    if parsed is not None or not text:
-        text = f"HTTP {response.status_code} {response.reason_phrase}".strip()
-    return text, body
-
+# --- parsing answers (``bodies``: the cap, the message, the JSON object) ------------------------
 
 _NOTHING_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
 _RETRYABLE_ERRORS = (
@@ -193,7 +158,7 @@ _ERROR_TEXT: tuple[tuple[type[Exception], str], ...] = (
 
 def _describe_error(exc: httpx.RequestError) -> str:
     what = next((text for kind, text in _ERROR_TEXT if isinstance(exc, kind)), type(exc).__name__)
-    detail = _clean(str(exc))
+    detail = bodies.clean(str(exc))
     if detail and len(detail) <= 120:
         what = f"{what} ({detail})"
     return what
@@ -397,7 +362,12 @@ class PcxClient:
         """One call under the retry policy; 401/403 raise AuthError."""
         last, tally = await self._tries(method, path, json, params, self._retry.max_attempts)
         if last.status in (401, 403):
-            raise AuthError(last.status, last.message, last.request_id or tally.request_id)
+            raise AuthError(
+                last.status,
+                last.message,
+                last.request_id or tally.request_id,
+                maybe_applied=tally.ambiguous,
+            )
         return CallResult(
             http_status=last.status,
             attempts=tally.attempts,
@@ -406,6 +376,7 @@ class PcxClient:
             ambiguous=tally.ambiguous,
             throttled=tally.throttled,
             body=last.body,
+            user_status=bodies.user_status(last.body),
         )
 
     async def _tries(
@@ -435,6 +406,7 @@ class PcxClient:
             headers=self._headers,
             extensions={"timeout": self._timeout},
         )
+        cap = bodies.answer_cap(int(params["limit"]) if params and "limit" in params else None)
         pool = self._busy.index(min(self._busy))
         self._busy[pool] += 1
         started = time.perf_counter()
@@ -442,13 +414,13 @@ class PcxClient:
             async with asyncio.timeout(self._deadline):
                 response = await self._transports[pool].handle_async_request(request)
                 try:
-                    await response.aread()
+                    content = await _read_capped(response, cap)
                 finally:
                     await response.aclose()
         except (httpx.RequestError, TimeoutError) as exc:
             attempt = self._failed(tally, exc)
         else:
-            attempt = self._answered(tally, response)
+            attempt = self._answered(tally, method, response, content)
         finally:
             self._busy[pool] -= 1
         return dataclasses.replace(attempt, seconds=time.perf_counter() - started)
@@ -465,7 +437,9 @@ class PcxClient:
         message = self.credentials.redact(_describe_error(exc))
         return Attempt(None, message, None, None, None, retryable, _failure_kind(exc))
 
-    def _answered(self, tally: Tally, response: httpx.Response) -> Attempt:
+    def _answered(
+        self, tally: Tally, method: str, response: httpx.Response, content: bodies.Body
+    ) -> Attempt:
         """An attempt the server answered: what it said, and what the limiter must know."""
         status = response.status_code
         request_id = response.headers.get("x-amzn-RequestId")
@@ -482,10 +456,27 @@ class PcxClient:
             self._limiter.on_success()
         if status in AMBIGUOUS_STATUSES:
             tally.ambiguous = True
-        message, body = _read_answer(response, self.credentials.redact)
-        header = _clean(self.credentials.redact(header)) if header else None
+        header = bodies.clean(self.credentials.redact(header)) if header else None
         retry = status in RETRY_STATUSES
+        if content.data is None:
+            # Not read: whatever it said is unknown, so a change it answered may have been made.
+            tally.ambiguous = tally.ambiguous or method == "PUT"
+            problem = content.problem or ""
+            return Attempt(status, problem, request_id, None, retry_after, True, None, header)
+        redact = self.credentials.redact
+        charset, reason = response.charset_encoding, response.reason_phrase
+        message, body = bodies.read_answer(status, reason, content.data, charset, redact)
         return Attempt(status, message, request_id, body, retry_after, retry, None, header)
+
+
+async def _read_capped(response: httpx.Response, cap: int) -> bodies.Body:
+    """The body under ``cap`` (``bodies.read_body``); one that an in-process transport already
+    holds whole is only measured."""
+    if response.is_stream_consumed:
+        whole = bodies.one_chunk(response.content)
+        return await bodies.read_body(whole, cap=cap, length=None, encoding=None)
+    length, coding = (response.headers.get(h) for h in ("content-length", "content-encoding"))
+    return await bodies.read_body(response.aiter_raw(), cap=cap, length=length, encoding=coding)
 
 
 def _environment_proxy(url: httpx.URL) -> str | None:

@@ -89,6 +89,13 @@ class Job:
     #: answered rows failed: a broken key or a wrong file must not burn through a list.
     max_failure_rate: float = 0.5
     failure_window: int = 50
+    # -- reading statuses around the sends (pcxbatch.settle; README "What each answer means") --
+    #: ``auto``: read users' statuses before sending, and to settle open answers after, when the
+    #: listing costs no more than a quarter of the sends; ``always``; ``never``.
+    read_before_send: str = "auto"
+    #: Minutes a status read stays fresh enough to skip a row without a request; older reads
+    #: are made again (on a resume, an apply) for the rows still to send.
+    max_read_age: float = 5.0
     dry_run: bool = False
     yes: bool = False
     #: Plain http to a host that is not loopback: only when asked for by this loud name.
@@ -177,6 +184,7 @@ def _check(data: Mapping[str, Any], source: str, problems: list[str]) -> Job:
     _check_paths(check)
     _check_numbers(check)
     _check_id_pattern(check)
+    _check_read_mode(check)
     _check_sandbox_key(check)
     _check_table_layout(check)
     if problems:
@@ -251,7 +259,10 @@ _NUMBER_KEYS: tuple[tuple[str, type, float, float], ...] = (
     ("failure_window", int, 1, 100_000),
     ("list_page_size", int, 1, 10_000),
     ("max_plan_age_hours", float, 0.01, 24 * 365),
+    ("max_read_age", float, 0.0, 24 * 60 * 365),
 )
+#: The words ``read_before_send`` takes (``pcxbatch.settle.ReadMode``).
+READ_MODES = ("auto", "always", "never")
 
 
 def _check_texts(check: _Values) -> None:
@@ -400,6 +411,18 @@ def _column_pairs(check: _Values) -> list[tuple[str, object, str]]:
                 f'--column {text}: must be FIELD=HEADER, e.g. status="New Status"'
             )
     return pairs
+
+
+def _check_read_mode(check: _Values) -> None:
+    raw = check.data.get("read_before_send")
+    if raw is None:
+        return
+    # true/false (which YAML 1.1 also reads `yes`/`no` as) mean always/never.
+    mode = {True: "always", False: "never"}.get(raw, raw) if isinstance(raw, bool) else raw
+    if not isinstance(mode, str) or mode.strip().lower() not in READ_MODES:
+        check.problems.append(f"read_before_send: must be one of {', '.join(READ_MODES)}")
+    else:
+        check.values["read_before_send"] = mode.strip().lower()
 
 
 def _check_sandbox_key(check: _Values) -> None:

@@ -72,11 +72,23 @@ class StoppedError(PcxbatchError):
 
 
 class AuthError(StoppedError):
-    """The API refused the credential (401) or its role (403)."""
+    """The API refused the credential (401) or its role (403).
 
-    def __init__(self, http_status: int, message: str, request_id: str | None = None) -> None:
+    ``maybe_applied``: an earlier attempt of the same call may have been applied (a 504 before
+    the 401 of a key rotated meanwhile); the row it was for stays "may have been applied".
+    """
+
+    def __init__(
+        self,
+        http_status: int,
+        message: str,
+        request_id: str | None = None,
+        *,
+        maybe_applied: bool = False,
+    ) -> None:
         self.http_status = http_status
         self.request_id = request_id
+        self.maybe_applied = maybe_applied
         what = "was refused (401)" if http_status == 401 else "is not allowed to do this (403)"
         super().__init__(f"the API credential {what}: {message}")
 

@@ -8,10 +8,12 @@ report shows them ``not_attempted``; a resume sends them). Raises
 :class:`~pcxbatch.errors.StoppedError` when the failure guard tripped, the API stopped answering
 (``retry.ApiWatch``) or asked for a wait longer than the job allows.
 
-Pacing and retries live in the client and its limiter; this module decides what a final answer
-means for a row (:func:`classify`) and keeps the journal's promise: an intent is committed before
-a request leaves, an outcome right after the answer. Commits are grouped so one fsync serves all
-the rows that became ready at the same moment.
+Pacing and retries live in the client and its limiter; this module turns a final answer into the
+row's outcome by the decision table of :mod:`pcxbatch.answers` (:func:`classify`; an answer that
+leaves the truth open is recorded ``open``, for ``settle`` to read after the sends) and keeps the
+journal's promise: an intent is committed before a request leaves, an outcome right after the
+answer. Commits are grouped so one fsync serves all the rows that became ready at the same
+moment.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
+from pcxbatch import answers
 from pcxbatch.errors import AuthError, StoppedError
 from pcxbatch.journal import Journal, PendingRow
-from pcxbatch.model import DEACTIVATED_STATUS, Action, Outcome, RowResult
+from pcxbatch.model import Action, RowResult
 from pcxbatch.retry import GIVE_UP_AFTER, ApiWatch, Halted, Watched
 
 #: How long in-flight requests may take to finish after an interrupt before they are abandoned.
@@ -48,6 +51,8 @@ class CallResultLike(Protocol):
     def ambiguous(self) -> bool: ...
     @property
     def throttled(self) -> int: ...
+    @property
+    def user_status(self) -> str | None: ...
 
 
 class Sender(Protocol):
@@ -80,119 +85,59 @@ class FailureGuard:
 
 
 def classify(row: PendingRow, answer: CallResultLike) -> RowResult:
-    """Turn the client's final answer for ``row`` into the row's outcome and message.
+    """Turn the client's final answer for ``row`` into the row's outcome and message, by the
+    decision table in :mod:`pcxbatch.answers` (README.md, "What each answer means").
 
-    A 409 to a deactivation means the user was already inactive (``unchanged``), unless an
-    earlier attempt of ours may have gone through (a 504, a dropped connection, or a previous run
-    that sent it without recording the answer): then that attempt made the change (``applied``).
+    An answer that leaves the truth open (a 2xx that does not show the change, a 409 that does
+    not show the user, a failure after an attempt that may have been applied) comes back
+    ``open``: ``failed`` and unconfirmed for now, until ``settle`` reads the user's status.
     """
-    ambiguous = answer.ambiguous or row.resent
-    status = answer.http_status
-    if status is not None and 200 <= status < 300:
-        outcome, message = Outcome.APPLIED, _done(row) + _was(row)
-    elif status == 409 and row.action is Action.DEACTIVATE:
-        outcome, message = _deactivate_conflict(row, answer, ambiguous)
-    elif status == 409:
-        outcome, message = _set_status_conflict(row, answer, ambiguous)
-    elif status == 404:  # the file names a user PCX does not have: the file's problem
-        outcome, message = Outcome.NOT_FOUND, _failure(row, answer, ambiguous)
-    else:
-        outcome, message = Outcome.FAILED, _failure(row, answer, ambiguous)
+    facts = facts_of(row, answer.ambiguous)
+    kind = answers.kind_of(answer.http_status, answer.user_status, row.target_status)
+    text = answers.describe(
+        kind,
+        answer.http_status,
+        answer.attempts,
+        answer.message,
+        answer.user_status,
+        row.target_status,
+    )
+    decision = answers.on_answer(facts, kind, text)
     return RowResult(
         row=row.row,
-        outcome=outcome,
-        http_status=status,
+        outcome=decision.outcome,
+        http_status=answer.http_status,
         attempts=answer.attempts,
-        message=message,
+        message=decision.message,
         request_id=answer.request_id,
         throttled=answer.throttled,
-        uncertain=ambiguous and outcome is Outcome.FAILED,
+        earlier=facts.earlier,
+        confirmed=decision.confirmed,
+        open=decision.open,
+        answer_kind=kind.value,
+        answer_text=text,
     )
 
 
-def _done(row: PendingRow) -> str:
-    """What a 2xx did to the row's user."""
-    if row.action is Action.DEACTIVATE:
-        return "deactivated"
-    return f"status set to {row.target_status}"
+def facts_of(row: PendingRow, ambiguous: bool = False, at: str | None = None) -> answers.Facts:
+    """What the journal knows of ``row``, plus whether this call's attempts were ambiguous.
 
-
-def _was(row: PendingRow) -> str:
-    """`` (was <status>)`` when the preview saw the user's status, else nothing."""
-    return f" (was {row.seen_status})" if row.seen_status else ""
-
-
-def _earlier(row: PendingRow, answer: CallResultLike) -> str:
-    """Which earlier attempt may have made the change, for a row whose outcome is ambiguous."""
-    if row.resent and not answer.ambiguous:
-        return "a previous run sent it without recording the answer"
-    return "an earlier attempt got no clear answer"
-
-
-def _deactivate_conflict(
-    row: PendingRow, answer: CallResultLike, ambiguous: bool
-) -> tuple[Outcome, str]:
-    """A 409 to a deactivation: the user is already inactive."""
-    api_message = answer.message.strip()
-    seen = row.seen_status
-    if ambiguous:
-        return (
-            Outcome.APPLIED,
-            f"deactivated{_was(row)}: {_earlier(row, answer)} and the API now says the user is"
-            " already inactive",
-        )
-    if seen and seen != DEACTIVATED_STATUS:
-        return (
-            Outcome.UNCHANGED,
-            f"changed since the preview: the user was {seen} then, and is already"
-            f" inactive now (409: {api_message})",
-        )
-    return Outcome.UNCHANGED, f"already inactive (409: {api_message})"
-
-
-def _set_status_conflict(
-    row: PendingRow, answer: CallResultLike, ambiguous: bool
-) -> tuple[Outcome, str]:
-    """A 409 to a status change."""
-    api_message = answer.message.strip()
-    if ambiguous:
-        return (
-            Outcome.APPLIED,
-            f"status set to {row.target_status}: {_earlier(row, answer)} and the API now answers"
-            f" 409 ({api_message})",
-        )
-    # PCX does not say whether a 409 here means "already has this status" or "transition
-    # refused"; reporting it as unchanged could hide a refused change, so it is failed.
-    seen = row.seen_status
-    now = f"; the user was {seen} at the preview" if seen else ""
-    return (
-        Outcome.FAILED,
-        f"the API refused the change (409 conflict: {api_message}){now}; check the"
-        " user's current status",
+    ``at`` names the read that saw ``row.seen_status``, for messages (default: its time).
+    """
+    earlier = row.earlier
+    if not earlier and row.resent:
+        earlier = answers.EARLIER_RUN
+    if not earlier and ambiguous:
+        earlier = answers.EARLIER_ATTEMPT
+    before = answers.before_of(row.seen_status, row.seen_at, row.target_status)
+    when = at or (f"the read at {row.seen_at}" if row.seen_at else "the read before sending")
+    return answers.Facts(
+        action=row.action,
+        target=row.target_status,
+        before=before,
+        before_at=when if before else None,
+        earlier=earlier,
     )
-
-
-def _failure(row: PendingRow, answer: CallResultLike, ambiguous: bool) -> str:
-    """The message for any other final answer (no answer at all, or a non-2xx other than 409)."""
-    status = answer.http_status
-    api_message = answer.message.strip()
-    maybe = (
-        f"; the change may have been applied ({_earlier(row, answer)}); sending it again is"
-        " safe (the change is idempotent): pcxbatch run --retry-failed RUN_DIR"
-        if ambiguous
-        else ""
-    )
-    if status is None:
-        return f"no answer from the API after {answer.attempts} attempt(s): {api_message}{maybe}"
-    if status == 404:
-        seen = row.seen_status
-        drift = f"; changed since the preview, when the user existed ({seen})" if seen else ""
-        return f"user not found (404: {api_message}){drift}{maybe}"
-    if status == 400:
-        return f"the API rejected the request (400: {api_message}){maybe}"
-    if status == 429:
-        return f"still throttled after {answer.attempts} attempt(s) (429: {api_message}){maybe}"
-    return f"HTTP {status} after {answer.attempts} attempt(s): {api_message}{maybe}"
 
 
 class _Committer:
@@ -203,7 +148,7 @@ class _Committer:
         self._intents: list[int] = []
         self._waiters: list[asyncio.Future[None]] = []
         self._results: list[RowResult] = []
-        self._released: list[int] = []
+        self._released: list[tuple[int, str]] = []
         self._wake = asyncio.Event()
         self._closed = False
 
@@ -220,9 +165,10 @@ class _Committer:
         self._results.append(result)
         self._wake.set()
 
-    def release(self, row: int) -> None:
-        """Queue ``row`` to go back to plain pending: it was sent but certainly not applied."""
-        self._released.append(row)
+    def release(self, row: int, earlier: str = "") -> None:
+        """Queue ``row`` to go back to pending: it got no answer (the credential was refused).
+        ``earlier`` empty: certainly not applied; else how an attempt may have applied it."""
+        self._released.append((row, earlier))
         self._wake.set()
 
     async def run(self) -> None:
@@ -298,10 +244,14 @@ async def execute(
             raise StoppedError(reason)
 
 
-#: The outcomes the failure guard counts.
-#: Not ``not_found``: a 404 is a definite answer about the file's row, and stopping on it would
-#: only leave a run unfinished that has nothing left to learn.
-_GUARDED = frozenset({Outcome.FAILED})
+def _alarming(result: RowResult) -> bool:
+    """Whether the failure guard counts ``result`` as a failure (``answers.alarming``): only
+    ``failed`` rows, and not those a 409 or a 200 showing another state left open. Not
+    ``not_found``: a 404 is a definite answer about the file's row, and stopping on it would
+    only leave a run unfinished that has nothing left to learn."""
+    decision = answers.Decision(result.outcome, result.confirmed, result.message, result.open)
+    kind = answers.Kind(result.answer_kind) if result.answer_kind else None
+    return answers.alarming(kind, decision)
 
 
 class _Tripwire:
@@ -382,13 +332,16 @@ class _Sending:
         try:
             answer = await _send(self.client, row)
         except AuthError as exc:
-            self.committer.release(row.row)
+            # A 504 before the 401 (a key rotated meanwhile) may have been applied: the row stays
+            # "may have been applied" through the stop and the resume.
+            self.committer.release(row.row, facts_of(row, exc.maybe_applied).earlier)
             self.auth_errors.append(exc)
             self.stop.set()
             return
         except Halted as exc:  # no final answer: the run is stopping (or must: exc.stops_run)
-            if not exc.ambiguous:  # else it stays "sent, no answer": resent and settled later
-                self.committer.release(row.row)
+            # Back to pending; an attempt that may have been applied keeps it "may have been
+            # applied" (``earlier``) through the stop, to be settled by a read on resume.
+            self.committer.release(row.row, facts_of(row, exc.ambiguous).earlier)
             if exc.stops_run:
                 self.halts.append(exc)
                 self.stop.set()
@@ -396,7 +349,9 @@ class _Sending:
         result = classify(row, answer)
         self.committer.result(result)
         self.on_result(result)
-        if self.tripwire and self.tripwire.trips(result.outcome in _GUARDED):
+        # A 409, or a 200 showing another state, is no sign of a wrong target (only a read can
+        # tell what it means).
+        if self.tripwire and self.tripwire.trips(_alarming(result)):
             self.stop.set()
 
 

@@ -8,8 +8,11 @@ Why SQLite: it is in the standard library, a single file inside the run folder, 
 with ``synchronous=FULL`` a committed transaction survives a power cut or a ``SIGKILL``. Rows can
 be streamed in and out in input order without holding the file in memory. An intent (the row is
 about to be sent) is committed before its request leaves; its outcome is committed right after
-the answer. A row with an intent and no outcome was perhaps applied: resume sends it again (the
-PUTs are idempotent) and treats a 409 as the echo of that earlier attempt.
+the answer. A row with an intent and no outcome was perhaps applied: resume reads or sends it
+again (the PUTs are idempotent), and it stays "may have been applied" (``earlier``) until a read
+settles it. Each row also keeps the status a read before sending saw and when (``seen_status``,
+``seen_at``), and, while its answer leaves the truth open (``open``), what that answer was, so
+that a read after the sends can settle it even after a crash and a resume.
 """
 
 from __future__ import annotations
@@ -38,8 +41,8 @@ CREATE TABLE IF NOT EXISTS rows (
     input_values TEXT NOT NULL,     -- JSON list of the input's own cells
     outcome TEXT,                   -- NULL while the row is still to be sent
     sent INTEGER NOT NULL DEFAULT 0,-- 1 once an intent was recorded for it
-    uncertain INTEGER NOT NULL DEFAULT 0, -- failed, but the change may have been made
-    seen_status TEXT,               -- the user's status when previewed (NULL: not read)
+    uncertain INTEGER NOT NULL DEFAULT 0, -- an attempt may have been applied (see earlier)
+    seen_status TEXT,               -- the user's status read before sending (NULL: not read)
     http_status INTEGER,
     attempts INTEGER NOT NULL DEFAULT 0,
     throttled INTEGER NOT NULL DEFAULT 0,
@@ -48,11 +51,23 @@ CREATE TABLE IF NOT EXISTS rows (
 );
 CREATE INDEX IF NOT EXISTS rows_pending ON rows(row) WHERE outcome IS NULL;
 """
+#: Columns added since the first journal format: added to an older journal when it is opened.
+_ADDED_COLUMNS = (
+    ("seen_at", "TEXT"),  # when seen_status was read (ISO 8601, UTC)
+    ("earlier", "TEXT NOT NULL DEFAULT ''"),  # how an attempt may have made the change
+    ("confirmed", "INTEGER NOT NULL DEFAULT 1"),  # 0: the outcome is not proven
+    ("open", "INTEGER NOT NULL DEFAULT 0"),  # 1: answered, to be settled by a read
+    ("answer_kind", "TEXT"),  # pcxbatch.answers.Kind of the final answer
+    ("answer_text", "TEXT NOT NULL DEFAULT ''"),  # the final answer in words
+)
+_OLD_UNCERTAIN = "an earlier attempt got no clear answer"
 
 
 @dataclass(frozen=True, slots=True)
 class PendingRow:
-    """A row still to be sent. ``resent`` is True when an earlier run sent it without an answer."""
+    """A row still to be sent. ``resent`` is True when an earlier run sent it without an answer;
+    ``earlier`` says how an attempt may already have made the change, when the journal knows
+    more than that. ``seen_status``/``seen_at``: the last read before sending, if any."""
 
     row: int
     user_id: str
@@ -62,6 +77,27 @@ class PendingRow:
     updated_by: str | None
     resent: bool
     seen_status: str | None = None
+    seen_at: str | None = None
+    earlier: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OpenRow:
+    """A row whose answer left the truth open, with what settling it needs."""
+
+    row: int
+    user_id: str
+    action: Action
+    target_status: str
+    seen_status: str | None
+    seen_at: str | None
+    earlier: str
+    answer_kind: str
+    answer_text: str
+
+
+#: Settling a row: (row, outcome, confirmed, message).
+Settled = tuple[int, Outcome, bool, str]
 
 
 class Journal:
@@ -79,7 +115,23 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        self._migrate()
         self._writer: sqlite3.Connection | None = None
+
+    def _migrate(self) -> None:
+        """Give a journal written by an older pcxbatch the columns added since."""
+        have = {r["name"] for r in self._db.execute("PRAGMA table_info(rows)")}
+        missing = [(name, kind) for name, kind in _ADDED_COLUMNS if name not in have]
+        if not missing:
+            return
+        with self._tx():
+            for name, kind in missing:
+                self._db.execute(f"ALTER TABLE rows ADD COLUMN {name} {kind}")
+            # An old "failed, but the change may have been made" row is an unconfirmed one.
+            self._db.execute(
+                "UPDATE rows SET earlier = ?, confirmed = 0 WHERE uncertain = 1 AND earlier = ''",
+                (_OLD_UNCERTAIN,),
+            )
 
     # -- set-up -----------------------------------------------------------------------------
 
@@ -137,8 +189,8 @@ class Journal:
     def pending(self, after_row: int = 0, limit: int = 500) -> list[PendingRow]:
         """The next rows still to be sent, in input order, after ``after_row``."""
         cursor = self._db.execute(
-            "SELECT row, user_id, action, target_status, reason, updated_by, sent, seen_status"
-            " FROM rows WHERE outcome IS NULL AND row > ? ORDER BY row LIMIT ?",
+            "SELECT row, user_id, action, target_status, reason, updated_by, sent, seen_status,"
+            " seen_at, earlier FROM rows WHERE outcome IS NULL AND row > ? ORDER BY row LIMIT ?",
             (after_row, limit),
         )
         return [
@@ -151,9 +203,18 @@ class Journal:
                 updated_by=r["updated_by"],
                 resent=bool(r["sent"]),
                 seen_status=r["seen_status"],
+                seen_at=r["seen_at"],
+                earlier=r["earlier"],
             )
             for r in cursor
         ]
+
+    def all_pending(self) -> Iterator[PendingRow]:
+        """Every row still to be sent, in input order, read in batches."""
+        after = 0
+        while batch := self.pending(after, limit=5000):
+            yield from batch
+            after = batch[-1].row
 
     def pending_counts(self) -> dict[str, int]:
         """Rows still to be sent, per action."""
@@ -171,25 +232,111 @@ class Journal:
         cursor = self._db.execute("SELECT user_id FROM rows WHERE outcome IS NULL")
         return {r["user_id"] for r in cursor}
 
-    def set_seen(self, found: Mapping[str, str]) -> None:
-        """Record the status a preview saw for each row's user (``NULL``: not found)."""
+    def set_seen(self, found: Mapping[str, str], at: str | None = None) -> None:
+        """Record the status a preview saw for each row's user (``NULL``: not found), and when."""
         rows = self._db.execute("SELECT row, user_id FROM rows").fetchall()
         with self._tx():
             self._db.executemany(
-                "UPDATE rows SET seen_status = ? WHERE row = ?",
-                [(found.get(r["user_id"]), r["row"]) for r in rows],
+                "UPDATE rows SET seen_status = ?1, seen_at = CASE WHEN ?1 IS NULL THEN NULL"
+                " ELSE ?2 END WHERE row = ?3",
+                [(found.get(r["user_id"]), at, r["row"]) for r in rows],
             )
+
+    # -- reads before sending, and settling after (pcxbatch.settle) ---------------------------
+
+    def date_reads(self, at: str) -> None:
+        """Date the statuses recorded without a time (a plan's, from its preview) at ``at``."""
+        with self._tx():
+            self._db.execute(
+                "UPDATE rows SET seen_at = ? WHERE seen_status IS NOT NULL AND seen_at IS NULL",
+                (at,),
+            )
+
+    def reads_due(self, older_than: str) -> int:
+        """Rows still to send whose user was never read, or read before ``older_than``."""
+        return self._count("outcome IS NULL AND (seen_at IS NULL OR seen_at < ?)", older_than)
+
+    def record_read(
+        self, seen: Sequence[tuple[int, str | None, str]], decided: Sequence[Settled]
+    ) -> None:
+        """A read before sending: ``seen`` rows (row, status, at) get the status read (``None``:
+        not in the wanted status, by a listing of only that status); ``decided`` rows get their
+        outcome without a request."""
+        with self._tx():
+            self._db.executemany(
+                "UPDATE rows SET seen_status = ?, seen_at = ? WHERE row = ?",
+                [(status, at, row) for row, status, at in seen],
+            )
+            self._settle(self._db, decided)
+
+    def open_rows(self) -> list[OpenRow]:
+        """Every row whose answer is still to be settled, in input order."""
+        cursor = self._db.execute(
+            "SELECT row, user_id, action, target_status, seen_status, seen_at, earlier,"
+            " answer_kind, answer_text FROM rows WHERE open = 1 ORDER BY row"
+        )
+        return [
+            OpenRow(
+                row=r["row"],
+                user_id=r["user_id"],
+                action=Action(r["action"]),
+                target_status=r["target_status"],
+                seen_status=r["seen_status"],
+                seen_at=r["seen_at"],
+                earlier=r["earlier"],
+                answer_kind=r["answer_kind"] or "",
+                answer_text=r["answer_text"],
+            )
+            for r in cursor
+        ]
+
+    def open_count(self) -> int:
+        """Rows answered whose truth a read is still to settle."""
+        return self._count("open = 1")
+
+    def settle(self, settled: Sequence[Settled]) -> None:
+        """Give open rows their final outcome (settled by a read, or known to be unsettled)."""
+        with self._tx():
+            self._settle(self._db, settled)
+
+    @staticmethod
+    def _settle(db: sqlite3.Connection, settled: Sequence[Settled]) -> None:
+        # A confirmed failure is one a read showed was not made: no earlier attempt made it.
+        db.executemany(
+            "UPDATE rows SET outcome = ?1, confirmed = ?2, message = ?3, open = 0,"
+            " earlier = CASE WHEN ?1 = 'failed' AND ?2 = 1 THEN '' ELSE earlier END,"
+            " uncertain = CASE WHEN ?1 = 'failed' AND ?2 = 1 THEN 0 ELSE uncertain END"
+            " WHERE row = ?4",
+            [
+                (outcome.value, int(confirmed), message, row)
+                for row, outcome, confirmed, message in settled
+            ],
+        )
+
+    def sent_count(self) -> int:
+        """How many rows of this run were sent (an intent recorded), stopped legs included."""
+        return self._count("sent = 1")
+
+    def unconfirmed(self) -> int:
+        """Rows with an outcome that is not proven (``confirmed`` false)."""
+        return self._count("outcome IS NOT NULL AND confirmed = 0")
+
+    def _count(self, where: str, *params: str) -> int:
+        query = f"SELECT COUNT(*) FROM rows WHERE {where}"  # noqa: S608 (``where``: ours, fixed)
+        return int(self._db.execute(query, params).fetchone()[0])
 
     def commit(
         self,
         intents: Sequence[int],
         results: Sequence[RowResult],
-        released: Sequence[int] = (),
+        released: Sequence[tuple[int, str]] = (),
     ) -> None:
         """Durably record outcomes that came back and intents for rows about to be sent.
 
-        ``released`` rows were sent but certainly not applied (the credential was refused): they
-        go back to plain pending, so a resume does not treat them as possibly applied.
+        ``released`` rows (row, earlier) got no answer because the credential was refused. With
+        ``earlier`` empty nothing of theirs was applied: they go back to plain pending, so a
+        resume does not treat them as possibly applied. Otherwise an attempt may have been
+        applied (a 504 before the 401): they stay sent, and ``earlier`` says how.
         """
         if not intents and not results and not released:
             return
@@ -197,12 +344,15 @@ class Journal:
         with _Transaction(db):
             if released:
                 db.executemany(
-                    "UPDATE rows SET sent = 0 WHERE row = ?", [(row,) for row in released]
+                    "UPDATE rows SET sent = CASE WHEN ? = '' THEN 0 ELSE 1 END,"
+                    " earlier = ?, uncertain = ? WHERE row = ?",
+                    [(why, why, int(bool(why)), row) for row, why in released],
                 )
             if results:
                 db.executemany(
                     "UPDATE rows SET outcome = ?, http_status = ?, attempts = attempts + ?,"
-                    " throttled = throttled + ?, message = ?, request_id = ?, uncertain = ?"
+                    " throttled = throttled + ?, message = ?, request_id = ?, uncertain = ?,"
+                    " earlier = ?, confirmed = ?, open = ?, answer_kind = ?, answer_text = ?"
                     " WHERE row = ?",
                     [
                         (
@@ -213,6 +363,11 @@ class Journal:
                             r.message,
                             r.request_id or "",
                             int(r.uncertain),
+                            r.earlier,
+                            int(r.confirmed),
+                            int(r.open),
+                            r.answer_kind,
+                            r.answer_text,
                             r.row,
                         )
                         for r in results
@@ -239,13 +394,15 @@ class Journal:
         """Copy ``source``'s rows that ended with one of ``outcomes``, as pending rows.
 
         A copied row counts as possibly sent when its change may have been made before
-        (``uncertain``, or sent without a recorded answer). Returns how many rows were copied.
+        (``uncertain``, or sent without a recorded answer), and keeps ``earlier`` and the status
+        read before. Returns how many rows were copied.
         """
         wanted = {o.value for o in outcomes}
         cursor = source._db.execute(
             "SELECT row, user_id, action, target_status, reason, updated_by, input_values,"
             " CASE WHEN uncertain = 1 OR (outcome IS NULL AND sent = 1) THEN 1 ELSE 0 END"
-            " AS sent, seen_status, COALESCE(outcome, ?) AS outcome FROM rows ORDER BY row",
+            " AS sent, seen_status, seen_at, earlier, COALESCE(outcome, ?) AS outcome"
+            " FROM rows ORDER BY row",
             (Outcome.NOT_ATTEMPTED.value,),
         )
         copied = 0
@@ -254,8 +411,9 @@ class Journal:
             with self._tx():
                 self._db.executemany(
                     "INSERT INTO rows(row, user_id, action, target_status, reason, updated_by,"
-                    " input_values, sent, seen_status) VALUES (:row, :user_id, :action,"
-                    " :target_status, :reason, :updated_by, :input_values, :sent, :seen_status)",
+                    " input_values, sent, uncertain, seen_status, seen_at, earlier) VALUES (:row,"
+                    " :user_id, :action, :target_status, :reason, :updated_by, :input_values,"
+                    " :sent, :sent, :seen_status, :seen_at, :earlier)",
                     keep,
                 )
             copied += len(keep)
@@ -285,18 +443,23 @@ class Journal:
         """The report's lines in input order, streamed."""
         cursor = self._db.execute(
             "SELECT row, user_id, action, target_status, outcome, http_status, attempts,"
-            " message, request_id, input_values, sent, seen_status, reason, updated_by"
-            " FROM rows ORDER BY row"
+            " message, request_id, input_values, sent, seen_status, reason, updated_by,"
+            " confirmed, open FROM rows ORDER BY row"
         )
         for r in cursor:
             message = r["message"]
+            confirmed = bool(r["confirmed"])
             if r["outcome"] is None:
+                # Never sent: certainly nothing happened. Sent with no answer: it may have been.
+                confirmed = not r["sent"]
                 message = (
-                    "sent, but the run stopped before the answer was recorded;"
-                    " resume sends it again"
+                    "sent, but the run stopped before its answer was recorded, so it may have"
+                    " been applied; resume settles it"
                     if r["sent"]
                     else "the run stopped before this row was sent; resume sends it"
                 )
+            elif r["open"]:
+                message += " (the run stopped first; resume settles it)"
             yield ReportLine(
                 row=r["row"],
                 user_id=r["user_id"],
@@ -309,6 +472,7 @@ class Journal:
                 request_id=r["request_id"],
                 values=tuple(json.loads(r["input_values"])),
                 seen_status=r["seen_status"] or "",
+                confirmed=confirmed,
                 reason=r["reason"] or "",
                 updated_by=r["updated_by"] or "",
             )

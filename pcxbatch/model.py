@@ -118,9 +118,25 @@ class RowResult:
     message: str = ""
     request_id: str | None = None
     throttled: int = 0  # attempts answered 429
-    #: A failed row whose change may nevertheless have been made (a 504 or a dropped
-    #: connection on the way): sending it again must treat a 409 as that change's echo.
-    uncertain: bool = False
+    #: An attempt for this row may have been applied although no answer showed it (a 5xx, a
+    #: dropped connection, an unread answer, a previous run's unanswered send): how, in words.
+    #: Empty when none may have been. Kept through stops, resumes and retries of failed rows.
+    earlier: str = ""
+    #: False when the outcome is the likelier of two possibilities, not a proven fact (the
+    #: message names both); such a row makes the run exit 5.
+    confirmed: bool = True
+    #: The answer leaves the truth open: a read of the user's status after the sends settles it
+    #: (``pcxbatch.settle``); until then ``outcome``/``message`` say what is known.
+    open: bool = False
+    #: What kind of answer it was (``pcxbatch.answers.Kind``), and the answer in words: what a
+    #: settling read needs to word its verdict.
+    answer_kind: str | None = None
+    answer_text: str = ""
+
+    @property
+    def uncertain(self) -> bool:
+        """An attempt for this row may have been applied (see ``earlier``)."""
+        return bool(self.earlier)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +157,8 @@ class ReportLine:
     message: str
     request_id: str
     values: tuple[str, ...]
-    seen_status: str = ""  # the user's status when previewed, "" when not read
+    seen_status: str = ""  # the user's status read before sending, "" when not read
+    confirmed: bool = True  # False: the outcome is not proven (see RowResult.confirmed)
     reason: str = ""  # what is sent with the row (kept for plans and undo files)
     updated_by: str = ""
 
@@ -198,3 +215,13 @@ class UsersPage(tuple[list[UserState], str | None]):
         page = super().__new__(cls, (users, next_key))
         page.total = total
         return page
+
+    @property
+    def users(self) -> list[UserState]:
+        """The page's users."""
+        return self[0]
+
+    @property
+    def key(self) -> str | None:
+        """The next page's key (``None``: this is the last page)."""
+        return self[1]

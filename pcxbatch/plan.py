@@ -398,17 +398,21 @@ def undo_rows(
 ) -> Iterator[UndoRow]:
     """How to put back every user a run changed: its status before, when one was read.
 
-    Only an apply knows each user's status before the change (its preview read it). A plain
-    run lists its changed users with the status left empty and says why, so that whoever must
-    undo it knows whom, and can fill the column in from their own records.
+    A run knows a user's status before the change only when it was read before sending (a
+    preview, or a run's own read when it was cheap enough). Without one, the user is listed with
+    the status left empty and says why (never a guessed status), so that whoever must undo it
+    knows whom, and can fill the column in from their own records.
     """
     unknown = (
-        "the status before this run is unknown: a plain run does not read it first (pcxbatch"
-        " preview + apply does); fill in the status to restore"
+        "the status before this run is unknown: it was not read before sending, or only as not"
+        " the wanted one (pcxbatch preview + apply always reads it; a run reads it when"
+        " read_before_send allows); fill in the status to restore"
     )
+    maybe = "this run may not have changed it (it may already have been so): check first"
     for line in lines:
         if line.outcome is Outcome.APPLIED:
             status, why = undo_status(line.seen_status) if line.seen_status else ("", unknown)
+            why = "; ".join(note for note in (why, "" if line.confirmed else maybe) if note)
             yield UndoRow(
                 line.user_id, status, reason, updated_by or "pcxbatch-undo", why, line.row
             )

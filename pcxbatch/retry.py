@@ -60,9 +60,9 @@ log = logging.getLogger("pcxbatch.client")  # its lines belong with the client's
 
 #: Statuses worth another attempt: throttling and the gateway's integration failures.
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
-#: Statuses after which an earlier attempt may have been applied (gateway gave up or the
-#: integration failed after running).
-AMBIGUOUS_STATUSES = frozenset({502, 504})
+#: Statuses after which the attempt may have been applied: the integration may have run before
+#: it failed (500, 502, an applied-then-503) or the gateway gave up waiting (504).
+AMBIGUOUS_STATUSES = frozenset({500, 502, 503, 504})
 #: The default longest ``Retry-After`` a run waits for (job key ``max_retry_wait``); a longer
 #: one stops the run (resumable) instead of hanging it for hours on one row.
 MAX_RETRY_AFTER = 300.0

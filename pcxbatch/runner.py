@@ -28,7 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pcxbatch import applying, facts, reportdir, runfolder
+from pcxbatch import applying, facts, reportdir, runfolder, settle
 from pcxbatch.config import Job
 from pcxbatch.context import (
     Confirmation,
@@ -229,12 +229,15 @@ def apply_plan(
 # --- shared by the operations ------------------------------------------------------------------
 
 
-def exit_code_for(counts: Mapping[str, int], stopped: str | None, unfinished: int = 0) -> ExitCode:
-    """The run's exit code from its counts (see :class:`~pcxbatch.errors.ExitCode`); older
-    runs left unfinished need a person as much as this run's own unsent rows."""
+def exit_code_for(
+    counts: Mapping[str, int], stopped: str | None, unfinished: int = 0, unconfirmed: int = 0
+) -> ExitCode:
+    """The run's exit code from its counts and unconfirmed rows (see
+    :class:`~pcxbatch.errors.ExitCode`); older runs left unfinished need a person as much as
+    this run's own unsent rows."""
     if stopped or counts.get(Outcome.NOT_ATTEMPTED.value, 0) or unfinished:
         return ExitCode.STOPPED
-    if counts.get(Outcome.FAILED.value, 0):
+    if counts.get(Outcome.FAILED.value, 0) or unconfirmed:
         return ExitCode.FAILED_ROWS
     if any(counts.get(o, 0) for o in (Outcome.INVALID, Outcome.DUPLICATE, Outcome.NOT_FOUND)):
         return ExitCode.FILE_PROBLEMS
@@ -279,19 +282,20 @@ def _run(
             confirmation = _confirmation(job, folder, target, credentials, plan)
             if not ctx.ui.planned(confirmation):
                 return _declined(folder, new=new)
-            check_api(job, base_url, credentials, ctx, confirmation.to_send)  # before any PUT
+            # Before any PUT; a key that may not list users means no reads (``settle``).
+            checked = check_api(job, base_url, credentials, ctx, confirmation.to_send)
         except BaseException:
             if new:
                 folder.discard()
             raise
         stopped: str | None = None
         sending = sum(confirmation.to_send.values())
-        if not job.dry_run and sending:
+        if not job.dry_run and (sending or folder.journal.open_count()):
             assert credentials is not None
             ctx.ui.started(sending)
             try:
-                client = ctx.client_factory(job, base_url, credentials, connections=job.concurrency)
-                stopped = ctx.run_async(_send_all(job, folder.journal, client, ctx.ui))
+                reads = checked is None or checked.can_read
+                stopped = _send_and_settle(job, folder.journal, ctx, base_url, credentials, reads)
             except Exception as exc:
                 if new and not _sent_any(folder):
                     folder.discard()
@@ -309,6 +313,26 @@ def _run(
                 f"the report in {folder.path} could not be written: {problem}. The journal holds"
                 f" every answer; once that is fixed, pcxbatch resume {folder.path} writes it"
             ) from None
+
+
+def _send_and_settle(
+    job: Job,
+    journal: Journal,
+    ctx: RunContext,
+    base_url: str,
+    credentials: Credentials,
+    can_read: bool,
+) -> str | None:
+    """Read before the sends, send, settle the open answers (``settle``; README "What each
+    answer means"); why the run stopped, or None. ``can_read`` False: the key may not list
+    users, so nothing is read and open rows stay open, both possibilities reported."""
+    stopped = settle.before_sending(job, journal, ctx, base_url, credentials, can_read=can_read)
+    if stopped is None and journal.pending_counts():
+        client = ctx.client_factory(job, base_url, credentials, connections=job.concurrency)
+        stopped = ctx.run_async(_send_all(job, journal, client, ctx.ui))
+    return stopped or settle.after_sending(
+        job, journal, ctx, base_url, credentials, can_read=can_read
+    )
 
 
 def _sent_any(folder: RunFolder) -> bool:
@@ -382,26 +406,27 @@ def _finish(
 
     journal = folder.journal
     counts = journal.counts()
-    exit_code = exit_code_for(counts, stopped, len(unfinished))
+    exit_code = exit_code_for(counts, stopped, len(unfinished), journal.unconfirmed())
     meta = folder.meta
     problems: list[ReportLine] = []
 
     def noting_problems(lines: Iterator[ReportLine]) -> Iterator[ReportLine]:
         # The report is streamed; keep the first few problem rows to show on the terminal.
         for line in lines:
-            if line.outcome in PROBLEMS and len(problems) < SHOW_PROBLEMS:
+            if (line.outcome in PROBLEMS or not line.confirmed) and len(problems) < SHOW_PROBLEMS:
                 problems.append(line)
             yield line
 
     # One dict for summary.json and the workbook's Summary sheet, completed by write_results.
     summary = facts.run_summary(job, folder, plan, counts, stopped, exit_code, ctx)
     summary["unfinished_runs"] = [str(u.path) for u in unfinished]
+    summary.update(settle.summary_fields(journal))
     with runfolder.earlier_runs(folder) as earlier:
         files = write_results(
             folder.path, meta["columns"], noting_problems(journal.lines()), xlsx=True,
             summary=summary, earlier=earlier,
         )  # fmt: skip
-    if not counts[Outcome.NOT_ATTEMPTED.value]:
+    if not counts[Outcome.NOT_ATTEMPTED.value] and not journal.open_count():  # none to settle
         journal.set_meta(state=runfolder.STATE_FINISHED)
     if counts[Outcome.APPLIED.value]:
         files.extend(_write_undo(job, journal, folder.path))

@@ -494,7 +494,7 @@ def test_halting_cuts_a_wait_short_and_starts_no_new_attempt() -> None:
         asyncio.get_running_loop().call_later(2.0, client.halt)
         with pytest.raises(Halted) as halted:
             await client.deactivate("u-1", updated_by="ops", reason=None)
-        assert not halted.value.ambiguous  # 503s: nothing was applied
+        assert halted.value.ambiguous  # a 503 may come after the change was made
         return asyncio.get_running_loop().time(), len(server.requests)
 
     assert run_virtual(go()) == (2.0, 3)  # attempts at 0, 0.5 and 1.5; then the brake

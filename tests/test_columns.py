@@ -204,7 +204,12 @@ def case_users(tmp_path: Path) -> Iterator[RunningSandbox]:
     '00012345' would have reached, someone else's account."""
     ids = ["00012340", "00012345", "00012346", "00012347", "00012348", "00012349"]
     ids += ["00012350", "00012351", "12345"]
-    users = [{"user_id": user_id, "status": "active"} for user_id in ids]
+    # 00012350 is to become active: it must not be active already (a read before sending would
+    # find it so and send nothing).
+    users = [
+        {"user_id": user_id, "status": "not_verified" if user_id == "00012350" else "active"}
+        for user_id in ids
+    ]
     users_file = tmp_path / "users.json"
     users_file.write_text(json.dumps(users), encoding="utf-8")
     running = start(SandboxConfig(users_file=users_file, seed=1))

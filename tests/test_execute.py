@@ -24,6 +24,7 @@ class Answer:
     message: str = ""
     ambiguous: bool = False
     throttled: int = 0
+    user_status: str | None = None  # the status of the user the answer's body shows
 
 
 class ScriptedClient:
@@ -44,7 +45,9 @@ class ScriptedClient:
         self.intent_seen.append(self._intent_recorded(user_id))
         self.calls.append((endpoint, user_id, body))
         await asyncio.sleep(0)
-        answer = self.script.get(user_id, Answer(200))
+        # By default a 200 showing the user in the status asked for, as PCX documents it.
+        shown = "inactive" if endpoint == "deactivate" else body["status"]
+        answer = self.script.get(user_id, Answer(200, user_status=shown))
         if isinstance(answer, Exception):
             raise answer
         return answer
@@ -98,43 +101,92 @@ def outcomes(journal: Journal) -> dict[str, tuple[str, str]]:
     return {line.user_id: (line.outcome.value, line.message) for line in journal.lines()}
 
 
+def confirmed(journal: Journal) -> dict[str, bool]:
+    return {line.user_id: line.confirmed for line in journal.lines()}
+
+
 def test_each_answer_becomes_the_right_outcome(tmp_path: Path) -> None:
     items = [
         deact(2, "ok"),
-        deact(3, "already"),
-        deact(4, "ghost-then-409"),
-        deact(5, "missing"),
-        setst(6, "kyc-ok"),
-        setst(7, "kyc-409"),
-        deact(8, "gone-quiet"),
-        Item(9, "bad id", None, None, None, None, Outcome.INVALID, "row 9: bad"),
+        deact(3, "already-shown"),
+        deact(4, "missing"),
+        setst(5, "kyc-ok"),
+        deact(6, "throttled"),
+        Item(7, "bad id", None, None, None, None, Outcome.INVALID, "row 7: bad"),
+    ]
+    journal = make_journal(tmp_path, items)
+    journal.set_seen({"ok": "active", "kyc-ok": "active"}, at="2026-12-01T09:00:00+00:00")
+    client = ScriptedClient(
+        journal.path,
+        {
+            "already-shown": Answer(409, message="already inactive", user_status="inactive"),
+            "missing": Answer(404, message="User not found"),
+            "throttled": Answer(429, attempts=8, message="Too Many Requests", throttled=8),
+        },
+    )
+    run(journal, client)
+    got = outcomes(journal)
+    assert got["ok"] == ("applied", "deactivated (was active)")
+    assert got["already-shown"] == ("unchanged", "already inactive (409: already inactive)")
+    assert got["missing"] == ("not_found", "user not found (404: User not found)")
+    assert got["kyc-ok"] == ("applied", "status set to rejected (was active)")
+    assert got["throttled"][0] == "failed" and "nothing was applied" in got["throttled"][1]
+    assert got["bad id"] == ("invalid", "row 7: bad")
+    assert all(confirmed(journal).values())
+    assert not journal.open_rows()
+    assert "bad id" not in {c[1] for c in client.calls}  # invalid rows are never sent
+    assert all(client.intent_seen), "a request left before its intent was recorded"
+    assert [line.row for line in journal.lines()] == [2, 3, 4, 5, 6, 7]
+
+
+def test_answers_that_prove_nothing_are_left_open_never_guessed(tmp_path: Path) -> None:
+    """The issue-11 cases: none of these answers shows what happened, so none is applied,
+    unchanged or a plain failure; each is open for the read after the sends, and says both."""
+    items = [
+        deact(2, "already"),  # 409 without the user: already inactive, or refused?
+        deact(3, "payout"),  # the refusing 409 that was reported unchanged
+        deact(4, "ghost-then-409"),  # its first attempt may have done it, or not
+        deact(5, "shown-active"),  # a 200 whose user still reads active (PCX's own example)
+        deact(6, "html"),  # a proxy's page, answered 200
+        deact(7, "ghost-then-503s"),  # applied by a 504, then only 503s
+        setst(8, "kyc-409"),
     ]
     journal = make_journal(tmp_path, items)
     client = ScriptedClient(
         journal.path,
         {
             "already": Answer(409, message="User is already inactive"),
+            "payout": Answer(409, message="User cannot be deactivated while a payout is pending"),
             "ghost-then-409": Answer(409, attempts=2, ambiguous=True, message="already inactive"),
-            "missing": Answer(404, message="User not found"),
+            "shown-active": Answer(200, message="User deactivated", user_status="active"),
+            "html": Answer(200, message="<!DOCTYPE html> Request blocked"),
+            "ghost-then-503s": Answer(503, attempts=8, ambiguous=True, message="Unavailable"),
             "kyc-409": Answer(409, message="Invalid transition"),
-            "gone-quiet": Answer(None, attempts=8, ambiguous=True, message="connection reset"),
         },
     )
     run(journal, client)
     got = outcomes(journal)
-    assert got["ok"][0] == "applied"
-    assert got["already"][0] == "unchanged"
-    assert got["ghost-then-409"][0] == "applied"  # its own first attempt made the change
-    assert got["missing"] == ("not_found", "user not found (404: User not found)")
-    assert got["kyc-ok"] == ("applied", "status set to rejected")
-    assert got["kyc-409"][0] == "failed"
+    assert {outcome for outcome, _ in got.values()} == {"failed"}
+    assert not any(confirmed(journal).values())
+    assert [r.row for r in journal.open_rows()] == [2, 3, 4, 5, 6, 7, 8]
+    assert "either the user is already inactive" in got["already"][1]
+    assert "or the API refused the change" in got["payout"][1]
+    assert "payout is pending" in got["payout"][1]
+    assert "earlier attempt" in got["ghost-then-409"][1]
+    assert "showed the user as active" in got["shown-active"][1]
+    assert "Request blocked" in got["html"][1]
+    assert "may have been applied" in got["ghost-then-503s"][1]
     assert "Invalid transition" in got["kyc-409"][1]
-    assert got["gone-quiet"][0] == "failed"
-    assert "may have been applied" in got["gone-quiet"][1]
-    assert got["bad id"] == ("invalid", "row 9: bad")
-    assert "bad id" not in {c[1] for c in client.calls}  # invalid rows are never sent
-    assert all(client.intent_seen), "a request left before its intent was recorded"
-    assert [line.row for line in journal.lines()] == [2, 3, 4, 5, 6, 7, 8, 9]
+    kinds = {r.user_id: r.answer_kind for r in journal.open_rows()}
+    assert kinds["shown-active"] == "other" and kinds["html"] == "unshown"
+
+
+def test_a_409_whose_body_shows_another_status_is_a_confirmed_refusal(tmp_path: Path) -> None:
+    journal = make_journal(tmp_path, [deact(2, "u")])
+    client = ScriptedClient(journal.path, {"u": Answer(409, message="no", user_status="active")})
+    run(journal, client)
+    assert outcomes(journal)["u"][0] == "failed" and confirmed(journal)["u"]
+    assert not journal.open_rows()
 
 
 def test_bodies_carry_the_rows_values(tmp_path: Path) -> None:
@@ -162,6 +214,22 @@ def test_auth_failure_stops_the_run_and_leaves_the_rest_resumable(tmp_path: Path
     assert len(client.calls) == 4
 
 
+def test_a_401_after_an_attempt_that_may_have_been_applied_keeps_it_so(tmp_path: Path) -> None:
+    """A 504 (maybe applied), then a 401 (key rotated): the row must not come back as "certainly
+    not sent", or the resume would take the 409 it meets for "already inactive"."""
+    journal = make_journal(tmp_path, [deact(2, "u2"), deact(3, "u3")])
+    refused = AuthError(401, "Unauthorized", maybe_applied=True)
+    client = ScriptedClient(journal.path, {"u2": refused, "u3": refused})
+    with pytest.raises(AuthError):
+        run(journal, client, concurrency=1)
+    pending = {p.user_id: p for p in journal.pending()}
+    assert pending["u2"].resent is True
+    assert pending["u2"].earlier == "an earlier attempt got no clear answer"
+    (line,) = [line for line in journal.lines() if line.user_id == "u2"]
+    assert line.outcome is Outcome.NOT_ATTEMPTED and not line.confirmed
+    assert "may have been applied" in line.message
+
+
 def test_stop_sends_nothing_more_and_keeps_the_rest_pending(tmp_path: Path) -> None:
     journal = make_journal(tmp_path, [deact(r, f"u{r}") for r in range(2, 102)])
     client = ScriptedClient(journal.path, {})
@@ -186,7 +254,10 @@ def test_rows_a_previous_run_sent_without_an_answer_are_sent_again(tmp_path: Pat
     run(journal, client)
     got = outcomes(journal)
     assert sorted(c[1] for c in client.calls) == ["b", "c"]  # never the answered row
-    assert got["b"][0] == "applied"  # the 409 echoes the earlier run's request
+    # The 409 may echo the earlier run's request, or the user was already inactive: open, for
+    # the read after the sends (settle) to tell; never assumed applied.
+    assert got["b"][0] == "failed" and not confirmed(journal)["b"]
+    assert [r.user_id for r in journal.open_rows()] == ["b"]
     assert "previous run" in got["b"][1]
 
 
@@ -198,6 +269,18 @@ def test_failure_guard_stops_a_run_that_fails_row_after_row(tmp_path: Path) -> N
         run(journal, client, concurrency=2, guard=FailureGuard(threshold=0.5, window=20))
     assert len(client.calls) < 30
     assert journal.counts()["not_attempted"] > 250
+
+
+def test_a_200_showing_the_change_without_a_read_before_is_not_confirmed(tmp_path: Path) -> None:
+    """PCX may answer 200 to a change that was not needed: without a read before, a 200 showing
+    the wanted state cannot tell "this run did it" from "it was already so"."""
+    journal = make_journal(tmp_path, [deact(2, "unread"), setst(3, "unread-too", "active")])
+    run(journal, ScriptedClient(journal.path, {}))
+    got = outcomes(journal)
+    assert {outcome for outcome, _ in got.values()} == {"applied"}
+    assert not any(confirmed(journal).values())
+    assert "or the user was already inactive" in got["unread"][1]
+    assert not journal.open_rows()  # no read after can tell either
 
 
 def test_failure_guard_judges_a_file_smaller_than_its_window(tmp_path: Path) -> None:

@@ -124,20 +124,20 @@ def test_rows_come_out_in_the_order_given_with_result_and_input_columns(tmp_path
     assert rows[0] == expected_header
     assert list(sheet[0]) == expected_header
     assert rows[1:] == [
-        ["5", "u5", "deactivate", "inactive", "applied", "200", "1",
+        ["5", "u5", "deactivate", "inactive", "applied", "yes", "200", "1",
          "refused, \"quoted\"\nsecond line", "req-5", "u5", "x", "a,b", ""],
-        ["2", "u2", "deactivate", "inactive", "invalid", "", "0", "", "", "u2", "inactive",
+        ["2", "u2", "deactivate", "inactive", "invalid", "yes", "", "0", "", "", "u2", "inactive",
          "note 2", ""],
-        ["9", "u9", "deactivate", "inactive", "failed", "503", "4", "", "req-9", "u9",
+        ["9", "u9", "deactivate", "inactive", "failed", "yes", "503", "4", "", "req-9", "u9",
          "inactive", "note 9", ""],
     ]  # fmt: skip
     assert sheet[1:] == [
-        (5, "u5", "deactivate", "inactive", "applied", 200, 1,
+        (5, "u5", "deactivate", "inactive", "applied", "yes", 200, 1,
          "refused, \"quoted\"\nsecond line", "req-5", "u5", "x", "a,b", None),
-        (2, "u2", "deactivate", "inactive", "invalid", None, 0, None, None, "u2", "inactive",
-         "note 2", None),
-        (9, "u9", "deactivate", "inactive", "failed", 503, 4, None, "req-9", "u9", "inactive",
-         "note 9", None),
+        (2, "u2", "deactivate", "inactive", "invalid", "yes", None, 0, None, None, "u2",
+         "inactive", "note 2", None),
+        (9, "u9", "deactivate", "inactive", "failed", "yes", 503, 4, None, "req-9", "u9",
+         "inactive", "note 9", None),
     ]  # fmt: skip
 
 
@@ -159,10 +159,10 @@ def test_numeric_looking_text_stays_text_and_numbers_are_numbers(tmp_path: Path)
     )
     _, sheet = write(tmp_path, [line])
     row = sheet[1]
-    assert row[0] == 3 and row[5] == 200 and row[6] == 1
+    assert row[0] == 3 and row[6] == 200 and row[7] == 1
     assert row[1] == "00012345"
-    assert row[8] == "12" and row[7] == "TRUE"
-    assert row[9:12] == ("00012345", "1e5", "2024-01-02")
+    assert row[9] == "12" and row[8] == "TRUE"
+    assert row[10:13] == ("00012345", "1e5", "2024-01-02")
 
 
 def test_csv_only_when_xlsx_is_not_wanted(tmp_path: Path) -> None:
@@ -256,7 +256,7 @@ def test_every_text_cell_and_header_is_neutralised_in_csv_and_a_string_in_xlsx(
 
     assert rows[0][-2] == safe
     assert sheet[0][-2] == payload  # a string cell is never evaluated: no apostrophe needed
-    text_columns = [1, 2, 3, 7, 8, 9, 10]
+    text_columns = [1, 2, 3, 8, 9, 10, 11]
     assert [rows[1][i] for i in text_columns] == [safe] * len(text_columns)
     assert [sheet[1][i] for i in text_columns] == [payload] * len(text_columns)
 
@@ -301,29 +301,29 @@ def test_any_text_round_trips_neutralised_in_csv_and_exactly_in_xlsx(
     line = make_line(2, message=message, values=(value,))
     rows, sheet = write(run_dir, [line], columns=[value or "blank"])
 
-    assert rows[1][7] == as_written(message)
-    assert rows[1][9] == as_written(value)
+    assert rows[1][8] == as_written(message)
+    assert rows[1][10] == as_written(value)
     # XLSX: an empty string is an empty cell.
-    assert sheet[1][7] == (cleaned(message) or None)
-    assert sheet[1][9] == (cleaned(value) or None)
-    header = report_headers([value or "blank"])[9]
-    assert rows[0][9] == as_written(header)
-    assert sheet[0][9] == cleaned(header)
+    assert sheet[1][8] == (cleaned(message) or None)
+    assert sheet[1][10] == (cleaned(value) or None)
+    header = report_headers([value or "blank"])[10]
+    assert rows[0][10] == as_written(header)
+    assert sheet[0][10] == cleaned(header)
 
 
 def test_control_characters_do_not_corrupt_the_xlsx(tmp_path: Path) -> None:
     nasty = "a\x00b\x01c\x08d\x0be\x0cf\x1fg\ufffeh\uffffi\x7fj\r\nk\tl _x0041_ m"
     rows, sheet = write(tmp_path, [make_line(2, message=nasty, values=(nasty, "", ""))])
-    assert rows[1][7] == nasty
-    assert rows[1][9] == nasty
-    assert sheet[1][7] == nasty
-    assert sheet[1][9] == nasty
+    assert rows[1][8] == nasty
+    assert rows[1][10] == nasty
+    assert sheet[1][8] == nasty
+    assert sheet[1][10] == nasty
 
 
 def test_a_lone_surrogate_becomes_a_replacement_character(tmp_path: Path) -> None:
     rows, sheet = write(tmp_path, [make_line(2, message="bad \udc80 byte")])
-    assert rows[1][7] == "bad \ufffd byte"
-    assert sheet[1][7] == "bad \ufffd byte"
+    assert rows[1][8] == "bad \ufffd byte"
+    assert sheet[1][8] == "bad \ufffd byte"
 
 
 def _utf16_len(text: str) -> int:
@@ -335,8 +335,8 @@ def test_text_longer_than_an_excel_cell_is_cut_with_a_note(tmp_path: Path, unit:
     long_text = "=" + unit * 40_000
     rows, sheet = write(tmp_path, [make_line(2, message=long_text)])
 
-    assert rows[1][7] == "'" + long_text  # the CSV is the complete record
-    cell = sheet[1][7]
+    assert rows[1][8] == "'" + long_text  # the CSV is the complete record
+    cell = sheet[1][8]
     assert isinstance(cell, str)
     assert _utf16_len(cell) <= 32_767
     assert cell.startswith("=" + unit * 1000)
@@ -347,7 +347,7 @@ def test_text_longer_than_an_excel_cell_is_cut_with_a_note(tmp_path: Path, unit:
 def test_text_at_the_excel_limit_is_kept_whole(tmp_path: Path) -> None:
     text = "b" * 32_767
     _, sheet = write(tmp_path, [make_line(2, message=text)])
-    assert sheet[1][7] == text
+    assert sheet[1][8] == text
 
 
 # --- Excel's row limit ---------------------------------------------------------------------------

@@ -200,7 +200,16 @@ def test_results_keep_hostile_text_as_text(
     no_overlapping_escapes(*fields.values(), *columns, *values)
     values = values[: len(columns)]
     line = ReportLine(
-        row=2, outcome=Outcome.FAILED, http_status=400, attempts=1, values=tuple(values), **fields
+        row=2,
+        user_id=fields["user_id"],
+        action=fields["action"],
+        target_status=fields["target_status"],
+        outcome=Outcome.FAILED,
+        http_status=400,
+        attempts=1,
+        message=fields["message"],
+        request_id=fields["request_id"],
+        values=tuple(values),
     )
     run_dir = tmp_path_factory.mktemp("run")
     csv_path, xlsx_path = write_results(run_dir, columns, [line], xlsx=True)
@@ -211,6 +220,7 @@ def test_results_keep_hostile_text_as_text(
             2,
             *(fields[name] for name in ("user_id", "action", "target_status")),
             "failed",
+            "yes",
             400,
             1,
             fields["message"],

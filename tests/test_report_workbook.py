@@ -265,7 +265,7 @@ def test_the_rows_sheet_reads_in_a_readers_order_with_full_ids_and_prints_landsc
     message = ws.cell(row=4, column=header(ws).index("message") + 1)
     assert message.value == LONG_MESSAGE and message.alignment.wrap_text
     assert ws.row_dimensions[4].height >= 45  # its row grows to show every line
-    assert_prints_as_a_table(ws, "L4")
+    assert_prints_as_a_table(ws, "M4")  # 13 columns: confirmed among them
     assert RUN_ID in ws.oddFooter.left.text and "&P of &N" in ws.oddFooter.right.text
 
 
@@ -295,7 +295,7 @@ def test_a_retry_report_holds_every_row_of_the_file_and_says_which_run_decided_e
 
     with (tmp_path / "results.csv").open(encoding="utf-8-sig") as f:
         rows = [r.split(",") for r in f.read().splitlines()[1:]]
-    got = [(r[0], r[4], r[7], r[-1]) for r in rows]
+    got = [(r[0], r[4], r[8], r[-1]) for r in rows]  # row, outcome, message, earlier_run
     assert got == [
         ("2", "applied", "earlier run: deactivated", "run-1"),
         ("3", "applied", "earlier run: deactivated on retry", "run-2"),

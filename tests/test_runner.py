@@ -547,9 +547,10 @@ def test_a_base_url_without_v1_is_refused_before_any_row(tmp_path: Path, gateway
 
 
 def test_a_retry_after_beyond_the_job_limit_stops_the_run_resumably(tmp_path: Path) -> None:
-    # A daily quota with two requests left: the preflight read and one change.
+    # A daily quota with three requests left: the preflight read, the read before sending and
+    # one change.
     sandbox = Sandbox(
-        SandboxConfig(users=60, seed=SEED, rate=0.0001, burst=2, retry_after_seconds=86400)
+        SandboxConfig(users=60, seed=SEED, rate=0.0001, burst=3, retry_after_seconds=86400)
     )
     ids = users(sandbox, "active", 10)
     job = make_job(tmp_path, ids, concurrency=1)

@@ -32,8 +32,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-_JSON_HEADERS = [(b"content-type", b"application/json")]
-
 
 class ConnectionDropped(Exception):
     """Raised inside the app when it drops a connection it cannot close itself (in-process)."""
@@ -77,9 +75,11 @@ class SandboxApp:
         if answer is None:
             await _drop(receive, send)
             return
-        payload = json.dumps(answer.body, separators=(",", ":")).encode()
+        payload = answer.raw
+        if payload is None:
+            payload = json.dumps(answer.body, separators=(",", ":")).encode()
         headers = [
-            *_JSON_HEADERS,
+            (b"content-type", answer.content_type.encode("latin-1")),
             (b"content-length", str(len(payload)).encode()),
             *((k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers),
             *self._echo(incoming),

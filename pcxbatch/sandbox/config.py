@@ -61,6 +61,11 @@ class SandboxConfig:
     ``GET /users/list`` (off by default, so reading state back stays reliable).
     Undocumented behaviours: ``deactivate_inactive`` (what ``/deactivate`` answers for a user
     already inactive) and ``same_status`` (what ``/activate`` answers for the status a user has).
+    Answers that leave the truth open (``faults``): ``refuse_rate`` (a share of users whose
+    deactivation is refused with 409, nothing changed), and per change ``wrong_status_rate`` (200
+    showing the user as it was, nothing changed), ``html_rate`` (200 with a proxy's HTML page,
+    nothing changed), ``applied_503_rate`` (applied, then 503), ``huge_rate`` (the answer padded
+    far past any cap a client should hold).
     Misbehaviours: ``gateway_missing_path`` (403 "Missing Authentication Token" for unknown
     paths, as API Gateway answers), ``retry_after_seconds`` (the ``Retry-After`` of every 429;
     with a tiny ``rate``, a spent quota), ``trickle_ms`` (answers to changes sent one byte at a
@@ -140,6 +145,29 @@ class SandboxConfig:
     same_status: Literal[200, 409] = field(
         default=200, metadata=_option("Answer to setting the status a user already has.")
     )
+    # -- answers that leave the truth open (sandbox/faults.py; README "What each answer means")
+    refuse_rate: float = field(
+        default=0.0,
+        metadata=_option(
+            "Share of users whose deactivation is refused with 409 (a payout is pending);"
+            " nothing changes."
+        ),
+    )
+    wrong_status_rate: float = field(
+        default=0.0,
+        metadata=_option("Share of changes answered 200 showing the user as it was; no change."),
+    )
+    html_rate: float = field(
+        default=0.0,
+        metadata=_option("Share of changes answered 200 with a proxy's HTML page; no change."),
+    )
+    applied_503_rate: float = field(
+        default=0.0, metadata=_option("Share of changes applied and then answered 503.")
+    )
+    huge_rate: float = field(
+        default=0.0,
+        metadata=_option("Share of answers padded far past any sane size (4 MB); else normal."),
+    )
 
     def __post_init__(self) -> None:
         problems = [
@@ -178,12 +206,13 @@ class SandboxConfig:
 
     def _fault_problems(self) -> list[str]:
         problems: list[str] = []
-        for name in ("fail_rate", "ghost_rate", "drop_rate"):
+        drawn = [f"{name}_rate" for name in _DRAWN_FAULTS]
+        for name in (*drawn, "refuse_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 problems.append(f"{name}: {value} must be a probability between 0 and 1")
-        if self.fail_rate + self.ghost_rate + self.drop_rate > 1.0 + 1e-9:
-            problems.append("fail_rate + ghost_rate + drop_rate must not exceed 1")
+        if sum(getattr(self, name) for name in drawn) > 1.0 + 1e-9:
+            problems.append(f"{' + '.join(drawn)} must not exceed 1")
         if self.deactivate_inactive not in (409, 200):
             problems.append(f"deactivate_inactive: {self.deactivate_inactive} must be 409 or 200")
         if self.same_status not in (200, 409):
@@ -215,6 +244,10 @@ class SandboxConfig:
         if self.latency_jitter_ms is not None:
             return self.latency_jitter_ms
         return self.latency_ms * 0.2
+
+
+#: The faults drawn per request, in draw order (``faults.FAULTS``): their rates add up to 1 at most.
+_DRAWN_FAULTS = ("fail", "ghost", "drop", "applied_503", "wrong_status", "html", "huge")
 
 
 class SandboxSetting(NamedTuple):

@@ -30,8 +30,12 @@ class Incoming:
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """The response to send: a status, a JSON object, extra headers."""
+    """The response to send: a status, a JSON object, extra headers. ``raw``, when set, is sent
+    instead of the JSON of ``body`` (a fault's HTML page or padded answer), as ``content_type``;
+    ``body`` is what the request log keeps."""
 
     status: int
     body: JSON
     headers: tuple[tuple[str, str], ...] = ()
+    raw: bytes | None = None
+    content_type: str = "application/json"

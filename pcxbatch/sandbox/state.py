@@ -6,8 +6,9 @@ an ``Incoming`` (method, raw path, query, headers, body bytes) and leaves as an 
 kept as a ``RequestRecord``. The ASGI adapter in ``app`` is the only HTTP-aware part.
 
 The order of checks follows API Gateway in front of a Lambda: route, authorizer (401, then 403 on
-role), per-credential throttle (429), then the integration: latency, faults (502/503, 504 after
-applying, dropped connection), and finally the handler (400, 404, 409, 200).
+role), per-credential throttle (429), then the integration: latency, faults (``faults``: 502/503,
+504 or 503 after applying, dropped connection, a 200 that changes nothing, a padded answer), and
+finally the handler (400, 404, 409, 200; a refused deactivation is a 409 there).
 
 Thread-safety: the state changes under one lock, and user objects are replaced, never changed in
 place, so a test thread can read ``users``/``requests`` while uvicorn serves in another thread.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import dataclasses
 import json
 import random
 import threading
@@ -30,6 +32,7 @@ from urllib.parse import parse_qsl, unquote
 
 from pcxbatch.model import DEACTIVATED_STATUS, SETTABLE_STATUSES
 
+from . import faults
 from .app import SandboxApp
 from .config import SandboxConfig, generate_api_key, generate_jwt, key_prefix
 from .messages import JSON, Answer, Incoming
@@ -47,9 +50,10 @@ class RequestRecord:
     ``time`` is the arrival time (epoch seconds). ``path`` is the path as sent (percent-encoded),
     ``user_id`` the decoded ID from it (``None`` for ``/users/list`` and unknown routes). ``body``
     is the JSON object sent, or ``None``. ``status`` is the answer's status, ``None`` when the
-    connection was dropped. ``applied`` says whether the user's state changed. ``fault`` is
-    ``"fail"``, ``"ghost"`` or ``"drop"`` when one was injected. ``caller`` names the credential
-    without its secret (``"api_key:pcx_sbx1a2b3c4d"``, ``"jwt"``), ``None`` when refused.
+    connection was dropped. ``applied`` says whether the user's state changed. ``fault`` is the
+    injected fault, one of ``faults.FAULTS`` (``"fail"``, ``"ghost"``, ``"drop"``, ...).
+    ``caller`` names the credential without its secret (``"api_key:pcx_sbx1a2b3c4d"``,
+    ``"jwt"``), ``None`` when refused.
     """
 
     time: float
@@ -74,16 +78,6 @@ class _Caller:
 
 
 @dataclass(slots=True)
-class _Plan:
-    """What the integration will do with one admitted request, drawn at arrival."""
-
-    delay: float = 0.0
-    fault: str | None = None  # "fail", "ghost", "drop"
-    fail_status: int = 502
-    drop_after_apply: bool = False
-
-
-@dataclass(slots=True)
 class _Exchange:
     """One request on its way through the sandbox, and what the request log will say of it."""
 
@@ -94,20 +88,12 @@ class _Exchange:
     user_id: str | None
     body: JSON | None
     caller: _Caller | None = None
-    plan: _Plan = field(default_factory=_Plan)
+    plan: faults.Plan = field(default_factory=faults.Plan)
     applied: bool = False
 
 
 def _error(status: int, message: str) -> Answer:
     return Answer(status, {"status": "error", "message": message})
-
-
-_GATEWAY_BODIES = {
-    429: {"message": "Too Many Requests"},
-    502: {"message": "Internal server error"},
-    503: {"message": "Service Unavailable"},
-    504: {"message": "Endpoint request timed out"},
-}
 
 
 def encode_key(user_id: str) -> str:
@@ -242,15 +228,31 @@ class Sandbox:
         if plan.delay > 0:
             await self._sleep(plan.delay)
         if plan.fault == "fail":
-            return Answer(plan.fail_status, dict(_GATEWAY_BODIES[plan.fail_status]))
+            return faults.gateway(plan.fail_status)
         if plan.fault == "drop" and not plan.drop_after_apply:
             return None
+        if plan.fault in ("wrong_status", "html") and changes:
+            unchanged = self._not_applied(exchange, plan.fault)
+            if unchanged is not None:
+                return unchanged
         answer = self._handler(exchange)
         if plan.fault == "drop":
             return None
-        if plan.fault == "ghost":
-            return Answer(504, dict(_GATEWAY_BODIES[504]))
-        return answer
+        if plan.fault in ("ghost", "applied_503"):
+            return faults.gateway(504 if plan.fault == "ghost" else 503)
+        return faults.padded(answer) if plan.fault == "huge" else answer
+
+    def _not_applied(self, exchange: _Exchange, fault: str) -> Answer | None:
+        """A 200 for a change that is not made: a proxy's page, or the user as it is (only for
+        a user that exists and a body that would be accepted; ``None`` otherwise)."""
+        if fault == "html":
+            return faults.html_page()
+        body = exchange.body
+        if body is None or isinstance(_target(exchange.route, body), Answer):
+            return None
+        with self._lock:
+            user = self._users.get(exchange.user_id or "")
+        return None if user is None else faults.as_it_was(exchange.route, user, body.get("reason"))
 
     def _handler(self, exchange: _Exchange) -> Answer:
         """The Lambda: 413 for an oversized body, else list users or change one."""
@@ -286,7 +288,7 @@ class Sandbox:
         if answer is None:
             return None
         headers = (("x-amzn-RequestId", exchange.request_id), *answer.headers)
-        return Answer(answer.status, answer.body, headers)
+        return dataclasses.replace(answer, headers=headers)
 
     def _route(self, request: Incoming) -> tuple[str, str | None]:
         path = request.raw_path
@@ -355,26 +357,18 @@ class Sandbox:
             headers = (("Retry-After", str(self.config.retry_after_seconds)),)
         elif self.config.retry_after:
             headers = (("Retry-After", str(max(1, int(-(-wait // 1))))),)
-        return Answer(429, dict(_GATEWAY_BODIES[429]), headers)
+        return dataclasses.replace(faults.gateway(429), headers=headers)
 
-    def _plan(self, *, faulty: bool) -> _Plan:
+    def _plan(self, *, faulty: bool) -> faults.Plan:
         config = self.config
-        plan = _Plan()
+        plan = faults.Plan()
         with self._lock:
             if config.latency_ms > 0:
                 jitter = config.effective_jitter_ms
                 ms = config.latency_ms + self._latency_rng.uniform(-jitter, jitter)
                 plan.delay = max(0.0, ms) / 1000.0
-            if faulty and (config.fail_rate or config.ghost_rate or config.drop_rate):
-                draw = self._fault_rng.random()
-                if draw < config.fail_rate:
-                    plan.fault = "fail"
-                    plan.fail_status = self._fault_rng.choice((502, 503))
-                elif draw < config.fail_rate + config.ghost_rate:
-                    plan.fault = "ghost"
-                elif draw < config.fail_rate + config.ghost_rate + config.drop_rate:
-                    plan.fault = "drop"
-                    plan.drop_after_apply = self._fault_rng.random() < 0.5
+            if faulty:
+                faults.draw(config, self._fault_rng, plan)
         return plan
 
     # -- the handlers ----------------------------------------------------------------------------
@@ -394,6 +388,9 @@ class Sandbox:
             user = self._users.get(user_id)
             if user is None:
                 return _error(404, "User not found"), False
+            refused = action == "deactivate" and user["status"] != target
+            if refused and faults.refuses(self.config, user_id):
+                return _error(409, faults.PAYOUT_PENDING), False
             unchanged = user["status"] == target
             if not unchanged:
                 user = {**user, "status": target, "updated_at": now}

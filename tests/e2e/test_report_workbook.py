@@ -92,6 +92,6 @@ def test_a_retry_of_failed_rows_reports_the_whole_file_in_one_workbook(
     assert got["Rows of the file"] == 9
     assert got["Exit code"] == 0
     ws = book["Rows"]
-    assert [c.value for c in ws[1]][:4] == ["row", "user_id", "outcome", "message"]
+    assert [c.value for c in ws[1]][:5] == ["row", "user_id", "outcome", "confirmed", "message"]
     assert [r[0] for r in ws.iter_rows(min_row=2, values_only=True)] == [int(n) for n in before]
     assert ws.column_dimensions["B"].width >= 38  # user IDs (UUIDs) in full

@@ -43,7 +43,9 @@ def test_readme_demo_job_against_the_built_in_sandbox(tmp_path: Path) -> None:
     sci = next(r for r in rows if r["User ID"] == "1.23457E+14")
     assert sci["outcome"] == "invalid" and "scientific notation" in sci["message"]
     unknown = next(r for r in rows if r["outcome"] == "not_found")
-    assert unknown["http_status"] == "404"
+    # Read before sending (200 users: one page), so the unknown user is never sent.
+    assert unknown["http_status"] == "" and "no such user" in unknown["message"]
+    assert all(r["confirmed"] == "yes" for r in rows)
     summary = ran.summary()
     assert summary["counts"]["applied"] == 24
     assert summary["exit_code"] == 1
@@ -132,7 +134,10 @@ def test_a_refused_key_is_one_line_and_exit_2_before_any_change(
     ran = pcxbatch(*args, *more, env={"PCX_API_KEY": server.readonly_api_key})
     assert ran.code == 3
     assert "stopped: the API credential is not allowed to do this (403)" in ran.stdout
-    assert Counter(r["outcome"] for r in ran.results()) == {"not_attempted": 30}
+    # The read before sending finds the users already inactive: those are not sent.
+    already = sum(u["status"] == "inactive" for u in seed_users(30, 2))
+    expected = {"not_attempted": 30 - already, "unchanged": already}
+    assert Counter(r["outcome"] for r in ran.results()) == {k: v for k, v in expected.items() if v}
     assert len([r for r in server.sandbox.requests if r.method == "PUT"]) == 1
 
 
@@ -144,12 +149,26 @@ def test_unusable_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert not list((tmp_path / "out").glob("*/results.csv"))
 
 
-def test_a_plain_run_lists_its_changes_for_undo_without_guessing(tmp_path: Path) -> None:
-    ran = pcxbatch(
-        "run", REPO / "jobs" / "sanctions-deactivate.yaml", "--sandbox", "--report-dir", tmp_path
-    )
+def undo_of(ran: Any) -> list[dict[str, str]]:
     with (ran.run_dir / "undo.csv").open(encoding="utf-8-sig", newline="") as f:
-        undo = list(csv.DictReader(f))
+        return list(csv.DictReader(f))
+
+
+def test_a_plain_run_lists_its_changes_for_undo_without_guessing(tmp_path: Path) -> None:
+    sample = REPO / "jobs" / "sanctions-deactivate.yaml"
+    ran = pcxbatch("run", sample, "--sandbox", "--report-dir", tmp_path / "read")
+    # It read the users first (cheap: one page), so undo restores the status each one had.
+    before = {u["user_id"]: u["status"] for u in seed_users(200, 0)}  # the built-in sandbox's
     applied = [r["user_id"] for r in ran.results() if r["outcome"] == "applied"]
+    undo = undo_of(ran)
+    assert [r["user_id"] for r in undo] == applied
+    assert [r["status"] for r in undo] == [before[uid] for uid in applied]
+    # A job that never reads leaves the status empty and says so: never a guessed one.
+    blind = tmp_path / "blind.yaml"
+    text = sample.read_text().replace("../", f"{REPO}/") + "read_before_send: never\n"
+    blind.write_text(text)
+    ran = pcxbatch("run", blind, "--sandbox", "--report-dir", tmp_path / "blind")
+    applied = [r["user_id"] for r in ran.results() if r["outcome"] == "applied"]
+    undo = undo_of(ran)
     assert [r["user_id"] for r in undo] == applied
     assert all(r["status"] == "" and "unknown" in r["undo_note"] for r in undo)

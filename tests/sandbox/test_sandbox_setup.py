@@ -160,6 +160,11 @@ def test_a_job_may_carry_only_settings_without_secrets_or_addresses() -> None:
         "echo_credential",
         "deactivate_inactive",
         "same_status",
+        "refuse_rate",
+        "wrong_status_rate",
+        "html_rate",
+        "applied_503_rate",
+        "huge_rate",
     }
     # Each default is one SandboxConfig accepts.
     SandboxConfig(**{s.name: s.default for s in sandbox_settings(job=True)})
