@@ -70,7 +70,9 @@ class SandboxConfig:
     paths, as API Gateway answers), ``retry_after_seconds`` (the ``Retry-After`` of every 429;
     with a tiny ``rate``, a spent quota), ``trickle_ms`` (answers to changes sent one byte at a
     time; ``faults_on_list`` extends it to the list), ``repeat_page_key`` (paging that never
-    ends), ``echo_credential`` (the credential reflected in a response header).
+    ends), ``echo_credential`` (the credential reflected in a response header), ``echo_reason``
+    (changes refused with a 400 whose message repeats the request's reason, control characters
+    and all).
     """
 
     # Not in a job: a job's sandbox runs in-process or on a free loopback port.
@@ -137,6 +139,10 @@ class SandboxConfig:
     echo_credential: bool = field(
         default=False,
         metadata=_option("Reflect the request's credential in a WWW-Authenticate header."),
+    )
+    echo_reason: bool = field(
+        default=False,
+        metadata=_option("Refuse changes with a 400 whose message repeats the request's reason."),
     )
     faults_on_list: bool = False
     deactivate_inactive: Literal[409, 200] = field(

@@ -380,6 +380,8 @@ class Sandbox:
         reason = body.get("reason")
         if reason is not None and not isinstance(reason, str):
             return _error(400, "reason must be a string"), False
+        if reason and self.config.echo_reason:  # a server that repeats what it was sent
+            return _error(400, f"Invalid reason: {reason}"), False
         target = _target(action, body)
         if isinstance(target, Answer):
             return target, False

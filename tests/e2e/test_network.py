@@ -182,3 +182,21 @@ def test_debug_shows_each_request_and_never_the_credential_a_server_echoes(
     assert "WWW-Authenticate" not in ran.stderr and "www-authenticate" not in ran.stderr
     for needle in (SECRET, jwt.split(".")[1], jwt.split(".")[2]):
         assert needle not in ran.stderr and needle not in ran.stdout
+
+
+def test_a_server_message_repeating_control_characters_is_made_safe_on_the_terminal(
+    tmp_path: Path, sandbox_factory: Any
+) -> None:
+    server = sandbox_factory(users=60, seed=3, api_key=KEY, echo_reason=True)
+    uid = next(u["user_id"] for u in seed_users(60, 3) if u["status"] == "active")
+    hostile = "case \x9b31mred\u202egnp.exe"  # a C1 CSI and a right-to-left override
+    path = tmp_path / "in.csv"
+    path.write_text(f"user_id,reason\n{uid},{hostile}\n", encoding="utf-8")
+    ran = pcxbatch(
+        "run", path, "--base-url", server.base_url, "--report-dir", tmp_path / "reports",
+        "--action", "deactivate", "--updated-by", "ops", "--yes", env={"PCX_API_KEY": KEY},
+    )  # fmt: skip
+    shown = ran.stdout + ran.stderr
+    assert "Invalid reason" in ran.stdout, shown  # the API's message is shown ...
+    assert "\x9b" not in shown and "\u202e" not in shown  # ... but cannot drive the terminal
+    assert "\\x9b31mred\\u202egnp.exe" in ran.stdout

@@ -158,6 +158,7 @@ def test_a_job_may_carry_only_settings_without_secrets_or_addresses() -> None:
         "trickle_ms",
         "repeat_page_key",
         "echo_credential",
+        "echo_reason",
         "deactivate_inactive",
         "same_status",
         "refuse_rate",
