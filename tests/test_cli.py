@@ -83,3 +83,15 @@ def test_without_a_terminal_the_last_progress_line_is_printed_once(
     lines = [line for line in capsys.readouterr().err.splitlines() if "rows," in line]
     shown = [line.split(" ", 1)[1].split(",")[0] for line in lines]
     assert shown == ["0/2 rows", "1/2 rows", "2/2 rows"]  # not "2/2" again at the end
+
+
+def test_a_run_with_failed_rows_ends_by_saying_how_to_send_them_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pcxbatch.cli.summaries import print_result
+    from pcxbatch.context import RunResult
+
+    print_result(RunResult(tmp_path, {"applied": 3, "failed": 2}, ExitCode.FAILED_ROWS))
+    out = capsys.readouterr().out.splitlines()
+    assert f"to send the failed rows again: pcxbatch run --retry-failed {tmp_path}" in out
+    assert out[-1] == f"report: {tmp_path}"

@@ -81,6 +81,9 @@ def print_result(result: RunResult) -> None:
         say(f"stopped: {safe(result.stopped)}")
     if result.run_dir and result.counts.get(Outcome.NOT_ATTEMPTED.value):
         say(f"to finish this run: pcxbatch resume {result.run_dir}")
+    elif result.run_dir and result.counts.get(Outcome.FAILED.value):
+        # The changes are idempotent: sending a failed row again is safe (README).
+        say(f"to send the failed rows again: pcxbatch run --retry-failed {result.run_dir}")
     for run in result.unfinished:
         for line in unfinished_lines(run):
             say(line)
