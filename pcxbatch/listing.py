@@ -27,6 +27,17 @@ class UserLike(Protocol):
     def status(self) -> str: ...
 
 
+class Page(Protocol):
+    """One page of ``GET /users/list`` (``pcxbatch.model.UsersPage``)."""
+
+    @property
+    def users(self) -> Sequence[UserLike]: ...
+    @property
+    def key(self) -> str | None: ...
+    @property
+    def total(self) -> int | None: ...
+
+
 class StateReader(Protocol):
     """A client that can page ``GET /users/list`` (``pcxbatch.client.PcxClient``)."""
 
@@ -37,7 +48,7 @@ class StateReader(Protocol):
         org_id: str | None = None,
         limit: int = 100,
         last_evaluated_key: str | None = None,
-    ) -> tuple[Sequence[UserLike], str | None]: ...
+    ) -> Page: ...
 
 
 async def read_states(
@@ -63,7 +74,7 @@ async def read_states(
     pages = 0
     while True:
         page = await client.list_users(org_id=org_id, limit=page_size, last_evaluated_key=key)
-        users, key = page
+        users, key = page.users, page.key
         pages += 1
         listed += len(users)
         for user in users:
@@ -73,7 +84,7 @@ async def read_states(
             on_page(pages, listed, len(found))
         if key is None or len(found) == len(wanted):
             return found, pages
-        _check_paging(key, keys, pages, getattr(page, "total", None), page_size)
+        _check_paging(key, keys, pages, page.total, page_size)
 
 
 class PagingError(StoppedError):
@@ -84,7 +95,7 @@ class PagingError(StoppedError):
 SPARE_PAGES = 10
 
 
-def _check_paging(key: str, keys: set[str], pages: int, total: object, size: int) -> None:
+def _check_paging(key: str, keys: set[str], pages: int, total: int | None, size: int) -> None:
     """Raise :class:`PagingError` when the next page would repeat the listing, or when far
     more pages were read than the list's own ``total`` needs; else remember ``key``."""
     if key in keys:
@@ -93,7 +104,7 @@ def _check_paging(key: str, keys: set[str], pages: int, total: object, size: int
             " gave, so the API would send the same pages for ever; the listing was stopped"
         )
     keys.add(key)
-    if isinstance(total, int) and pages > 2 * (total // size + 1) + SPARE_PAGES:
+    if total is not None and pages > 2 * (total // size + 1) + SPARE_PAGES:
         raise PagingError(
             f"the user list does not end: {pages} pages of {size} read, and the API says only"
             f" {total} users match; the listing was stopped"

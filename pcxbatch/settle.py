@@ -32,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -42,7 +42,7 @@ from pcxbatch import answers
 from pcxbatch.errors import AuthError, StoppedError
 from pcxbatch.execute import facts_of
 from pcxbatch.journal import Journal, OpenRow, PendingRow, Settled
-from pcxbatch.listing import UserLike, read_states
+from pcxbatch.listing import Page, StateReader, read_states
 from pcxbatch.model import RowResult
 
 if TYPE_CHECKING:
@@ -63,28 +63,8 @@ class ReadMode(StrEnum):
 COST_SHARE = 0.25
 
 
-class Page(Protocol):
-    """One page of ``GET /users/list`` (``pcxbatch.model.UsersPage``)."""
-
-    @property
-    def users(self) -> Sequence[UserLike]: ...
-    @property
-    def key(self) -> str | None: ...
-    @property
-    def total(self) -> int | None: ...
-
-
-class Lister(Protocol):
-    """A client that pages ``GET /users/list`` (``pcxbatch.client.PcxClient``)."""
-
-    async def list_users(
-        self,
-        *,
-        status: str | None = None,
-        org_id: str | None = None,
-        limit: int = 100,
-        last_evaluated_key: str | None = None,
-    ) -> Page: ...
+class Lister(StateReader, Protocol):
+    """A client that pages ``GET /users/list`` and is closed after (``PcxClient``)."""
 
     async def aclose(self) -> None: ...
 
@@ -437,7 +417,7 @@ class _FirstPage:
         org_id: str | None = None,
         limit: int = 100,
         last_evaluated_key: str | None = None,
-    ) -> tuple[Sequence[UserLike], str | None]:
+    ) -> Page:
         page = self._first
         if page is None or last_evaluated_key is not None:
             page = await self._client.list_users(
@@ -447,7 +427,7 @@ class _FirstPage:
                 last_evaluated_key=last_evaluated_key,
             )
         self._first = None
-        return page.users, page.key
+        return page
 
 
 def _iso(moment: datetime) -> str:

@@ -31,6 +31,15 @@ class User:
     status: str
 
 
+@dataclass(frozen=True)
+class Page:
+    """One page as ``listing.Page`` reads it."""
+
+    users: list[User]
+    key: str | None
+    total: int | None = None
+
+
 class Pages:
     """A fake ``list_users`` over a fixed population, recording every call."""
 
@@ -44,11 +53,11 @@ class Pages:
         org_id: str | None = None,
         limit: int = 100,
         last_evaluated_key: str | None = None,
-    ) -> tuple[list[User], str | None]:
+    ) -> Page:
         self.calls += 1
         start = int(last_evaluated_key or 0)
         end = start + min(limit, self.page)
-        return self.users[start:end], (str(end) if end < len(self.users) else None)
+        return Page(self.users[start:end], str(end) if end < len(self.users) else None)
 
 
 def test_verdicts() -> None:
