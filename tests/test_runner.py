@@ -160,6 +160,13 @@ def results(result: RunResult) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def audit_entries(folder: Path) -> list[dict[str, Any]]:
+    """The bodies of the report folder's audit entries, checkpoints left out."""
+    lines = (folder / "audit.jsonl").read_text(encoding="utf-8").splitlines()
+    bodies = [json.loads(line)["body"] for line in lines]
+    return [b for b in bodies if b["event"] != "checkpoint"]
+
+
 def summary(result: RunResult) -> dict[str, Any]:
     assert result.run_dir is not None
     return dict(json.loads((result.run_dir / "summary.json").read_text()))
@@ -215,7 +222,9 @@ def test_declining_sends_nothing_exits_6_and_leaves_no_folder(tmp_path: Path) ->
     result = run_job(job, context(sandbox, RecordingUI(answer=False)))
     assert result.exit_code is ExitCode.DECLINED and result.run_dir is None
     assert not puts_per_user(sandbox)
-    assert list(job.report_dir.iterdir()) == [job.report_dir / ".hits.lock"]
+    assert not [p for p in job.report_dir.iterdir() if p.is_dir()]
+    (entry,) = audit_entries(job.report_dir)  # the decline is on record, nothing else
+    assert entry["event"] == "run.decline"
 
 
 def test_a_missing_credential_leaves_no_folder(tmp_path: Path) -> None:
