@@ -25,6 +25,7 @@ import httpx
 import pytest
 from vclock import run_virtual
 
+from pcxbatch.audit.folder import verify_folder
 from pcxbatch.client import PcxClient, RetryPolicy
 from pcxbatch.config import Job, load_job
 from pcxbatch.context import Confirmation, RunContext, RunResult
@@ -293,6 +294,12 @@ def test_sigterm_drains_in_flight_requests_and_a_rerun_resumes(tmp_path: Path) -
     assert again_ui.resumed == [first.run_dir] and second.run_dir == first.run_dir
     assert [r["outcome"] for r in results(second)] == ["applied"] * 30
     assert max(puts_per_user(sandbox).values()) == 1  # nothing with an outcome was sent again
+    # On record: the stop with why, the resume, the finish; the folder verifies.
+    entries = audit_entries(job.report_dir)
+    assert [e["event"] for e in entries] == ["run.start", "run.stop", "run.resume", "run.finish"]
+    assert entries[1]["details"]["stopped"] == "interrupted (SIGTERM)"
+    assert entries[1]["details"]["exit_code"] == ExitCode.STOPPED
+    assert verify_folder(job.report_dir).ok
 
 
 def test_a_resume_after_a_kill_treats_an_unanswered_send_as_possibly_applied(
@@ -405,6 +412,10 @@ def test_retry_failed_makes_a_linked_run_of_only_the_failed_rows(tmp_path: Path)
     # One report for the file: the rows retried, and the invalid row as the first run left it.
     got = [(r["outcome"], r["earlier_run"]) for r in results(retried)]
     assert got == [("applied", "")] * 4 + [("invalid", first.run_dir.name)]
+    retry_start = audit_entries(job_dir := first.run_dir.parent)[2]
+    assert retry_start["details"]["kind"] == "retry"
+    assert retry_start["details"]["previous_run"] == str(first.run_dir)
+    assert verify_folder(job_dir).ok
     assert all(healthy.status_of(uid) == "inactive" for uid in ids)
 
 

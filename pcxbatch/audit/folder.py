@@ -39,15 +39,15 @@ def _check_files(folder: Path, verdict: Verdict) -> None:
 
     for name, vouched in verdict.files.items():
         path = Path(name) if Path(name).is_absolute() else folder / name
-        try:
-            sha = file_sha256(path)
-        except FileNotFoundError:
+        if not path.is_file():
             verdict.problems.append(
                 f"{name}: entry {vouched.seq} vouched for this file; it is gone (deleted or moved)"
             )
             continue
-        except OSError as exc:
-            verdict.problems.append(f"{name}: cannot be read to check it: {exc.strerror or exc}")
+        try:
+            sha = file_sha256(path)
+        except UnusableError as exc:
+            verdict.problems.append(f"{name}: cannot be checked: {exc}")
             continue
         if sha != vouched.value:
             verdict.problems.append(

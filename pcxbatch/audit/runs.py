@@ -10,12 +10,13 @@ bytes change whenever SQLite checkpoints it.
 from __future__ import annotations
 
 import getpass
+import hashlib
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from pcxbatch.audit.chain import canonical, sha256_hex
+from pcxbatch.audit.chain import canonical
 from pcxbatch.model import ReportLine
 
 #: The columns of the dump, in order (the dump's first line names them).
@@ -56,8 +57,6 @@ def journal_dump(lines: Iterable[ReportLine]) -> Iterator[bytes]:
 
 def dump_digest(chunks: Iterable[bytes]) -> dict[str, Any]:
     """``{"rows", "sha256"}`` of a dump (from :func:`journal_dump` or a pack's copy of one)."""
-    import hashlib
-
     h = hashlib.sha256()
     count = -1  # the header is not a row
     for chunk in chunks:
@@ -101,11 +100,6 @@ def cli_actor(operator: str) -> dict[str, str]:
     except (KeyError, OSError):
         unix_user = str(os.geteuid())
     return {"operator": operator, "operator_from": given, "unix_user": unix_user}
-
-
-def sha256_of(data: bytes) -> str:
-    """SHA-256 hex of ``data`` (re-exported for callers that hash small texts)."""
-    return sha256_hex(data)
 
 
 def counts_of(counts: Mapping[str, int]) -> dict[str, int]:
