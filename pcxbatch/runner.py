@@ -285,9 +285,9 @@ def _run(
             if not ctx.ui.planned(confirmation):
                 auditing.declined(job, folder, ctx)
                 return _declined(folder, new=new)
-            auditing.opened(job, folder, ctx, confirmation, new=new)
             # Before any PUT; a key that may not list users means no reads (``settle``).
             checked = check_api(job, base_url, credentials, ctx, confirmation.to_send)
+            auditing.opened(job, folder, ctx, confirmation, new=new)  # then, nothing unrecorded
         except BaseException:
             if new:
                 folder.discard()
