@@ -366,3 +366,9 @@ def sandbox(**flags: Any) -> ExitCode:
     with contextlib.suppress(KeyboardInterrupt):
         serve(config, announce=lambda line: click.echo(line))
     return ExitCode.OK
+
+
+# The web service's commands (users, serve) live in their own module.
+from pcxbatch.cli.web_cmds import register  # noqa: E402
+
+register(cli)
