@@ -184,8 +184,8 @@ def serve(
     import os
     import tempfile
 
-    from pcxbatch.rules import DEFAULT_BASE_URL
     from pcxbatch.credentials import Credentials
+    from pcxbatch.rules import DEFAULT_BASE_URL
     from pcxbatch.web.flow import ServerConfig
     from pcxbatch.web.server import data_dir_default, sandbox_target
     from pcxbatch.web.server import serve as run_server

@@ -129,6 +129,11 @@ class _Gate:
                 return _json_error(401, "a valid API token is needed: Authorization: Bearer TOKEN")
             return RedirectResponse("/login", status_code=303)
         if call.who.role not in route.roles:
+            self.access.sink.record(
+                "access_refused",
+                call.who.actor(),
+                details={"route": f"{route.method} {route.path}"},
+            )
             return self._respond(
                 self._refused(route, Refused(403, "your role may not do this")), call
             )
