@@ -11,6 +11,8 @@ import pytest
 
 #: Libraries a command may need, but that help text never does.
 HEAVY = {"pandas", "numpy", "openpyxl", "xlsxwriter", "httpx", "httpcore", "uvicorn", "rich"}
+#: The web service's libraries: only ``pcxbatch serve`` and ``pcxbatch users`` load them.
+HEAVY |= {"starlette", "jinja2", "python_multipart", "multipart", "argon2", "sqlalchemy"}
 
 PROBE = """
 import contextlib, io, json, sys
@@ -22,7 +24,8 @@ print(json.dumps({"code": int(code), "help": text.getvalue(), "modules": sorted(
 
 
 @pytest.mark.parametrize(
-    "command", ["", "run", "resume", "preview", "apply", "validate", "sandbox"]
+    "command",
+    ["", "run", "resume", "preview", "apply", "validate", "sandbox", "serve", "users"],
 )
 def test_help_imports_no_heavy_library(command: str) -> None:
     args = [command, "--help"] if command else ["--help"]

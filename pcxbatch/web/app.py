@@ -134,9 +134,9 @@ class _Gate:
                 call.who.actor(),
                 details={"route": f"{route.method} {route.path}"},
             )
-            return self._respond(
-                self._refused(route, Refused(403, "your role may not do this")), call
-            )
+            needed = " or ".join(sorted(route.roles))
+            message = f"this needs the {needed} role; you are signed in as {call.who.role}"
+            return self._respond(self._refused(route, Refused(403, message)), call)
         return None
 
     async def _read_body(self, request: Request, route: Route, call: Call) -> None:

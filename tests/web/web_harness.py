@@ -6,9 +6,10 @@ Tests import it by bare name (``tests/web`` is on pytest's and mypy's path, as
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -95,3 +96,44 @@ def through_approval(
     submitted = client.post(f"/api/v1/jobs/{job_id}/submit", headers=bearer(tokens["ana"]))
     assert submitted.status_code == 200, submitted.text
     return job_id
+
+
+def xlsx_file(rows: list[list[str]], header: tuple[str, ...] = ("User ID", "Reason")) -> bytes:
+    """An .xlsx upload (one sheet, ``Cases``) with ``header`` and ``rows``."""
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = "Cases"
+    sheet.append(list(header))
+    for row in rows:
+        sheet.append(row)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+@contextlib.contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a free loopback port, in a thread; yield its URL.
+
+    The socket is bound and listening before the thread starts, so a client may connect at
+    once (the connection waits in the backlog): nothing waits for the server to be ready.
+    """
+    import socket
+    import threading
+
+    import uvicorn
+
+    sock = socket.create_server(("127.0.0.1", 0))
+    config = uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
