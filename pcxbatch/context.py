@@ -10,7 +10,7 @@ the operations return. Both faces (``cli`` and ``web``) speak these types.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +22,7 @@ from pcxbatch.model import ReportLine, RowResult
 from pcxbatch.plan import operator
 
 if TYPE_CHECKING:  # the client stack is imported when a run sends, not when the CLI starts
+    from pcxbatch.audit import AuditLog
     from pcxbatch.client import PcxClient
     from pcxbatch.credentials import Credentials
     from pcxbatch.runfolder import UnfinishedRun
@@ -92,6 +93,18 @@ def make_client(
     )
 
 
+class AuditLogFactory(Protocol):
+    """Makes the audit log of a report folder, dated by the context's clock."""
+
+    def __call__(self, folder: Path, clock: Callable[[], datetime]) -> AuditLog: ...
+
+
+def _audit_log(folder: Path, clock: Callable[[], datetime]) -> AuditLog:
+    from pcxbatch.audit import AuditLog
+
+    return AuditLog(folder, clock=clock)
+
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -115,6 +128,18 @@ class RunContext:
     client_factory: ClientFactory = make_client
     run_async: Callable[[Coroutine[Any, Any, Any]], Any] = asyncio.run
     on_interruptible: Callable[[Callable[[str], None]], None] | None = None
+    #: Who acts, as the audit log records it (None: the CLI's operator and Unix user).
+    actor: Mapping[str, str] | None = None
+    #: The audit log of a report folder (None: none written; only benchmarks ask for that).
+    audit_log: AuditLogFactory | None = _audit_log
+
+    def who(self) -> Mapping[str, str]:
+        """The actor the audit log records: the web's account, or the CLI's operator."""
+        if self.actor is not None:
+            return self.actor
+        from pcxbatch.audit.runs import cli_actor
+
+        return cli_actor(self.operator)
 
     def now_iso(self) -> str:
         """The context's time as plans and summaries write it."""

@@ -30,6 +30,7 @@ class ExitCode(IntEnum):
     LOCKED = 4  # another run of the same job holds the lock
     FAILED_ROWS = 5  # finished; some rows failed or unconfirmed at the API (wins over 1)
     DECLINED = 6  # declined at the confirmation prompt; nothing sent, nothing to resume
+    NOT_VERIFIED = 7  # audit verify: the log, a journal or a report file is not as recorded
     INTERNAL = 70  # internal error (--debug shows the traceback)
 
 

@@ -17,7 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pcxbatch import applying, facts, runfolder
+from pcxbatch import applying, auditing, facts, runfolder
 from pcxbatch.config import Job, job_from_dict
 from pcxbatch.context import PreviewResult, RunContext, RunResult, RunUI
 from pcxbatch.errors import ExitCode
@@ -95,12 +95,13 @@ def preview_job(job: Job, ctx: RunContext, *, plan_out: Path | None = None) -> P
         )
         text, digest = seal(plan)
         plan_path = Path(os.path.abspath(plan_out or folder.path / "plan.json"))
-        write_preview(
+        files = write_preview(
             folder.path, folder.meta["columns"], rows, title=title, counts=tally.counts,
             transitions=tally.transitions, xlsx=True,
             summary=facts.preview_summary(job, folder, plan, plan_path, digest),
         )  # fmt: skip
         atomic_write_text(plan_path, text)
+        auditing.previewed(job, folder, ctx, digest, plan_path, tally.counts, files)
         code = ExitCode.FILE_PROBLEMS if tally.file_problems else ExitCode.OK
         return PreviewResult(
             folder.path, plan_path, digest, target, dict(tally.counts), tally.transitions, code,

@@ -28,7 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pcxbatch import applying, facts, reportdir, runfolder, settle
+from pcxbatch import applying, auditing, facts, reportdir, runfolder, settle
 from pcxbatch.config import Job
 from pcxbatch.context import (
     Confirmation,
@@ -200,7 +200,9 @@ def abandon_run(run_dir: Path, ctx: RunContext) -> RunResult:
             return RunResult(run_dir, folder.journal.counts(), ExitCode.OK, note=note)
         left = folder.journal.counts()[Outcome.NOT_ATTEMPTED.value]
         confirmation = _confirmation(job, folder, job.base_url, None)
-        result = _finish(job, folder, confirmation, f"abandoned by {ctx.operator}", ctx, ())
+        result = _finish(
+            job, folder, confirmation, f"abandoned by {ctx.operator}", ctx, (), cancelled=True
+        )
         folder.journal.set_meta(
             state=runfolder.STATE_ABANDONED, abandoned_by=ctx.operator, abandoned_at=ctx.now_iso()
         )
@@ -281,7 +283,9 @@ def _run(
             base_url, credentials, target = _target(job, ctx, stack)
             confirmation = _confirmation(job, folder, target, credentials, plan)
             if not ctx.ui.planned(confirmation):
+                auditing.declined(job, folder, ctx)
                 return _declined(folder, new=new)
+            auditing.opened(job, folder, ctx, confirmation, new=new)
             # Before any PUT; a key that may not list users means no reads (``settle``).
             checked = check_api(job, base_url, credentials, ctx, confirmation.to_send)
         except BaseException:
@@ -400,8 +404,11 @@ def _finish(
     stopped: str | None,
     ctx: RunContext,
     unfinished: Sequence[UnfinishedRun],
+    *,
+    cancelled: bool = False,
 ) -> RunResult:
-    """Write results, undo file and summary; mark the run finished when every row is done."""
+    """Write results, undo file and summary; mark the run finished when every row is done;
+    record it in the audit log (``cancelled``: a person abandoned it)."""
     from pcxbatch.report import write_results, write_summary
 
     journal = folder.journal
@@ -431,6 +438,10 @@ def _finish(
     if counts[Outcome.APPLIED.value]:
         files.extend(_write_undo(job, journal, folder.path))
     files.append(write_summary(folder.path, summary))
+    auditing.closed(
+        job, folder, ctx, counts=counts, exit_code=exit_code, stopped=stopped, files=files,
+        cancelled=cancelled,
+    )  # fmt: skip
     return RunResult(
         folder.path, counts, exit_code, stopped, files, problems, unfinished=list(unfinished)
     )

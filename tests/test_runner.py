@@ -25,6 +25,7 @@ import httpx
 import pytest
 from vclock import run_virtual
 
+from pcxbatch.audit.folder import verify_folder
 from pcxbatch.client import PcxClient, RetryPolicy
 from pcxbatch.config import Job, load_job
 from pcxbatch.context import Confirmation, RunContext, RunResult
@@ -160,6 +161,13 @@ def results(result: RunResult) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def audit_entries(folder: Path) -> list[dict[str, Any]]:
+    """The bodies of the report folder's audit entries, checkpoints left out."""
+    lines = (folder / "audit.jsonl").read_text(encoding="utf-8").splitlines()
+    bodies = [json.loads(line)["body"] for line in lines]
+    return [b for b in bodies if b["event"] != "checkpoint"]
+
+
 def summary(result: RunResult) -> dict[str, Any]:
     assert result.run_dir is not None
     return dict(json.loads((result.run_dir / "summary.json").read_text()))
@@ -215,7 +223,9 @@ def test_declining_sends_nothing_exits_6_and_leaves_no_folder(tmp_path: Path) ->
     result = run_job(job, context(sandbox, RecordingUI(answer=False)))
     assert result.exit_code is ExitCode.DECLINED and result.run_dir is None
     assert not puts_per_user(sandbox)
-    assert list(job.report_dir.iterdir()) == [job.report_dir / ".hits.lock"]
+    assert not [p for p in job.report_dir.iterdir() if p.is_dir()]
+    (entry,) = audit_entries(job.report_dir)  # the decline is on record, nothing else
+    assert entry["event"] == "run.decline"
 
 
 def test_a_missing_credential_leaves_no_folder(tmp_path: Path) -> None:
@@ -284,6 +294,12 @@ def test_sigterm_drains_in_flight_requests_and_a_rerun_resumes(tmp_path: Path) -
     assert again_ui.resumed == [first.run_dir] and second.run_dir == first.run_dir
     assert [r["outcome"] for r in results(second)] == ["applied"] * 30
     assert max(puts_per_user(sandbox).values()) == 1  # nothing with an outcome was sent again
+    # On record: the stop with why, the resume, the finish; the folder verifies.
+    entries = audit_entries(job.report_dir)
+    assert [e["event"] for e in entries] == ["run.start", "run.stop", "run.resume", "run.finish"]
+    assert entries[1]["details"]["stopped"] == "interrupted (SIGTERM)"
+    assert entries[1]["details"]["exit_code"] == ExitCode.STOPPED
+    assert verify_folder(job.report_dir).ok
 
 
 def test_a_resume_after_a_kill_treats_an_unanswered_send_as_possibly_applied(
@@ -396,6 +412,10 @@ def test_retry_failed_makes_a_linked_run_of_only_the_failed_rows(tmp_path: Path)
     # One report for the file: the rows retried, and the invalid row as the first run left it.
     got = [(r["outcome"], r["earlier_run"]) for r in results(retried)]
     assert got == [("applied", "")] * 4 + [("invalid", first.run_dir.name)]
+    retry_start = audit_entries(job_dir := first.run_dir.parent)[2]
+    assert retry_start["details"]["kind"] == "retry"
+    assert retry_start["details"]["previous_run"] == str(first.run_dir)
+    assert verify_folder(job_dir).ok
     assert all(healthy.status_of(uid) == "inactive" for uid in ids)
 
 

@@ -7,6 +7,7 @@ resume says how old it is, may change its pacing and never its target.
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -105,6 +106,10 @@ def test_abandon_closes_an_unfinished_run_and_later_runs_stop_naming_it(tmp_path
     assert closed.exit_code is ExitCode.OK and closed.note and "abandoned" in closed.note
     assert Counter(r["outcome"] for r in results(closed))["not_attempted"] > 0
     assert summary(closed)["stopped"] == "abandoned by ana"
+    log = (run.job.report_dir / "audit.jsonl").read_text(encoding="utf-8").splitlines()
+    cancel = [b for b in (json.loads(line)["body"] for line in log) if b["event"] == "run.cancel"]
+    assert len(cancel) == 1 and cancel[0]["actor"]["operator"] == "ana"
+    assert cancel[0]["objects"]["run"] == run.run_dir.name
     run.new_export()
     later = run_job(run.job, run.ctx())
     assert later.unfinished == [] and later.exit_code is not ExitCode.STOPPED

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from pcxbatch import __version__
+from pcxbatch.cli.audit_cmds import audit
 from pcxbatch.cli.options import (
     blaming_flags,
     credentials,
@@ -55,7 +56,8 @@ def cli() -> None:
     duplicate, not found rows); 5 some rows failed at the API; 2 the job, input or
     environment cannot be used (nothing sent); 3 stopped, or an older run of the job is
     still unfinished (resume or abandon it); 4 another run of the job holds its lock;
-    6 declined at the prompt; 70 internal error. Every code but 0 needs a person.
+    6 declined at the prompt; 7 audit verify found a change; 70 internal error. Every
+    code but 0 needs a person.
     """
 
 
@@ -367,6 +369,8 @@ def sandbox(**flags: Any) -> ExitCode:
         serve(config, announce=lambda line: click.echo(line))
     return ExitCode.OK
 
+
+cli.add_command(audit)
 
 # The web service's commands (users, serve) live in their own module.
 from pcxbatch.cli.web_cmds import register  # noqa: E402

@@ -46,13 +46,19 @@ def _store(data_dir: Path | None) -> Store:
     return Store(database_url(folder))
 
 
-def _record(data_dir: Path | None, event: str, name: str, **details: Any) -> None:
-    """The account change, in the audit log (the actor is the server's own user)."""
+def _record(data_dir: Path | None, change: str, name: str, **details: Any) -> None:
+    """The account change, in the service's audit log (the actor: the server's own user)."""
+    from pcxbatch.audit import Event
     from pcxbatch.web.server import data_dir_default, default_sink
 
-    sink, _warning = default_sink((data_dir or data_dir_default()).absolute())
+    log = default_sink((data_dir or data_dir_default()).absolute())
     actor = {"account": getpass.getuser(), "role": "server", "origin": "cli"}
-    sink.record(event, actor, objects={"account": name}, details=details)
+    log.record(
+        Event.ACCOUNT_CHANGE,
+        actor,
+        objects={"account": name},
+        details={"change": change, **details},
+    )
 
 
 def _new_token(store: Store, name: str) -> str:
@@ -99,11 +105,11 @@ def add(name: str, role: str, password_stdin: bool, token: bool, data_dir: Path 
         add_account(store, name, role, password)
     except ValueError as exc:
         raise UnusableError(str(exc)) from None
-    _record(data_dir, "account_add", name, role=role)
+    _record(data_dir, "add", name, role=role)
     click.echo(f"added {name} ({role})")
     if token:
         secret = _new_token(store, name)
-        _record(data_dir, "account_token", name)
+        _record(data_dir, "token", name)
         click.echo(secret)
     return ExitCode.OK
 
@@ -125,7 +131,7 @@ def disable(name: str, data_dir: Path | None) -> ExitCode:
     """Disable account NAME: its sessions end and its API tokens stop working."""
     if not _store(data_dir).disable_account(name):
         raise UnusableError(f"no account named {name!r}")
-    _record(data_dir, "account_disable", name)
+    _record(data_dir, "disable", name)
     click.echo(f"disabled {name}")
     return ExitCode.OK
 
@@ -142,11 +148,11 @@ def token_(name: str, revoke: bool, data_dir: Path | None) -> ExitCode:
         raise UnusableError(f"no active account named {name!r}")
     if revoke:
         count = store.revoke_tokens(name)
-        _record(data_dir, "account_token_revoke", name, tokens=count)
+        _record(data_dir, "token_revoke", name, tokens=count)
         click.echo(f"revoked {count} token(s) of {name}")
         return ExitCode.OK
     secret = _new_token(store, name)
-    _record(data_dir, "account_token", name)
+    _record(data_dir, "token", name)
     click.echo(f"API token for {name} (shown once; keep it secret):")
     click.echo(secret)
     return ExitCode.OK

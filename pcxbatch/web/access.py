@@ -17,6 +17,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from pcxbatch.audit import Event
 from pcxbatch.web import passwords
 from pcxbatch.web.events import EventSink, Who
 from pcxbatch.web.flow import Refused
@@ -47,14 +48,14 @@ class Access:
         keys = (f"account:{name}", f"origin:{origin}")
         if self._limited(keys):
             self.sink.record(
-                "sign_in_refused", {"account": name, "role": "", "origin": origin},
+                Event.SIGN_IN_REFUSED, {"account": name, "role": "", "origin": origin},
                 details={"reason": "too many attempts"},
             )  # fmt: skip
             raise Refused(429, "too many sign-in attempts; wait 15 minutes and try again")
         if not passwords.check_password(self.store.password_hash(name), password):
             self._fail(keys)
             self.sink.record(
-                "sign_in_refused", {"account": name, "role": "", "origin": origin},
+                Event.SIGN_IN_REFUSED, {"account": name, "role": "", "origin": origin},
                 details={"reason": "wrong name or password, or account disabled"},
             )  # fmt: skip
             raise Refused(401, "wrong name or password")
@@ -63,7 +64,7 @@ class Access:
         session_id, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         expires = (self.clock() + timedelta(hours=SESSION_HOURS)).isoformat(timespec="seconds")
         self.store.add_session(passwords.token_hash(session_id), name, csrf, expires)
-        self.sink.record("sign_in", Who(name, account.role, origin).actor())
+        self.sink.record(Event.SIGN_IN, Who(name, account.role, origin).actor())
         return session_id, csrf
 
     def session(self, session_id: str | None, origin: str) -> tuple[Who, str] | None:
@@ -80,7 +81,7 @@ class Access:
     def sign_out(self, session_id: str, who: Who) -> None:
         """End the session."""
         self.store.end_session(passwords.token_hash(session_id))
-        self.sink.record("sign_out", who.actor())
+        self.sink.record(Event.SIGN_OUT, who.actor())
 
     def bearer(self, header: str | None, origin: str) -> Who | None:
         """The account of a live API token in an ``Authorization: Bearer`` header, or None."""

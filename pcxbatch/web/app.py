@@ -130,7 +130,7 @@ class _Gate:
             return RedirectResponse("/login", status_code=303)
         if call.who.role not in route.roles:
             self.access.sink.record(
-                "access_refused",
+                "access.refused",
                 call.who.actor(),
                 details={"route": f"{route.method} {route.path}"},
             )

@@ -11,22 +11,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-#: An empty mapping, shared as the default of the keyword arguments.
-_NONE: Mapping[str, Any] = {}
-
 
 class EventSink(Protocol):
     """Records one event. ``actor``: ``{"account", "role", "origin"}``; ``objects``: ids of what
-    the event is about (``job``, ``run_dir``...); ``details``: anything else worth keeping."""
+    the event is about (``job``, ``run_dir``...); ``details``: anything else worth keeping.
+    What it returns (``AuditLog`` returns the entry) is not used."""
 
     def record(
         self,
         event: str,
         actor: Mapping[str, str],
         *,
-        objects: Mapping[str, str] = _NONE,
-        details: Mapping[str, Any] = _NONE,
-    ) -> None: ...
+        objects: Mapping[str, str] | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> object: ...
 
 
 class DiscardingSink:
@@ -37,8 +35,8 @@ class DiscardingSink:
         event: str,
         actor: Mapping[str, str],
         *,
-        objects: Mapping[str, str] = _NONE,
-        details: Mapping[str, Any] = _NONE,
+        objects: Mapping[str, str] | None = None,
+        details: Mapping[str, Any] | None = None,
     ) -> None:
         """Drop the event."""
 

@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pcxbatch.audit import Event
 from pcxbatch.config import Job, load_job
 from pcxbatch.context import RunContext
 from pcxbatch.errors import ConfigError, ExitCode, PcxbatchError
@@ -70,6 +71,11 @@ class ServerConfig:
     #: Job settings every job gets (pacing for the sandbox, say); never target or credential.
     job_settings: Mapping[str, Any] = field(default_factory=dict)
     target_label: str = ""
+
+    @property
+    def reports(self) -> Path:
+        """The report folder of every job's runs and previews, and of the audit log."""
+        return self.data_dir / "reports"
 
     def templates(self) -> list[str]:
         """The names of the job templates in ``jobs_dir``."""
@@ -124,7 +130,7 @@ class Flow:
         job_id = secrets.token_hex(8)
         job_dir = self.config.data_dir / "jobs" / job_id
         self.sink.record(
-            "upload", who.actor(), objects={"job": job_id},
+            Event.UPLOAD, who.actor(), objects={"job": job_id},
             details={"file": name, "sha256": sha256, "bytes": upload.stat().st_size},
         )  # fmt: skip
         try:
@@ -134,7 +140,7 @@ class Flow:
             upload.unlink(missing_ok=True)
             message = one_line(exc)
             self.sink.record(
-                "validate", who.actor(), objects={"job": job_id}, details={"error": message}
+                Event.VALIDATE, who.actor(), objects={"job": job_id}, details={"error": message}
             )
             raise Refused(400, message) from None
         job_dir.mkdir(parents=True, exist_ok=True)
@@ -145,7 +151,7 @@ class Flow:
             "validation_counts": counts, "problem_rows": len(problems),
         }  # fmt: skip
         self.store.add_job(job_id, VALIDATED, who.account, self.now(), data)
-        self.sink.record("validate", who.actor(), objects={"job": job_id}, details=counts)
+        self.sink.record(Event.VALIDATE, who.actor(), objects={"job": job_id}, details=counts)
         return self.get(job_id)
 
     def build_job(self, spec: Spec, upload: Path, job_dir: Path, account: str) -> Job:
@@ -156,7 +162,10 @@ class Flow:
             raise ConfigError("upload form", [f"template: no job template named {spec.template!r}"])
         settings: dict[str, Any] = {
             **self.config.job_settings,
-            "input": upload, "report_dir": job_dir / "reports", "base_url": self.config.base_url,
+            # One report folder for every job, so one audit log and one key vouch for them all;
+            # a name per job keeps their locks apart.
+            "input": upload, "report_dir": self.config.reports, "base_url": self.config.base_url,
+            "name": f"web-{job_dir.name}",
             "updated_by": account, "require_second_person": True, "yes": True,
             "max_bytes": self.config.max_bytes,
         }  # fmt: skip
@@ -216,7 +225,7 @@ class Flow:
         path = self._file_path(job, name) if name in FILES else None
         if path is None:
             raise Refused(404, f"job {job_id} has no file {name!r}")
-        self.sink.record("download", who.actor(), objects={"job": job_id, "file": name})
+        self.sink.record(Event.DOWNLOAD, who.actor(), objects={"job": job_id, "file": name})
         return path
 
     def _file_path(self, job: JobRecord, name: str) -> Path | None:
@@ -244,7 +253,7 @@ class Flow:
         """:class:`Refused` 403 when ``who`` made, previewed or submitted the plan."""
         made = {job.created_by, job.get("previewed_by"), job.get("submitted_by")}
         if who.account.casefold() in {str(m).casefold() for m in made if m}:
-            self.record(f"{doing}_refused", who, job.id, reason="four-eyes")
+            self.record(f"{doing}.refused", who, job.id, reason="four-eyes")
             raise Refused(
                 403,
                 f"you uploaded, previewed or submitted job {job.id}: a different approver must"
@@ -262,11 +271,12 @@ class Flow:
         """The UI of the job's run in progress, if any."""
         return self._live.get(job_id)
 
-    def context(self, ui: WebUI, operator: str) -> RunContext:
-        """The runner's context for the server's target, as ``operator``."""
+    def context(self, ui: WebUI, who: Who) -> RunContext:
+        """The runner's context for the server's target, as the account ``who`` (the
+        runner's own audit entries name it too)."""
         return RunContext(
-            ui=ui, credentials=self.config.credentials, operator=operator,
-            on_interruptible=ui.interruptible,
+            ui=ui, credentials=self.config.credentials, operator=who.account,
+            on_interruptible=ui.interruptible, actor=who.actor(),
         )  # fmt: skip
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from pcxbatch.rules import is_loopback
 from pcxbatch.web import passwords, steps
 from pcxbatch.web.access import Access
-from pcxbatch.web.events import DiscardingSink, EventSink
+from pcxbatch.web.events import EventSink
 from pcxbatch.web.flow import Flow, ServerConfig
 from pcxbatch.web.store import Store, database_url
 from pcxbatch.web.worker import ThreadWorker
@@ -45,15 +45,17 @@ class Service:
     access: Access
 
 
-def default_sink(data_dir: Path) -> tuple[EventSink, str | None]:
-    """The audit log (issue 14's ``pcxbatch.audit``) when installed; else a sink that keeps
-    nothing, and a warning saying so."""
-    try:
-        from pcxbatch.audit import AuditLog  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:
-        return DiscardingSink(), "WARNING: the audit module is not installed; events are not kept"
-    sink: EventSink = AuditLog(data_dir)
-    return sink, None
+def default_sink(data_dir: Path) -> EventSink:
+    """The service's audit log (``pcxbatch.audit``) in ``DATA_DIR/reports``, the report folder
+    of every job: the runner's own entries for runs and previews go there too, so one log and
+    one key vouch for the whole service (``pcxbatch audit verify DATA_DIR/reports``)."""
+    from pcxbatch.audit import AuditLog
+
+    folder = data_dir / "reports"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    log = AuditLog(folder)
+    log.check_key()  # a key that cannot be used stops the start, not the first approval
+    return log
 
 
 def build(config: ServerConfig, sink: EventSink, store: Store | None = None) -> Service:
@@ -101,9 +103,7 @@ def serve(
     """Serve until interrupted (uvicorn)."""
     import uvicorn
 
-    sink, warning = default_sink(config.data_dir)
-    if warning:
-        say(warning)
+    sink = default_sink(config.data_dir)
     if not tls and not is_loopback(host):
         say(
             f"WARNING: serving on {host} without TLS: passwords, session cookies and API tokens"

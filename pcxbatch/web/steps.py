@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from pcxbatch.audit import Event
 from pcxbatch.errors import PcxbatchError
 from pcxbatch.web import flow as f
 from pcxbatch.web.events import Who
@@ -27,7 +28,7 @@ def preview(flow: Flow, who: Who, job_id: str) -> JobRecord:
     job = flow.move(who, job_id, (f.VALIDATED, f.PREVIEWED), f.PREVIEWING, error=None)
     ui = WebUI()
     flow.set_live(job_id, ui)
-    flow.record("preview", who, job_id)
+    flow.record(Event.PREVIEW, who, job_id, step="requested")
     flow.queue.put(f"preview-{job_id}", lambda: _preview_task(flow, who, job, ui))
     return job
 
@@ -39,11 +40,11 @@ def _preview_task(flow: Flow, who: Who, job: JobRecord, ui: WebUI) -> None:
     try:
         spec = Spec(**job.get("spec", {}))
         run_job = flow.build_job(spec, Path(job.get("input_path")), job_dir, job.created_by)
-        result = preview_job(run_job, flow.context(ui, who.account))
+        result = preview_job(run_job, flow.context(ui, who))
     except Exception as exc:  # the page says why; the job can be previewed again
         message = f.one_line(exc) if isinstance(exc, PcxbatchError) else _internal(exc)
         flow.store.move(job.id, (f.PREVIEWING,), f.VALIDATED, flow.now(), error=message)
-        flow.record("preview_failed", who, job.id, error=message)
+        flow.record(f"{Event.PREVIEW}.failed", who, job.id, error=message)
         flow.set_live(job.id, None)
         return
     f.seal_file(result.plan_path)
@@ -55,7 +56,14 @@ def _preview_task(flow: Flow, who: Who, job: JobRecord, ui: WebUI) -> None:
         progress=ui.progress.view(),
     )  # fmt: skip
     flow.set_live(job.id, None)
-    flow.record("previewed", who, job.id, plan_sha256=result.plan_hash, counts=result.counts)
+    flow.record(
+        Event.PREVIEW,
+        who,
+        job.id,
+        step="previewed",
+        plan_sha256=result.plan_hash,
+        counts=result.counts,
+    )
 
 
 def submit(flow: Flow, who: Who, job_id: str) -> JobRecord:
@@ -64,7 +72,7 @@ def submit(flow: Flow, who: Who, job_id: str) -> JobRecord:
         who, job_id, (f.PREVIEWED,), f.AWAITING, submitted_by=who.account,
         submitted_at=flow.now(),
     )  # fmt: skip
-    flow.record("submit", who, job_id, plan_sha256=job.get("plan_sha256"))
+    flow.record(Event.SUBMIT, who, job_id, plan_sha256=job.get("plan_sha256"))
     return job
 
 
@@ -92,12 +100,12 @@ def approve(flow: Flow, who: Who, job_id: str, reason: str) -> JobRecord:
     _check_plan(flow, who, flow.get(job_id), "approve")
     job = flow.move(
         who, job_id, (f.AWAITING,), f.QUEUED, approved_by=who.account,
-        approved_at=flow.now(), decision_reason=reason, run_by=who.account,
+        approved_at=flow.now(), decision_reason=reason, run_by=who.account, run_origin=who.origin,
     )  # fmt: skip
     flow.store.add_approval(
         job_id, who.account, "approve", reason, job.get("plan_sha256"), flow.now()
     )
-    flow.record("approve", who, job_id, plan_sha256=job.get("plan_sha256"), reason=reason)
+    flow.record(Event.APPROVE, who, job_id, plan_sha256=job.get("plan_sha256"), reason=reason)
     _queue_run(flow, job_id)
     return job
 
@@ -113,7 +121,7 @@ def reject(flow: Flow, who: Who, job_id: str, reason: str) -> JobRecord:
     flow.store.add_approval(
         job_id, who.account, "reject", reason, job.get("plan_sha256"), flow.now()
     )
-    flow.record("reject", who, job_id, plan_sha256=job.get("plan_sha256"), reason=reason)
+    flow.record(Event.REJECT, who, job_id, plan_sha256=job.get("plan_sha256"), reason=reason)
     return job
 
 
@@ -123,7 +131,7 @@ def cancel(flow: Flow, who: Who, job_id: str) -> JobRecord:
     reason = f"cancelled by {who.account}"
     queued = flow.store.move(job_id, (f.QUEUED,), f.STOPPED, flow.now(), stopped=reason)
     if queued is not None:
-        flow.record("cancel", who, job_id, before="queued")
+        flow.record(Event.RUN_CANCEL, who, job_id, before="queued")
         return queued
     job = flow.get(job_id)
     ui = flow.live(job_id)
@@ -132,7 +140,7 @@ def cancel(flow: Flow, who: Who, job_id: str) -> JobRecord:
             409, f"job {job_id} is {job.state}; only a queued or running job can be cancelled"
         )
     ui.stop(reason)
-    flow.record("cancel", who, job_id, before="running")
+    flow.record(Event.RUN_CANCEL, who, job_id, before="running")
     return job
 
 
@@ -140,9 +148,16 @@ def resume(flow: Flow, who: Who, job_id: str) -> JobRecord:
     """Finish a stopped run of the same plan (an approver who did not make the plan)."""
     flow.check_four_eyes(who, flow.get(job_id), "resume")
     job = flow.move(
-        who, job_id, (f.STOPPED,), f.QUEUED, run_by=who.account, stopped=None, error=None
+        who,
+        job_id,
+        (f.STOPPED,),
+        f.QUEUED,
+        run_by=who.account,
+        run_origin=who.origin,
+        stopped=None,
+        error=None,
     )
-    flow.record("resume", who, job_id)
+    flow.record(Event.RUN_RESUME, who, job_id)
     _queue_run(flow, job_id)
     return job
 
@@ -174,12 +189,12 @@ def _run_task(flow: Flow, job_id: str, ui: WebUI) -> None:
         flow.set_live(job_id, None)
         return
     operator = str(job.get("run_by") or job.get("approved_by"))
-    who = Who(operator, "approver", "worker")
+    who = Who(operator, "approver", str(job.get("run_origin") or "worker"))
     seq = flow.store.start_run(job_id, operator, flow.now())
-    flow.record("run_start", who, job_id, plan_sha256=job.get("plan_sha256"))
+    flow.record(Event.RUN_START, who, job_id, plan_sha256=job.get("plan_sha256"))
     facts: dict[str, Any]
     try:
-        result = apply_plan(Path(job.get("plan_path")), flow.context(ui, operator))
+        result = apply_plan(Path(job.get("plan_path")), flow.context(ui, who))
         state = f.stopped_or_finished(result.exit_code)
         run_dir = str(result.run_dir) if result.run_dir else None
         facts = {"counts": result.counts, "run_dir": run_dir, "stopped": result.stopped,
@@ -191,7 +206,7 @@ def _run_task(flow: Flow, job_id: str, ui: WebUI) -> None:
     flow.store.move(job_id, (f.RUNNING,), state, flow.now(), **facts)
     flow.store.end_run(seq, state, facts.get("run_dir"), flow.now())
     flow.set_live(job_id, None)
-    flow.record("run_finish" if state == f.FINISHED else "run_stop", who, job_id,
+    flow.record(Event.RUN_FINISH if state == f.FINISHED else Event.RUN_STOP, who, job_id,
                 counts=facts.get("counts"), stopped=facts.get("stopped"))  # fmt: skip
 
 

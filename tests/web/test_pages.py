@@ -59,7 +59,7 @@ def test_a_wrong_password_is_refused_and_attempts_are_limited(
         assert status == 401
     status, _token = sign_in(api, "ana")  # the right password, too late
     assert status == 429
-    refused = [e for e in events.events if e["event"] == "sign_in_refused"]
+    refused = [e for e in events.events if e["event"] == "sign_in.refused"]
     assert len(refused) == 6
     assert all(PASSWORD not in str(e) and "wrong password!" not in str(e) for e in events.events)
 

@@ -85,7 +85,7 @@ def test_four_eyes_the_submitter_and_roles_that_may_not_approve_are_403(
     for who in ("ana", "bob", "adam"):  # the submitter; another analyst; an admin
         got = api.post(f"/api/v1/jobs/{job_id}/approve", headers=bearer(tokens[who]))
         assert got.status_code == 403, who
-    assert events.names().count("access_refused") == 3
+    assert events.names().count("access.refused") == 3
     state = api.get(f"/api/v1/jobs/{job_id}", headers=bearer(tokens["ana"])).json()["state"]
     assert state == "awaiting_approval"
 
@@ -98,7 +98,7 @@ def test_an_approver_who_made_the_plan_may_not_approve_it(
     service.store.note(job_id, "2026-01-01T00:00:00", previewed_by="vera")
     got = api.post(f"/api/v1/jobs/{job_id}/approve", headers=bearer(tokens["vera"]))
     assert got.status_code == 403 and "different approver" in got.json()["error"]
-    assert events.events[-1]["event"] == "approve_refused"
+    assert events.events[-1]["event"] == "approve.refused"
     assert events.events[-1]["actor"] == {
         "account": "vera",
         "role": "approver",

@@ -43,7 +43,7 @@ def test_cancel_stops_the_run_and_resume_by_another_approver_finishes_it(
     assert "cancelled by ana" in stopped["stopped"]
     assert stopped["counts"]["not_attempted"] > 0
     assert stopped["counts"]["applied"] + stopped["counts"]["not_attempted"] == len(users)
-    assert "cancel" in events.names() and "run_stop" in events.names()
+    assert "run.cancel" in events.names() and "run.stop" in events.names()
 
     monkeypatch.setattr(WebUI, "result", answered)
     assert (

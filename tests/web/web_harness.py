@@ -40,12 +40,13 @@ class RecordingSink:
         event: str,
         actor: Mapping[str, str],
         *,
-        objects: Mapping[str, str] = {},
-        details: Mapping[str, Any] = {},
+        objects: Mapping[str, str] | None = None,
+        details: Mapping[str, Any] | None = None,
     ) -> None:
         self.events.append(
-            {"event": event, "actor": dict(actor), "objects": dict(objects), "details": details}
-        )
+            {"event": event, "actor": dict(actor), "objects": dict(objects or {}),
+             "details": dict(details or {})}
+        )  # fmt: skip
 
     def names(self) -> list[str]:
         """The events' names, in order."""
