@@ -97,6 +97,16 @@ def sandbox_target(data_dir: Path, say: Callable[[str], None]) -> Iterator[tuple
         yield running.base_url, Credentials(api_key=running.api_key)
 
 
+def bind_warning(host: str, tls: bool) -> str | None:
+    """The warning for serving on a non-loopback address without TLS, or None."""
+    if tls or is_loopback(host):
+        return None
+    return (
+        f"WARNING: serving on {host} without TLS: passwords, session cookies and API tokens"
+        " cross the network unencrypted; use --certfile/--keyfile or a TLS proxy"
+    )
+
+
 def serve(
     host: str, port: int, config: ServerConfig, say: Callable[[str], None], tls: dict[str, Any]
 ) -> None:
@@ -104,11 +114,9 @@ def serve(
     import uvicorn
 
     sink = default_sink(config.data_dir)
-    if not tls and not is_loopback(host):
-        say(
-            f"WARNING: serving on {host} without TLS: passwords, session cookies and API tokens"
-            " cross the network unencrypted; use --certfile/--keyfile or a TLS proxy"
-        )
+    warning = bind_warning(host, bool(tls))
+    if warning:
+        say(warning)
     service = build(config, sink)
     scheme = "https" if tls else "http"
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104

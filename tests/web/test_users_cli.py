@@ -71,3 +71,12 @@ def test_mistakes_are_one_line_without_a_traceback(tmp_path: Path) -> None:
     assert unknown.returncode == 2 and "no account named 'nobody'" in unknown.stderr
     for ran in (short, bad, unknown):
         assert "Traceback" not in ran.stderr and len(ran.stderr.strip().splitlines()) == 1
+
+
+def test_a_non_loopback_bind_without_tls_is_warned_about() -> None:
+    from pcxbatch.web.server import bind_warning
+
+    warning = bind_warning("0.0.0.0", tls=False)
+    assert warning is not None and "without TLS" in warning and "unencrypted" in warning
+    assert bind_warning("127.0.0.1", tls=False) is None
+    assert bind_warning("0.0.0.0", tls=True) is None
