@@ -115,7 +115,10 @@ class RunContext:
 
     ``clock`` names run folders and dates plans and summaries; ``operator`` is who previews or
     applies (the CLI's name for the person, the web service's signed-in account);
-    ``run_async`` runs the sending coroutine (tests: a virtual-clock loop).
+    ``run_async`` runs the sending coroutine (tests: a virtual-clock loop);
+    ``on_interruptible``, when set, is handed a ``stop(reason)`` callable, safe from any thread,
+    as the sends begin: the web service's cancel, which stops the run as SIGTERM does (its
+    worker thread cannot take signals).
     """
 
     ui: RunUI
@@ -124,6 +127,7 @@ class RunContext:
     operator: str = field(default_factory=operator)
     client_factory: ClientFactory = make_client
     run_async: Callable[[Coroutine[Any, Any, Any]], Any] = asyncio.run
+    on_interruptible: Callable[[Callable[[str], None]], None] | None = None
     #: Who acts, as the audit log records it (None: the CLI's operator and Unix user).
     actor: Mapping[str, str] | None = None
     #: The audit log of a report folder (None: none written; only benchmarks ask for that).

@@ -372,11 +372,14 @@ async def send_pending(
     on_result: Callable[[RowResult], None],
     on_stopping: Callable[[str], None],
     on_notice: Callable[[str], None] = lambda _t: None,
+    on_interruptible: Callable[[Callable[[str], None]], None] | None = None,
 ) -> str | None:
     """:func:`execute` as a run needs it: SIGINT/SIGTERM/SIGHUP stop it gracefully (the requests in
     flight get :data:`DRAIN_SECONDS` to finish), and a refused credential, the failure guard, a
     dead API (``retry.ApiWatch``, after the guard's ``give_up_after`` s) or a wait too long stop
-    it too; waits the API asks for go to ``on_notice``. Returns why the run stopped early
+    it too; waits the API asks for go to ``on_notice``. ``on_interruptible`` is handed a
+    ``stop(reason)`` that stops it the same way from any thread (the web service's cancel).
+    Returns why the run stopped early
     (``on_stopping`` heard it as soon as the requests in flight were done), or None.
     """
     stop = asyncio.Event()
@@ -399,6 +402,14 @@ async def send_pending(
             watch=ApiWatch(stop, (guard or FailureGuard()).give_up_after, on_notice),
         )
     )
+    if on_interruptible is not None:
+        loop = asyncio.get_running_loop()
+
+        def from_any_thread(reason: str) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the sends are over
+                loop.call_soon_threadsafe(interrupt, reason)
+
+        on_interruptible(from_any_thread)
     try:
         with _signals_stop(interrupt):
             await _wait_draining(task, stop)

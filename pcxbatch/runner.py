@@ -23,7 +23,7 @@ it fails or is declined.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -333,7 +333,7 @@ def _send_and_settle(
     stopped = settle.before_sending(job, journal, ctx, base_url, credentials, can_read=can_read)
     if stopped is None and journal.pending_counts():
         client = ctx.client_factory(job, base_url, credentials, connections=job.concurrency)
-        stopped = ctx.run_async(_send_all(job, journal, client, ctx.ui))
+        stopped = ctx.run_async(_send_all(job, journal, client, ctx.ui, ctx.on_interruptible))
     return stopped or settle.after_sending(
         job, journal, ctx, base_url, credentials, can_read=can_read
     )
@@ -458,7 +458,13 @@ def _write_undo(job: Job, journal: Journal, run_dir: Path) -> list[Path]:
 # --- sending -------------------------------------------------------------------------------------
 
 
-async def _send_all(job: Job, journal: Journal, client: PcxClient, ui: RunUI) -> str | None:
+async def _send_all(
+    job: Job,
+    journal: Journal,
+    client: PcxClient,
+    ui: RunUI,
+    on_interruptible: Callable[[Callable[[str], None]], None] | None = None,
+) -> str | None:
     """Execute the pending rows through ``client`` (closed after); why the run stopped, or None."""
     from pcxbatch.execute import FailureGuard, send_pending
 
@@ -471,4 +477,5 @@ async def _send_all(job: Job, journal: Journal, client: PcxClient, ui: RunUI) ->
             on_result=ui.result,
             on_stopping=ui.stopping,
             on_notice=ui.notice,
+            on_interruptible=on_interruptible,
         )

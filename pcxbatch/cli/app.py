@@ -371,3 +371,8 @@ def sandbox(**flags: Any) -> ExitCode:
 
 
 cli.add_command(audit)
+
+# The web service's commands (users, serve) live in their own module.
+from pcxbatch.cli.web_cmds import register  # noqa: E402
+
+register(cli)

@@ -1,0 +1,228 @@
+"""The steps that move a job after its upload: preview, submit, approve, reject, run, cancel,
+resume, and picking up after a restart.
+
+In: a :class:`~pcxbatch.web.flow.Flow`, the signed-in account, a job id. Out: the job in its
+new state (or :class:`~pcxbatch.web.flow.Refused`), and for preview and run a task on the
+flow's queue that calls the runner (``preview_job``, ``apply_plan`` on the server-held plan
+file: the plan applied is exactly the one approved, never a re-read of the upload).
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from pcxbatch.audit import Event
+from pcxbatch.errors import PcxbatchError
+from pcxbatch.web import flow as f
+from pcxbatch.web.events import Who
+from pcxbatch.web.flow import Flow, Refused, Spec
+from pcxbatch.web.store import JobRecord
+from pcxbatch.web.worker import WebUI
+
+
+def preview(flow: Flow, who: Who, job_id: str) -> JobRecord:
+    """Queue a preview of the job against the server's PCX target (state ``previewing``)."""
+    job = flow.move(who, job_id, (f.VALIDATED, f.PREVIEWED), f.PREVIEWING, error=None)
+    ui = WebUI()
+    flow.set_live(job_id, ui)
+    flow.record(Event.PREVIEW, who, job_id, step="requested")
+    flow.queue.put(f"preview-{job_id}", lambda: _preview_task(flow, who, job, ui))
+    return job
+
+
+def _preview_task(flow: Flow, who: Who, job: JobRecord, ui: WebUI) -> None:
+    from pcxbatch.runner import preview_job
+
+    job_dir = flow.config.data_dir / "jobs" / job.id
+    try:
+        spec = Spec(**job.get("spec", {}))
+        run_job = flow.build_job(spec, Path(job.get("input_path")), job_dir, job.created_by)
+        result = preview_job(run_job, flow.context(ui, who))
+    except Exception as exc:  # the page says why; the job can be previewed again
+        message = f.one_line(exc) if isinstance(exc, PcxbatchError) else _internal(exc)
+        flow.store.move(job.id, (f.PREVIEWING,), f.VALIDATED, flow.now(), error=message)
+        flow.record(f"{Event.PREVIEW}.failed", who, job.id, error=message)
+        flow.set_live(job.id, None)
+        return
+    f.seal_file(result.plan_path)
+    flow.store.move(
+        job.id, (f.PREVIEWING,), f.PREVIEWED, flow.now(),
+        counts=result.counts, transitions=result.transitions, plan_sha256=result.plan_hash,
+        plan_path=str(result.plan_path), preview_dir=str(result.run_dir),
+        previewed_by=who.account, previewed_at=flow.now(), preview_counts=result.counts,
+        progress=ui.progress.view(),
+    )  # fmt: skip
+    flow.set_live(job.id, None)
+    flow.record(
+        Event.PREVIEW,
+        who,
+        job.id,
+        step="previewed",
+        plan_sha256=result.plan_hash,
+        counts=result.counts,
+    )
+
+
+def submit(flow: Flow, who: Who, job_id: str) -> JobRecord:
+    """Submit the previewed plan for a second person's approval."""
+    job = flow.move(
+        who, job_id, (f.PREVIEWED,), f.AWAITING, submitted_by=who.account,
+        submitted_at=flow.now(),
+    )  # fmt: skip
+    flow.record(Event.SUBMIT, who, job_id, plan_sha256=job.get("plan_sha256"))
+    return job
+
+
+def _check_plan(flow: Flow, who: Who, job: JobRecord, doing: str) -> None:
+    """Four eyes, the job's state, the plan's age, and the plan file still the one reviewed."""
+    from pcxbatch.plan import load_plan
+
+    flow.check_four_eyes(who, job, doing)
+    if job.state != f.AWAITING:
+        raise Refused(
+            409, f"job {job.id} is {job.state}; only a plan awaiting_approval can be decided"
+        )
+    if doing == "approve":
+        max_hours = float(flow.config.job_settings.get("max_plan_age_hours", 24.0))
+        if not f.plan_age_ok(str(job.get("previewed_at")), flow.clock(), max_hours):
+            raise Refused(
+                409, f"job {job.id}'s plan is older than {max_hours:g} hours; preview again"
+            )
+        if load_plan(Path(job.get("plan_path"))).hash != job.get("plan_sha256"):
+            raise Refused(409, f"job {job.id}'s plan file is not the one reviewed")
+
+
+def approve(flow: Flow, who: Who, job_id: str, reason: str) -> JobRecord:
+    """Approve the plan (a different account with the approver role): the run is queued."""
+    _check_plan(flow, who, flow.get(job_id), "approve")
+    job = flow.move(
+        who, job_id, (f.AWAITING,), f.QUEUED, approved_by=who.account,
+        approved_at=flow.now(), decision_reason=reason, run_by=who.account, run_origin=who.origin,
+    )  # fmt: skip
+    flow.store.add_approval(
+        job_id, who.account, "approve", reason, job.get("plan_sha256"), flow.now()
+    )
+    flow.record(Event.APPROVE, who, job_id, plan_sha256=job.get("plan_sha256"), reason=reason)
+    _queue_run(flow, job_id)
+    return job
+
+
+def reject(flow: Flow, who: Who, job_id: str, reason: str) -> JobRecord:
+    """Reject the plan, with a reason; it can never run."""
+    if not reason.strip():
+        raise Refused(400, "say why the plan is rejected")
+    _check_plan(flow, who, flow.get(job_id), "reject")
+    job = flow.move(
+        who, job_id, (f.AWAITING,), f.REJECTED, rejected_by=who.account, decision_reason=reason
+    )
+    flow.store.add_approval(
+        job_id, who.account, "reject", reason, job.get("plan_sha256"), flow.now()
+    )
+    flow.record(Event.REJECT, who, job_id, plan_sha256=job.get("plan_sha256"), reason=reason)
+    return job
+
+
+def cancel(flow: Flow, who: Who, job_id: str) -> JobRecord:
+    """Stop the job's run: a queued run never starts; a running one stops as on SIGTERM (the
+    requests in flight finish, the rest stay ``not_attempted``, resumable)."""
+    reason = f"cancelled by {who.account}"
+    queued = flow.store.move(job_id, (f.QUEUED,), f.STOPPED, flow.now(), stopped=reason)
+    if queued is not None:
+        flow.record(Event.RUN_CANCEL, who, job_id, before="queued")
+        return queued
+    job = flow.get(job_id)
+    ui = flow.live(job_id)
+    if job.state != f.RUNNING or ui is None:
+        raise Refused(
+            409, f"job {job_id} is {job.state}; only a queued or running job can be cancelled"
+        )
+    ui.stop(reason)
+    flow.record(Event.RUN_CANCEL, who, job_id, before="running")
+    return job
+
+
+def resume(flow: Flow, who: Who, job_id: str) -> JobRecord:
+    """Finish a stopped run of the same plan (an approver who did not make the plan)."""
+    flow.check_four_eyes(who, flow.get(job_id), "resume")
+    job = flow.move(
+        who,
+        job_id,
+        (f.STOPPED,),
+        f.QUEUED,
+        run_by=who.account,
+        run_origin=who.origin,
+        stopped=None,
+        error=None,
+    )
+    flow.record(Event.RUN_RESUME, who, job_id)
+    _queue_run(flow, job_id)
+    return job
+
+
+def recover(flow: Flow) -> None:
+    """After a restart (or a ``kill -9``): a preview in progress is undone, and the runs that
+    were queued or running are queued again, in order; a run resumes from its journal, so no
+    row with a recorded outcome is sent again."""
+    for job in flow.store.jobs([f.PREVIEWING]):
+        flow.store.move(job.id, (f.PREVIEWING,), f.VALIDATED, flow.now(),
+                        error="the server restarted during the preview; preview again")  # fmt: skip
+    for job in reversed(flow.store.jobs([f.RUNNING, f.QUEUED])):
+        flow.store.move(job.id, (f.RUNNING,), f.QUEUED, flow.now())
+        _queue_run(flow, job.id)
+
+
+def _queue_run(flow: Flow, job_id: str) -> None:
+    ui = WebUI()
+    flow.set_live(job_id, ui)
+    flow.queue.put(f"run-{flow.config.base_url}", lambda: _run_task(flow, job_id, ui))
+
+
+def _run_task(flow: Flow, job_id: str, ui: WebUI) -> None:
+    """Apply the job's plan as its approver (or resumer), and keep how it ended."""
+    from pcxbatch.runner import apply_plan
+
+    job = flow.store.move(job_id, (f.QUEUED,), f.RUNNING, flow.now())
+    if job is None:  # cancelled while it waited
+        flow.set_live(job_id, None)
+        return
+    operator = str(job.get("run_by") or job.get("approved_by"))
+    who = Who(operator, "approver", str(job.get("run_origin") or "worker"))
+    seq = flow.store.start_run(job_id, operator, flow.now())
+    flow.record(Event.RUN_START, who, job_id, plan_sha256=job.get("plan_sha256"))
+    facts: dict[str, Any]
+    try:
+        result = apply_plan(Path(job.get("plan_path")), flow.context(ui, who))
+        state = f.stopped_or_finished(result.exit_code)
+        run_dir = str(result.run_dir) if result.run_dir else None
+        facts = {"counts": result.counts, "run_dir": run_dir, "stopped": result.stopped,
+                 "exit_code": int(result.exit_code)}  # fmt: skip
+    except Exception as exc:  # the run stays resumable when it got that far
+        message = f.one_line(exc) if isinstance(exc, PcxbatchError) else _internal(exc)
+        state, facts = f.STOPPED, {"error": message, "stopped": message}
+    facts["progress"] = replace(ui.progress, phase="done").view()
+    flow.store.move(job_id, (f.RUNNING,), state, flow.now(), **facts)
+    flow.store.end_run(seq, state, facts.get("run_dir"), flow.now())
+    flow.set_live(job_id, None)
+    flow.record(Event.RUN_FINISH if state == f.FINISHED else Event.RUN_STOP, who, job_id,
+                counts=facts.get("counts"), stopped=facts.get("stopped"))  # fmt: skip
+
+
+def problem_rows(job: JobRecord, limit: int = 1000) -> list[dict[str, str]]:
+    """The results' rows a person must look at (failed, invalid, ...), first ``limit``."""
+    run_dir = job.get("run_dir")
+    path = Path(run_dir) / "results.csv" if run_dir else None
+    if path is None or not path.is_file():
+        return []
+    rows: list[dict[str, str]] = []
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row.get("outcome") in f.PROBLEM_OUTCOMES and len(rows) < limit:
+                rows.append(row)
+    return rows
+
+
+def _internal(exc: Exception) -> str:
+    return f"internal error ({type(exc).__name__}); the run stays resumable"

@@ -1,0 +1,108 @@
+"""The pages: sign-in, the job list with the upload form, one job's page, the accounts list.
+
+In: :class:`~pcxbatch.web.exchange.Call` values (a session; every POST's CSRF token was
+checked by ``app``). Out: :class:`~pcxbatch.web.exchange.Reply` values naming a template of
+``pages`` and its values, or a redirect after a form (so a reload never repeats it). The
+pages read without JavaScript; a running job's page refreshes itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pcxbatch.web import api, steps
+from pcxbatch.web import flow as f
+from pcxbatch.web.exchange import ADMIN, ANALYST, APPROVER, EVERYONE, PUBLIC, Call, Reply, Route
+from pcxbatch.web.flow import Flow, Refused
+from pcxbatch.web.store import JobRecord
+
+#: States whose page refreshes itself (something is going on).
+BUSY = (f.PREVIEWING, f.QUEUED, f.RUNNING)
+#: How many of the validation's unusable rows a page lists (the rest: preview.xlsx).
+SHOW_ROWS = 500
+
+
+def job_page(flow: Flow, call: Call, job: JobRecord) -> dict[str, Any]:
+    """The values the job page shows: the job, what the viewer may do, the rows to look at."""
+    who = call.me
+    made = {job.created_by, job.get("previewed_by"), job.get("submitted_by")}
+    mine = who.account in {m for m in made if m}
+    problems = flow.problems(job)
+    return {
+        "job": flow.view(job), "problems": problems[:SHOW_ROWS], "more": len(problems) > SHOW_ROWS,
+        "results": steps.problem_rows(job), "busy": job.state in BUSY,
+        "can_preview": who.role == ANALYST and job.state in (f.VALIDATED, f.PREVIEWED),
+        "can_submit": who.role == ANALYST and job.state == f.PREVIEWED,
+        "can_decide": who.role == APPROVER and job.state == f.AWAITING and not mine,
+        "own_plan": who.role == APPROVER and job.state == f.AWAITING and mine,
+        "can_cancel": who.role in (ANALYST, APPROVER) and job.state in (f.QUEUED, f.RUNNING),
+        "can_resume": who.role == APPROVER and job.state == f.STOPPED and not mine,
+    }  # fmt: skip
+
+
+def routes(flow: Flow) -> list[Route]:
+    """The pages' routes, each with the roles that may use it."""
+
+    def home(call: Call) -> Reply:
+        return Reply(redirect="/jobs")
+
+    def jobs(call: Call) -> Reply:
+        return Reply(page="jobs.html", context={
+            "jobs": [flow.view(j) for j in flow.store.jobs()], "templates": flow.config.templates(),
+            "max_mb": flow.config.max_bytes // 1_000_000,
+        })  # fmt: skip
+
+    def upload(call: Call) -> Reply:
+        return Reply(redirect=f"/jobs/{api.created(flow, call)}")
+
+    def job(call: Call) -> Reply:
+        record = flow.get(call.params["id"])
+        return Reply(page="job.html", context=job_page(flow, call, record))
+
+    def progress(call: Call) -> Reply:
+        record = flow.get(call.params["id"])
+        return Reply(json={"state": record.state, "progress": flow.progress(record)})
+
+    def download(call: Call) -> Reply:
+        return Reply(file=flow.file(call.me, call.params["id"], call.params["name"]))
+
+    def accounts(call: Call) -> Reply:
+        return Reply(page="accounts.html", context={"accounts": flow.store.accounts()})
+
+    analyst, approver = frozenset({ANALYST}), frozenset({APPROVER})
+    return [
+        Route("GET", "/", home, EVERYONE),
+        Route("GET", "/jobs", jobs, EVERYONE),
+        Route("POST", "/jobs", upload, analyst, upload=True),
+        Route("GET", "/jobs/{id}", job, EVERYONE),
+        Route("GET", "/jobs/{id}/progress", progress, EVERYONE),
+        _step(flow, "preview", analyst), _step(flow, "submit", analyst),
+        _step(flow, "approve", approver), _step(flow, "reject", approver),
+        _step(flow, "resume", approver), _step(flow, "cancel", frozenset({ANALYST, APPROVER})),
+        Route("GET", "/jobs/{id}/files/{name}", download, EVERYONE),
+        Route("GET", "/accounts", accounts, frozenset({ADMIN})),
+    ]  # fmt: skip
+
+
+def _step(flow: Flow, do: str, roles: frozenset[str]) -> Route:
+    """The form that moves a job one step (``steps``), then back to the job's page."""
+
+    def handle(call: Call) -> Reply:
+        job_id, reason = call.params["id"], call.fields.get("reason", "").strip()
+        if do in ("approve", "reject"):
+            getattr(steps, do)(flow, call.me, job_id, reason)
+        else:
+            getattr(steps, do)(flow, call.me, job_id)
+        return Reply(redirect=f"/jobs/{job_id}")
+
+    return Route("POST", f"/jobs/{{id}}/{do}", handle, roles)
+
+
+def refused_page(exc: Refused) -> Reply:
+    """A refusal, as a page."""
+    return Reply(
+        exc.status, page="refused.html", context={"status": exc.status, "message": str(exc)}
+    )
+
+
+__all__ = ["PUBLIC", "job_page", "refused_page", "routes"]

@@ -1,0 +1,71 @@
+"""Fixtures of the web service's tests: a real sandbox on loopback, the service, its accounts.
+
+``pcx`` (a fresh sandbox served on loopback), ``events`` (a recording event sink), ``service``
+(the assembled service over a temporary data dir), ``tokens`` (an API token per account of
+``web_harness.ACCOUNTS``), ``api`` (a ``TestClient`` of the app).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+from web_harness import ACCOUNTS, PASSWORD, REPO, RecordingSink
+
+from pcxbatch.credentials import Credentials
+from pcxbatch.sandbox import SandboxConfig, start
+from pcxbatch.sandbox.server import RunningSandbox
+from pcxbatch.web.flow import ServerConfig
+from pcxbatch.web.server import Service, add_account, build
+from pcxbatch.web.store import Store, database_url
+
+
+@pytest.fixture
+def pcx() -> Iterator[RunningSandbox]:
+    with start(SandboxConfig(users=60, seed=7)) as running:
+        yield running
+
+
+@pytest.fixture
+def events() -> RecordingSink:
+    return RecordingSink()
+
+
+@pytest.fixture
+def service(tmp_path: Path, pcx: RunningSandbox, events: RecordingSink) -> Iterator[Service]:
+    data = tmp_path / "data"
+    data.mkdir()
+    store = Store(database_url(data))
+    for name, role in ACCOUNTS.items():
+        add_account(store, name, role, PASSWORD)
+    config = ServerConfig(
+        data,
+        pcx.base_url,
+        Credentials(api_key=pcx.api_key),
+        jobs_dir=REPO / "jobs",
+        job_settings={"rate": 1000, "concurrency": 4},
+    )
+    service = build(config, events, store)
+    yield service
+    service.worker.wait_idle()
+    store.close()
+
+
+@pytest.fixture
+def tokens(service: Service) -> dict[str, str]:
+    from pcxbatch.web import passwords
+
+    made = {}
+    for name in ACCOUNTS:
+        token = passwords.new_token()
+        service.store.add_token(passwords.token_hash(token), name, "2026-01-01T00:00:00")
+        made[name] = token
+    return made
+
+
+@pytest.fixture
+def api(service: Service) -> Iterator[TestClient]:
+    with TestClient(service.app, base_url="http://127.0.0.1") as client:
+        yield client

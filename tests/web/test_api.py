@@ -1,0 +1,48 @@
+"""The JSON API end to end: the service over a real loopback sandbox, every step and refusal."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from starlette.testclient import TestClient
+from web_harness import bearer, csv_file, some_users, through_approval, upload
+
+from pcxbatch.sandbox.server import RunningSandbox
+from pcxbatch.web.server import Service
+
+
+def test_the_whole_flow_deactivates_the_users_and_offers_every_report(
+    api: TestClient, service: Service, tokens: dict[str, str], pcx: RunningSandbox, events: object
+) -> None:
+    active = some_users(pcx, "active", 3)
+    body = csv_file([[u, ""] for u in active] + [["not a user id!", ""], [active[0], ""]])
+    created = upload(api, tokens["ana"], body)
+    assert created.status_code == 201, created.text
+    job = created.json()
+    assert job["state"] == "validated"
+    assert job["counts"] == {"ready": 3, "invalid": 1, "duplicate": 1}
+
+    job_id = through_approval(api, service, tokens, body)
+    seen = api.get(f"/api/v1/jobs/{job_id}", headers=bearer(tokens["vera"])).json()
+    assert seen["state"] == "awaiting_approval"
+    assert seen["counts"]["will_change"] == 3 and seen["counts"]["invalid"] == 1
+    assert seen["submitted_by"] == "ana" and len(seen["plan_sha256"]) == 64
+
+    approved = api.post(
+        f"/api/v1/jobs/{job_id}/approve", headers=bearer(tokens["vera"]), data={"reason": "ok"}
+    )
+    assert approved.status_code == 202, approved.text
+    assert service.worker.wait_idle()
+    done = api.get(f"/api/v1/jobs/{job_id}", headers=bearer(tokens["ana"])).json()
+    assert done["state"] == "finished", done
+    assert done["approved_by"] == "vera"
+    assert done["counts"]["applied"] == 3
+    assert all(pcx.sandbox.status_of(u) == "inactive" for u in active)
+    assert set(done["files"]) >= {"results.csv", "results.xlsx", "summary.json", "undo.csv",
+                                  "preview.csv", "preview.xlsx", "plan.json"}  # fmt: skip
+
+    got = api.get(f"/api/v1/jobs/{job_id}/files/results.csv", headers=bearer(tokens["ana"]))
+    rows = list(csv.DictReader(io.StringIO(got.content.decode("utf-8-sig"))))
+    assert [r["outcome"] for r in rows] == ["applied"] * 3 + ["invalid", "duplicate"]
+    assert [r["row"] for r in rows] == ["2", "3", "4", "5", "6"]

@@ -1,0 +1,99 @@
+"""Runs in the worker: cancel as SIGTERM, resume by another approver, a restart mid-queue."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from starlette.testclient import TestClient
+from web_harness import RecordingSink, bearer, csv_file, some_users, through_approval
+
+from pcxbatch.model import RowResult
+from pcxbatch.sandbox.server import RunningSandbox
+from pcxbatch.web import steps
+from pcxbatch.web.events import Who
+from pcxbatch.web.server import Service, build
+from pcxbatch.web.worker import WebUI
+
+
+def _puts(pcx: RunningSandbox) -> Counter[str]:
+    """How many status changes the sandbox received, per user."""
+    return Counter(r.user_id for r in pcx.sandbox.requests if r.method == "PUT" and r.user_id)
+
+
+def test_cancel_stops_the_run_and_resume_by_another_approver_finishes_it(
+    api: TestClient, service: Service, tokens: dict[str, str], pcx: RunningSandbox,
+    events: RecordingSink, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    users = some_users(pcx, "active", 30)
+    job_id = through_approval(api, service, tokens, csv_file([[u, ""] for u in users]))
+    answered = WebUI.result
+
+    def cancel_after_the_first(ui: WebUI, result: RowResult) -> None:
+        answered(ui, result)
+        if ui.progress.done == 1:  # as a person pressing Cancel while it runs
+            steps.cancel(service.flow, Who("ana", "analyst", "test"), job_id)
+
+    monkeypatch.setattr(WebUI, "result", cancel_after_the_first)
+    got = api.post(f"/api/v1/jobs/{job_id}/approve", headers=bearer(tokens["vera"]))
+    assert got.status_code == 202
+    assert service.worker.wait_idle()
+    stopped = api.get(f"/api/v1/jobs/{job_id}", headers=bearer(tokens["vera"])).json()
+    assert stopped["state"] == "stopped", stopped
+    assert "cancelled by ana" in stopped["stopped"]
+    assert stopped["counts"]["not_attempted"] > 0
+    assert stopped["counts"]["applied"] + stopped["counts"]["not_attempted"] == len(users)
+    assert "run.cancel" in events.names() and "run.stop" in events.names()
+
+    monkeypatch.setattr(WebUI, "result", answered)
+    assert (
+        api.post(f"/api/v1/jobs/{job_id}/resume", headers=bearer(tokens["ana"])).status_code == 403
+    )
+    resumed = api.post(f"/api/v1/jobs/{job_id}/resume", headers=bearer(tokens["walt"]))
+    assert resumed.status_code == 202, resumed.text
+    assert service.worker.wait_idle()
+    done = api.get(f"/api/v1/jobs/{job_id}", headers=bearer(tokens["vera"])).json()
+    assert done["state"] == "finished", done
+    assert done["counts"]["applied"] == len(users)
+    assert all(pcx.sandbox.status_of(u) == "inactive" for u in users)
+    assert max(_puts(pcx).values()) == 1  # no row sent twice
+
+
+def test_cancel_of_a_queued_run_sends_nothing(
+    api: TestClient, service: Service, tokens: dict[str, str], pcx: RunningSandbox,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    users = some_users(pcx, "active", 3)
+    job_id = through_approval(api, service, tokens, csv_file([[u, ""] for u in users]))
+    held: list[object] = []
+    monkeypatch.setattr(service.worker, "put", lambda key, task: held.append(task))
+    assert (
+        api.post(f"/api/v1/jobs/{job_id}/approve", headers=bearer(tokens["vera"])).status_code
+        == 202
+    )
+    cancelled = api.post(f"/api/v1/jobs/{job_id}/cancel", headers=bearer(tokens["vera"]))
+    assert cancelled.status_code == 202 and cancelled.json()["state"] == "stopped"
+    for task in held:  # the worker reaches it after all: it finds the job stopped
+        task()  # type: ignore[operator]
+    assert _puts(pcx) == Counter()
+    assert all(pcx.sandbox.status_of(u) == "active" for u in users)
+
+
+def test_a_restart_queues_the_interrupted_runs_again_and_they_finish(
+    api: TestClient, service: Service, tokens: dict[str, str], pcx: RunningSandbox,
+    events: RecordingSink, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    users = some_users(pcx, "active", 4)
+    job_id = through_approval(api, service, tokens, csv_file([[u, ""] for u in users]))
+    monkeypatch.setattr(service.worker, "put", lambda key, task: None)  # the server dies here
+    assert (
+        api.post(f"/api/v1/jobs/{job_id}/approve", headers=bearer(tokens["vera"])).status_code
+        == 202
+    )
+    service.store.move(job_id, ("queued",), "running", "2026-01-01T00:00:00")  # as if it had begun
+
+    again = build(service.flow.config, events, service.store)  # the restart
+    assert again.worker.wait_idle()
+    job = again.store.job(job_id)
+    assert job is not None and job.state == "finished", job
+    assert all(pcx.sandbox.status_of(u) == "inactive" for u in users)
