@@ -30,6 +30,7 @@ from pcxbatch.cli.options import (
     safe,
     send_options,
 )
+from pcxbatch.cli.web_cmds import register as register_web_commands
 from pcxbatch.config import Job, load_job
 from pcxbatch.errors import ExitCode, UnusableError
 
@@ -371,8 +372,4 @@ def sandbox(**flags: Any) -> ExitCode:
 
 
 cli.add_command(audit)
-
-# The web service's commands (users, serve) live in their own module.
-from pcxbatch.cli.web_cmds import register  # noqa: E402
-
-register(cli)
+register_web_commands(cli)  # users, serve: their own module
