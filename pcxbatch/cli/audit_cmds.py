@@ -121,7 +121,7 @@ def verify(target: Path, head_text: str | None, key_fp: str | None) -> ExitCode:
         else "no signed checkpoint yet"
     )
     click.echo(
-        f"verified: {verdict.entries} entries ({verdict.checkpoints} checkpoints); {signed};"
+        f"verified: {verdict.entries} entries ({verdict.checkpoints} checkpoint(s)); {signed};"
         f" {len(verdict.files)} report file(s) and {len(verdict.journals)} journal(s) as recorded"
     )
     return ExitCode.OK
