@@ -106,6 +106,9 @@ class Job:
     #: Apply: refuse plans older than this, and (if set) plans previewed by the applier.
     max_plan_age_hours: float = 24.0
     require_second_person: bool = False
+    #: Every row's updated_by is the job's, whatever a column of the file says (the web service:
+    #: the signed-in account answers for the change, not a name typed into the spreadsheet).
+    fixed_updated_by: bool = False
     #: ``None``: a real API. A mapping (possibly empty): run against the built-in sandbox.
     sandbox: Mapping[str, Any] | None = None
     source: str = ""  # the job file, or "command line", for messages
@@ -242,7 +245,7 @@ class _Values:
 
 
 _TEXT_KEYS = ("reason", "updated_by", "org_id")
-_FLAG_KEYS = ("dry_run", "yes", "allow_insecure_http", "require_second_person")
+_FLAG_KEYS = ("dry_run", "yes", "allow_insecure_http", "require_second_person", "fixed_updated_by")
 _PATH_KEYS = ("input", "credentials_file", "report_dir")
 #: (key, type, lowest, highest) for every number a job holds.
 _NUMBER_KEYS: tuple[tuple[str, type, float, float], ...] = (

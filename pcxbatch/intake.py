@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from pcxbatch.errors import InputError, UnusableError
@@ -42,6 +43,10 @@ def check_table(table: Table, job: Job) -> Iterator[Item]:
     from pcxbatch.validate import check_rows, table_columns
 
     columns = table_columns(table, str(job.input), job.columns)
+    if job.fixed_updated_by and columns.updated_by is not None:
+        ignored = columns.names[columns.updated_by]
+        note = f"column '{ignored}' is not read: every row's updated_by is {job.updated_by!r}"
+        columns = replace(columns, updated_by=None, notes=(*columns.notes, note))
     defaults = RowDefaults(job.action, job.status, job.reason, job.updated_by)
     return check_rows(table.rows, columns, defaults, id_pattern=job.id_pattern)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -828,3 +829,18 @@ def test_the_padded_ids_that_show_the_damage_may_come_thousands_of_rows_later() 
 def test_more_dates_are_caught(value: str) -> None:
     message = invalid(row(2, value, "deactivate"))
     assert "looks like a date or time: a spreadsheet may have taken the ID for a date" in message
+
+
+def test_a_fixed_updated_by_ignores_the_files_column_and_says_so(tmp_path: Path) -> None:
+    from pcxbatch.config import load_job
+    from pcxbatch.intake import check_table, read_input
+
+    path = tmp_path / "cases.csv"
+    path.write_text("User ID,Updated By\nu-1,mallory\nu-2,\n", encoding="utf-8")
+    settings = {"action": "deactivate", "reason": "r", "updated_by": "ana"}
+    free = list(check_table(read_input(load_job(path, settings)), load_job(path, settings)))
+    assert [i.updated_by for i in free] == ["mallory", "ana"]  # the file's, else the job's
+    job = load_job(path, {**settings, "fixed_updated_by": True})
+    items = check_table(read_input(job), job)
+    assert [i.updated_by for i in items] == ["ana", "ana"]
+    assert any("'Updated By' is not read" in n for n in getattr(items, "notes", ()))

@@ -166,7 +166,8 @@ class Flow:
             # a name per job keeps their locks apart.
             "input": upload, "report_dir": self.config.reports, "base_url": self.config.base_url,
             "name": f"web-{job_dir.name}",
-            "updated_by": account, "require_second_person": True, "yes": True,
+            "updated_by": account, "fixed_updated_by": True,
+            "require_second_person": True, "yes": True,
             "max_bytes": self.config.max_bytes,
         }  # fmt: skip
         for key in ("action", "status", "reason", "sheet"):

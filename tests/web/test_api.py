@@ -46,3 +46,21 @@ def test_the_whole_flow_deactivates_the_users_and_offers_every_report(
     rows = list(csv.DictReader(io.StringIO(got.content.decode("utf-8-sig"))))
     assert [r["outcome"] for r in rows] == ["applied"] * 3 + ["invalid", "duplicate"]
     assert [r["row"] for r in rows] == ["2", "3", "4", "5", "6"]
+
+
+def test_updated_by_is_the_signed_in_account_whatever_the_file_says(
+    api: TestClient, service: Service, tokens: dict[str, str], pcx: RunningSandbox
+) -> None:
+    active = some_users(pcx, "active", 2)
+    body = csv_file([[u, "mallory"] for u in active], header=("User ID", "Updated By"))
+    created = upload(api, tokens["ana"], body)
+    assert created.status_code == 201, created.text
+    job_id = created.json()["id"]
+    api.post(f"/api/v1/jobs/{job_id}/preview", headers=bearer(tokens["ana"]))
+    assert service.worker.wait_idle()
+    api.post(f"/api/v1/jobs/{job_id}/submit", headers=bearer(tokens["ana"]))
+    approved = api.post(f"/api/v1/jobs/{job_id}/approve", headers=bearer(tokens["vera"]))
+    assert approved.status_code == 202, approved.text
+    assert service.worker.wait_idle()
+    sent = [r.body for r in pcx.sandbox.requests if r.method == "PUT" and r.user_id in active]
+    assert len(sent) == 2 and all(b and b["updated_by"] == "ana" for b in sent)
