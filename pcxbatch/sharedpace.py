@@ -1,0 +1,129 @@
+"""Pacing shared by every run on one API key: GCRA slots held in a small SQLite file.
+
+In: the key's non-secret name (never the secret), the rate (requests/s) and burst every sharer
+keeps, and the store's file (default ``$XDG_CACHE_HOME/pcxbatch/pacing.sqlite``). Out:
+:meth:`SlotStore.reserve`, the time to wait before the caller's request may go, and
+:class:`SharedPacer`, a pacer (``acquire``/``on_success``/``on_throttled``) over it.
+
+GCRA, as the API's gateway meters it: the store keeps one *theoretical arrival time* (TAT) per
+key. A request reserves the slot ``max(now, TAT - (burst - 1) * interval)``, moves the TAT to
+``max(TAT, now) + interval``, and sleeps until its slot; so however many processes share the
+key, together they send at most ``burst`` at once and then one per interval, in the order they
+asked, and no window lets a whole second's quota out at once. A 429 seen by one sharer holds
+every sharer's next slot back (:meth:`SlotStore.hold`). Each reservation is one short ``BEGIN
+IMMEDIATE`` transaction, serialised by SQLite across processes; losing the file loses only
+pacing state, so it is written without fsync. Time comes from ``clock`` (default: the host's
+wall clock, the one clock every process on the host shares), so tests never sleep. A store on
+PostgreSQL, for sharers on several hosts, would keep the same rule on the database's clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+_SCHEMA = "CREATE TABLE IF NOT EXISTS pace (key TEXT PRIMARY KEY, tat REAL NOT NULL)"
+
+
+def default_store_path() -> Path:
+    """Where the host's pacing file lives: the user's cache folder."""
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "pcxbatch" / "pacing.sqlite"
+
+
+class SlotStore:
+    """GCRA slots per key in one SQLite file, shared by every process that opens it."""
+
+    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.path = path
+        self.clock = clock
+        self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=OFF")  # pacing state: losing it costs nothing
+        self._db.execute(_SCHEMA)
+        os.chmod(path, 0o600)
+
+    def reserve(self, key: str, rate: float, burst: int = 1) -> float:
+        """Reserve the next slot of ``key`` at ``rate``/s (``burst`` at once at most); return
+        the seconds to wait for it (0 when it is now)."""
+        interval = 1.0 / rate
+        with self._transaction():
+            now = self.clock()
+            tat = self._tat(key, now)
+            slot = max(now, tat - (burst - 1) * interval)
+            self._set(key, max(tat, now) + interval)
+        return slot - now
+
+    def hold(self, key: str, seconds: float) -> None:
+        """No sharer of ``key`` gets a slot sooner than ``seconds`` from now (a 429, or a
+        ``Retry-After``, seen by one holds all back)."""
+        with self._transaction():
+            now = self.clock()
+            self._set(key, max(self._tat(key, now), now + seconds))
+
+    def close(self) -> None:
+        """Close the file."""
+        self._db.close()
+
+    def _tat(self, key: str, now: float) -> float:
+        row = self._db.execute("SELECT tat FROM pace WHERE key = ?", (key,)).fetchone()
+        return float(row[0]) if row else now
+
+    def _set(self, key: str, tat: float) -> None:
+        self._db.execute(
+            "INSERT INTO pace(key, tat) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET tat = ?",
+            (key, tat, tat),
+        )
+
+    def _transaction(self) -> _Immediate:
+        return _Immediate(self._db)
+
+
+class _Immediate:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``: the write lock is taken before the read."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+class SharedPacer:
+    """A pacer whose slots come from a :class:`SlotStore` shared with the key's other runs.
+
+    ``throttle_hold`` is how long a 429 without ``Retry-After`` holds every sharer back.
+    """
+
+    def __init__(
+        self,
+        store: SlotStore,
+        key: str,
+        rate: float,
+        burst: int = 1,
+        *,
+        throttle_hold: float = 1.0,
+    ) -> None:
+        self.store, self.key, self.rate, self.burst = store, key, rate, burst
+        self.throttle_hold = throttle_hold
+
+    async def acquire(self) -> None:
+        """Return at this request's slot."""
+        wait = self.store.reserve(self.key, self.rate, self.burst)
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    def on_success(self) -> None:
+        """Nothing to learn: the rate is the one every sharer keeps."""
+
+    def on_throttled(self, retry_after: float | None = None) -> None:
+        """Hold every sharer back: the key's limit is theirs too."""
+        self.store.hold(self.key, retry_after if retry_after is not None else self.throttle_hold)
