@@ -59,12 +59,13 @@ class SlotStore:
             self._set(key, max(tat, now) + interval)
         return slot - now
 
-    def hold(self, key: str, seconds: float) -> None:
-        """No sharer of ``key`` gets a slot sooner than ``seconds`` from now (a 429, or a
-        ``Retry-After``, seen by one holds all back)."""
+    def hold(self, key: str, seconds: float, rate: float, burst: int = 1) -> None:
+        """No sharer of ``key`` (at ``rate``, ``burst``) gets a slot sooner than ``seconds``
+        from now: a 429, or a ``Retry-After``, seen by one holds all back."""
+        lead = (burst - 1) / rate  # the burst's allowance would let slots in that much sooner
         with self._transaction():
             now = self.clock()
-            self._set(key, max(self._tat(key, now), now + seconds))
+            self._set(key, max(self._tat(key, now), now + seconds + lead))
 
     def close(self) -> None:
         """Close the file."""
@@ -126,4 +127,5 @@ class SharedPacer:
 
     def on_throttled(self, retry_after: float | None = None) -> None:
         """Hold every sharer back: the key's limit is theirs too."""
-        self.store.hold(self.key, retry_after if retry_after is not None else self.throttle_hold)
+        wait = retry_after if retry_after is not None else self.throttle_hold
+        self.store.hold(self.key, wait, self.rate, self.burst)

@@ -37,9 +37,9 @@ def test_a_429_seen_by_one_holds_every_sharer_back(tmp_path: Path) -> None:
     clock = Clock()
     one = SlotStore(tmp_path / "p.sqlite", clock=clock)
     other = SlotStore(tmp_path / "p.sqlite", clock=clock)
-    one.reserve("pcx_k", rate=100)
-    one.hold("pcx_k", 2.0)
-    assert round(other.reserve("pcx_k", rate=100), 6) == 2.0
+    one.reserve("pcx_k", rate=100, burst=4)
+    one.hold("pcx_k", 2.0, rate=100, burst=4)
+    assert round(other.reserve("pcx_k", rate=100, burst=4), 6) == 2.0
 
 
 def _reserve(path: str, n: int, start: float, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
