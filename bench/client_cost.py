@@ -86,7 +86,9 @@ def run_command(bench: Bench, rows: int, concurrency: int) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     """Alternate the senders for ``--rounds`` rounds; print figures and ratios."""
-    parser = argparse.ArgumentParser(prog="bench/client_cost.py", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="bench/client_cost.py", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=32)
@@ -120,8 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.rounds > 1:
         floor = median(figures["aiohttp"])
         print("medians: " + ", ".join(f"{n} {median(v):.3f} ms" for n, v in figures.items()))
-        print("median ratios: " + ", ".join(f"{n} {median(v) / floor:.2f}x" for n, v in
-                                           figures.items() if n != "aiohttp"))
+        print(
+            "median ratios: "
+            + ", ".join(
+                f"{n} {median(v) / floor:.2f}x" for n, v in figures.items() if n != "aiohttp"
+            )
+        )
     return 1 if missed else 0
 
 

@@ -48,9 +48,7 @@ async def send_aiohttp(base_url: str, key: str, ids: list[str], concurrency: int
     return statuses
 
 
-async def send_pcxclient(
-    base_url: str, key: str, ids: list[str], concurrency: int
-) -> Counter[int]:
+async def send_pcxclient(base_url: str, key: str, ids: list[str], concurrency: int) -> Counter[int]:
     """The same requests through PcxClient, as ``execute`` sends them."""
     import math
 

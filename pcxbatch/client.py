@@ -1,7 +1,7 @@
 """The PCX Users API over HTTP: what each call sends, and what each answer or failure means.
 
 In: a base URL, a :class:`~pcxbatch.credentials.Credentials`, the run's shared
-:class:`~pcxbatch.limiter.Limiter`, a :class:`~pcxbatch.retry.RetryPolicy`. Out: one
+:class:`~pcxbatch.limiter.Pacer` (a ``Limiter``), a :class:`~pcxbatch.retry.RetryPolicy`. Out: one
 :class:`CallResult` per status change (never an exception for an answer the API gave, except
 401/403, which raise :class:`~pcxbatch.errors.AuthError`), :class:`UsersPage` pages from
 ``GET /users/list``, and the preflight's :meth:`PcxClient.probe`.
@@ -57,7 +57,7 @@ import httpx
 from pcxbatch import __version__, bodies
 from pcxbatch.credentials import Credentials
 from pcxbatch.errors import AuthError, StoppedError
-from pcxbatch.limiter import Limiter
+from pcxbatch.limiter import Pacer
 from pcxbatch.model import SETTABLE_STATUSES, UsersPage, UserState
 from pcxbatch.retry import (
     AMBIGUOUS_STATUSES,
@@ -205,7 +205,7 @@ class PcxClient:
         base_url: str,
         credentials: Credentials,
         *,
-        limiter: Limiter,
+        limiter: Pacer,
         retry: RetryPolicy = _DEFAULT_RETRY,
         transport: httpx.AsyncBaseTransport | None = None,
         max_connections: int = 32,

@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -68,7 +68,11 @@ class Job:
     base_url: str = DEFAULT_BASE_URL
     credentials_file: Path | None = None
     report_dir: Path = Path("reports")
-    rate: float = 10.0
+    #: Requests per second at most (the key's limit), or ``"auto"``: find the limit from the
+    #: API's 429s (``limiter.Limiter.finding``), never above ``max_rate``.
+    rate: float | Literal["auto"] = 10.0
+    #: With ``rate: auto``: the highest rate it may try (None: the highest rate a job allows).
+    max_rate: float | None = None
     burst: int = 1
     concurrency: int = 8
     max_attempts: int = 8
@@ -246,7 +250,7 @@ _FLAG_KEYS = ("dry_run", "yes", "allow_insecure_http", "require_second_person")
 _PATH_KEYS = ("input", "credentials_file", "report_dir")
 #: (key, type, lowest, highest) for every number a job holds.
 _NUMBER_KEYS: tuple[tuple[str, type, float, float], ...] = (
-    ("rate", float, 0.01, 10_000),
+    ("max_rate", float, 0.01, 10_000),
     ("burst", int, 1, 10_000),
     ("concurrency", int, 1, 512),
     ("max_attempts", int, 1, 100),
@@ -346,11 +350,38 @@ def _check_paths(check: _Values) -> None:
             check.problems.append(f"{key}: must be a file or folder path")
 
 
+#: The highest ``rate`` a job may state, and what ``rate: auto`` may try without a ``max_rate``.
+MAX_RATE = 10_000.0
+#: The word that makes ``rate`` find the API's limit.
+AUTO_RATE = "auto"
+
+
 def _check_numbers(check: _Values) -> None:
     for key, kind, low, high in _NUMBER_KEYS:
         converted = check.number(key, kind, low, high)
         if converted is not None:
             check.values[key] = converted
+    _check_rate(check)
+
+
+def _check_rate(check: _Values) -> None:
+    """``rate``: a number of requests/s, or ``auto`` (then ``max_rate`` bounds it; without
+    ``auto`` a ``max_rate`` means nothing, so it is refused rather than silently ignored)."""
+    value = check.data.get("rate")
+    if isinstance(value, str) and value.strip().lower() == AUTO_RATE:
+        check.values["rate"] = AUTO_RATE
+        return
+    if isinstance(value, str):
+        try:  # from the command line every --rate is text
+            value = float(value)
+        except ValueError:
+            check.problems.append("rate: must be a number of requests per second, or auto")
+            return
+    rate = _Values({"rate": value}, check.problems).number("rate", float, 0.01, MAX_RATE)
+    if rate is not None:
+        check.values["rate"] = rate
+    if check.data.get("max_rate") is not None:
+        check.problems.append("max_rate: only with rate: auto (a stated rate is the most sent)")
 
 
 def _check_id_pattern(check: _Values) -> None:

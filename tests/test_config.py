@@ -179,3 +179,27 @@ def test_a_stored_job_comes_back_the_same(tmp_path: Path) -> None:
     job = load_job(write(tmp_path, text))
     again = job_from_dict(job_to_dict(job))
     assert job_to_dict(again) == job_to_dict(job)
+
+
+def test_rate_auto_finds_the_limit_under_a_max_rate(tmp_path: Path) -> None:
+    job = load_job(write(tmp_path, "input: a.csv\nrate: auto\nmax_rate: 300\n"))
+    assert (job.rate, job.max_rate) == ("auto", 300.0)
+    # From the command line every --rate is text: a number stays a stated rate.
+    assert load_job(write(tmp_path, "input: a.csv\nrate: auto\n"), {"rate": "25"}).rate == 25.0
+    assert load_job(write(tmp_path, "input: a.csv\n"), {"rate": "AUTO"}).rate == "auto"
+    assert load_job(write(tmp_path, "input: a.csv\n")).rate == 10.0  # the default stays stated
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("rate: fast\n", "rate: must be a number of requests per second, or auto"),
+        ("rate: 0\n", "rate: must be between 0.01 and 10000"),
+        ("rate: 50\nmax_rate: 100\n", "max_rate: only with rate: auto"),
+        ("rate: auto\nmax_rate: 0\n", "max_rate: must be between 0.01 and 10000"),
+    ],
+)
+def test_rate_problems_name_their_key(tmp_path: Path, text: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_job(write(tmp_path, "input: a.csv\n" + text))
+    assert any(p.startswith(problem) for p in caught.value.problems), caught.value.problems

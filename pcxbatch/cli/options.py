@@ -98,7 +98,18 @@ def _apply(options: list[Decorator]) -> Decorator:
 
 #: How fast and how unattended a send goes: shared by run, resume and apply.
 _pacing: list[Decorator] = [
-    click.option("--rate", type=float, help="Requests per second at most (the API's limit)."),
+    click.option(
+        "--rate",
+        metavar="RATE|auto",
+        help="Requests per second at most (the API's limit), or auto: find the limit from the"
+        " API's 429 answers, starting slow (opt-in: probing a shared key's limit slows everyone"
+        " on it for a moment).",
+    ),
+    click.option(
+        "--max-rate",
+        type=float,
+        help="With --rate auto: never more requests per second than this.",
+    ),
     click.option("--burst", type=int, help="Requests that may go out back to back (default 1)."),
     click.option("--concurrency", type=int, help="Requests in flight at most."),
     click.option(
