@@ -24,7 +24,6 @@ Two wires, one contract (:class:`Wire`):
 
 from __future__ import annotations
 
-import base64
 import os
 import ssl
 import urllib.parse
@@ -121,7 +120,8 @@ class AiohttpWire:
             total=None, sock_connect=timeouts.connect, sock_read=timeouts.read
         )
         self._session: aiohttp.ClientSession | None = None
-        self._proxy, self._proxy_headers = _split_proxy(environment_proxy(base_url))
+        # A user and password in the proxy's URL become its Proxy-Authorization (aiohttp).
+        self._proxy = environment_proxy(base_url)
 
     def _open(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
@@ -129,7 +129,7 @@ class AiohttpWire:
             limit_per_host=0,
             ssl=httpx.create_ssl_context(verify=True),  # certificates are always checked
         )
-        return aiohttp.ClientSession(
+        session = aiohttp.ClientSession(
             connector=connector,
             timeout=self._timeout,
             cookie_jar=aiohttp.DummyCookieJar(),  # PCX sets none; a proxy's must not stick
@@ -138,6 +138,13 @@ class AiohttpWire:
             skip_auto_headers=("Accept-Encoding",),  # never ask for compression
             requote_redirect_url=False,
         )
+        # aiohttp sends an idempotent request (PUT) again, unseen, when its connection drops
+        # after the request left. That hidden attempt would bypass the limiter, and its answer
+        # (a 409 for the change the first one made) would hide that the change may have been
+        # applied. Every attempt is ``retry``'s to make. No public switch exists (aiohttp's
+        # own test client sets this): tests/test_transport.py fails if it stops working.
+        session._retry_connection = False
+        return session
 
     async def exchange(
         self, method: str, url: str, headers: Mapping[str, str], content: bytes | None, cap: int
@@ -157,7 +164,6 @@ class AiohttpWire:
                 data=content,
                 allow_redirects=False,
                 proxy=self._proxy,
-                proxy_headers=self._proxy_headers,
             )
             got = response.headers
             body = await bodies.read_body(
@@ -204,23 +210,10 @@ def environment_proxy(url: str) -> str | None:
     proxies = urllib.request.getproxies()
     if not proxies or urllib.request.proxy_bypass(parts.hostname or ""):
         return None
-    return proxies.get(parts.scheme) or proxies.get("all")
-
-
-def _split_proxy(proxy: str | None) -> tuple[str | None, dict[str, str] | None]:
-    """A proxy URL without its user and password, and the ``Proxy-Authorization`` they make."""
-    if proxy is None:
-        return None, None
-    parts = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-    if parts.username is None:
-        return parts.geturl(), None
-    user = urllib.parse.unquote(parts.username)
-    secret = urllib.parse.unquote(parts.password or "")
-    token = base64.b64encode(f"{user}:{secret}".encode()).decode("ascii")
-    host = parts.hostname or ""
-    netloc = f"[{host}]" if ":" in host else host
-    netloc += f":{parts.port}" if parts.port else ""
-    return parts._replace(netloc=netloc).geturl(), {"Proxy-Authorization": f"Basic {token}"}
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if proxy and "://" not in proxy:
+        proxy = f"http://{proxy}"  # HTTPS_PROXY=host:port, as httpx reads it
+    return proxy
 
 
 # --- injected: any httpx transport --------------------------------------------------------------

@@ -10,7 +10,17 @@ import sys
 import pytest
 
 #: Libraries a command may need, but that help text never does.
-HEAVY = {"pandas", "numpy", "openpyxl", "xlsxwriter", "httpx", "httpcore", "uvicorn", "rich"}
+HEAVY = {
+    "pandas",
+    "numpy",
+    "openpyxl",
+    "xlsxwriter",
+    "httpx",
+    "httpcore",
+    "aiohttp",
+    "uvicorn",
+    "rich",
+}
 
 PROBE = """
 import contextlib, io, json, sys
