@@ -15,6 +15,8 @@ latency), with 32 requests in flight, and the CPU of the sender's own process (u
 - ``aiohttp``: a bare aiohttp loop (``bench/senders.py``), the floor;
 - ``pcxclient``: the same requests through ``pcxbatch.client.PcxClient`` (``bench/senders.py``):
   limiter, retries, deadline, capped body read, answer parsing;
+- ``pcxclient-httpx``: the same client over httpx's transports, as it sent before (the
+  earlier figure, re-measured in the same run);
 - ``pcxbatch run``: the whole command (``--rate 10000 --concurrency 32``): reading and checking
   the file, the journal, the progress, the report files, start-up.
 
@@ -102,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     work = Path(tempfile.mkdtemp(prefix="pcxbatch-cost-"))
     bench = Bench(work)
-    names = ["aiohttp", "pcxclient"] + ([] if args.no_command else ["pcxbatch run"])
+    names = ["aiohttp", "pcxclient", "pcxclient-httpx"]
+    names += [] if args.no_command else ["pcxbatch run"]
     figures: dict[str, list[float]] = {n: [] for n in names}
     missed = False
     for r in range(args.rounds):

@@ -12,6 +12,8 @@ Senders:
 - ``pcxclient``: the same requests through ``pcxbatch.client.PcxClient`` (its limiter at no
   pacing, its retries, deadline, capped body reading and outcome parsing), as the run's
   execute stage calls it.
+- ``pcxclient-httpx``: the same client over httpx's own transports, as it sent before
+  issue 16 (small pools, the least busy first): the earlier figure, re-measured beside.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import os
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 BODY = {"updated_by": "bench", "reason": "client cost benchmark"}
 
@@ -48,8 +51,11 @@ async def send_aiohttp(base_url: str, key: str, ids: list[str], concurrency: int
     return statuses
 
 
-async def send_pcxclient(base_url: str, key: str, ids: list[str], concurrency: int) -> Counter[int]:
-    """The same requests through PcxClient, as ``execute`` sends them."""
+async def send_pcxclient(
+    base_url: str, key: str, ids: list[str], concurrency: int, transport: Any = None
+) -> Counter[int]:
+    """The same requests through PcxClient, as ``execute`` sends them (``transport``: an
+    httpx transport instead of its own wire)."""
     import math
 
     from pcxbatch.client import PcxClient
@@ -62,7 +68,7 @@ async def send_pcxclient(base_url: str, key: str, ids: list[str], concurrency: i
     todo = iter(ids)
     limiter = Limiter(math.inf)
     async with PcxClient(
-        base_url, credentials, limiter=limiter, max_connections=concurrency
+        base_url, credentials, limiter=limiter, max_connections=concurrency, transport=transport
     ) as api:
 
         async def worker() -> None:
@@ -74,7 +80,48 @@ async def send_pcxclient(base_url: str, key: str, ids: list[str], concurrency: i
     return statuses
 
 
-SENDERS = {"aiohttp": send_aiohttp, "pcxclient": send_pcxclient}
+class _Pools:
+    """httpx transports in small pools, each request through the least busy one: how
+    ``PcxClient`` sent before it moved to aiohttp (httpcore scans every connection of a pool
+    on every request, so one pool of 32 cost more)."""
+
+    def __init__(self, connections: int, per_pool: int = 4) -> None:
+        import httpx
+
+        limits = httpx.Limits(max_connections=per_pool, max_keepalive_connections=per_pool)
+        count = -(-connections // per_pool)
+        self._pools = [httpx.AsyncHTTPTransport(limits=limits) for _ in range(count)]
+        self._busy = [0] * count
+
+    async def handle_async_request(self, request: Any) -> Any:
+        pool = self._busy.index(min(self._busy))
+        self._busy[pool] += 1
+        try:
+            return await self._pools[pool].handle_async_request(request)
+        finally:
+            self._busy[pool] -= 1
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(p.aclose() for p in self._pools))
+
+
+async def send_pcxclient_httpx(
+    base_url: str, key: str, ids: list[str], concurrency: int
+) -> Counter[int]:
+    """The same client over httpx's transports: the client before issue 16, side by side."""
+    import httpx
+
+    class Pools(_Pools, httpx.AsyncBaseTransport):
+        pass
+
+    return await send_pcxclient(base_url, key, ids, concurrency, transport=Pools(concurrency))
+
+
+SENDERS = {
+    "aiohttp": send_aiohttp,
+    "pcxclient": send_pcxclient,
+    "pcxclient-httpx": send_pcxclient_httpx,
+}
 
 
 def main() -> None:

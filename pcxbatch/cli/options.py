@@ -44,8 +44,8 @@ def safe(text: str) -> str:
 def _enable_debug(_ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     """``--debug``: DEBUG lines on stderr, each with every credential-shaped text redacted.
 
-    httpx and httpcore stay at INFO: at DEBUG httpcore prints raw headers, and a server that
-    reflects the key or JWT in one (``WWW-Authenticate``, say) would put it on stderr; the
+    httpx, httpcore and aiohttp stay at INFO: at DEBUG httpcore prints raw headers, and a server
+    that reflects the key or JWT in one (``WWW-Authenticate``, say) would put it on stderr; the
     client logs each attempt (method, path, status, time) instead.
     """
     if not value:
@@ -57,7 +57,7 @@ def _enable_debug(_ctx: click.Context, _param: click.Parameter, value: bool) -> 
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
     logging.getLogger().setLevel(logging.DEBUG)  # json mode installed its handler already
-    for noisy in ("httpx", "httpcore"):
+    for noisy in ("httpx", "httpcore", "aiohttp"):
         logging.getLogger(noisy).setLevel(logging.INFO)
     # The environment's secrets by value, and anything shaped like a PCX key or a JWT (a key
     # from a credentials file included): no line on stderr carries one.
