@@ -558,6 +558,7 @@ _GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("HTTP: httpx", ("/httpx/",)),
     ("HTTP: httpcore", ("/httpcore/",)),
     ("HTTP: h11", ("/h11/",)),
+    ("HTTP: aiohttp + yarl + multidict", ("/aiohttp/", "/yarl/", "/multidict/")),
     ("HTTP: anyio + sniffio", ("/anyio/", "/sniffio/")),
     ("retries: tenacity", ("/tenacity/",)),
     ("pcxbatch journal (SQLite)", ("pcxbatch/journal.py", "sqlite3.Connection")),

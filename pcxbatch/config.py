@@ -68,11 +68,9 @@ class Job:
     base_url: str = DEFAULT_BASE_URL
     credentials_file: Path | None = None
     report_dir: Path = Path("reports")
-    #: Requests per second at most (the key's limit), or ``"auto"``: find the limit from the
-    #: API's 429s (``limiter.Limiter.finding``), never above ``max_rate``.
+    #: Requests/s at most, or ``"auto"``: find the limit (``Limiter.finding``) under max_rate.
     rate: float | Literal["auto"] = 10.0
-    #: With ``rate: auto``: the highest rate it may try (None: the highest rate a job allows).
-    max_rate: float | None = None
+    max_rate: float | None = None  # None: MAX_RATE
     burst: int = 1
     concurrency: int = 8
     max_attempts: int = 8
@@ -350,10 +348,8 @@ def _check_paths(check: _Values) -> None:
             check.problems.append(f"{key}: must be a file or folder path")
 
 
-#: The highest ``rate`` a job may state, and what ``rate: auto`` may try without a ``max_rate``.
-MAX_RATE = 10_000.0
-#: The word that makes ``rate`` find the API's limit.
-AUTO_RATE = "auto"
+MAX_RATE = 10_000.0  # the highest stated rate, and what ``rate: auto`` may try by default
+AUTO_RATE = "auto"  # the word that makes ``rate`` find the API's limit
 
 
 def _check_numbers(check: _Values) -> None:
@@ -361,26 +357,14 @@ def _check_numbers(check: _Values) -> None:
         converted = check.number(key, kind, low, high)
         if converted is not None:
             check.values[key] = converted
-    _check_rate(check)
-
-
-def _check_rate(check: _Values) -> None:
-    """``rate``: a number of requests/s, or ``auto`` (then ``max_rate`` bounds it; without
-    ``auto`` a ``max_rate`` means nothing, so it is refused rather than silently ignored)."""
+    # rate: requests/s, or auto (then max_rate bounds it: without auto it would mean nothing,
+    # so it is refused rather than ignored). Every --rate arrives as text.
     value = check.data.get("rate")
     if isinstance(value, str) and value.strip().lower() == AUTO_RATE:
         check.values["rate"] = AUTO_RATE
-        return
-    if isinstance(value, str):
-        try:  # from the command line every --rate is text
-            value = float(value)
-        except ValueError:
-            check.problems.append("rate: must be a number of requests per second, or auto")
-            return
-    rate = _Values({"rate": value}, check.problems).number("rate", float, 0.01, MAX_RATE)
-    if rate is not None:
+    elif (rate := check.number("rate", float, 0.01, MAX_RATE)) is not None:
         check.values["rate"] = rate
-    if check.data.get("max_rate") is not None:
+    if check.data.get("max_rate") is not None and check.values.get("rate") != AUTO_RATE:
         check.problems.append("max_rate: only with rate: auto (a stated rate is the most sent)")
 
 
