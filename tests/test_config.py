@@ -203,3 +203,14 @@ def test_rate_problems_name_their_key(tmp_path: Path, text: str, problem: str) -
     with pytest.raises(ConfigError) as caught:
         load_job(write(tmp_path, "input: a.csv\n" + text))
     assert any(p.startswith(problem) for p in caught.value.problems), caught.value.problems
+
+
+def test_a_job_with_rate_auto_sends_through_a_limiter_that_finds_the_limit(
+    tmp_path: Path,
+) -> None:
+    from pcxbatch.context import job_limiter
+
+    found = job_limiter(load_job(write(tmp_path, "input: a.csv\nrate: auto\nmax_rate: 300\n")))
+    assert (found.rate, found.max_rate) == (10.0, 300.0)  # starts slow, never above 300/s
+    stated = job_limiter(load_job(write(tmp_path, "input: a.csv\nrate: 40\n")))
+    assert (stated.rate, stated.max_rate) == (40.0, 40.0)
