@@ -238,6 +238,7 @@ class RunFigures:
     summary: dict[str, Any]
     server: ServerLog
     send_seconds: float  # run_started -> run_finished
+    started: float = 0.0  # run_started, epoch seconds
 
     @property
     def rate(self) -> float:
@@ -284,10 +285,10 @@ def _event_times(stderr: str) -> dict[str, float]:
 class Bench:
     """Shared state: the work folder, the API key, the seeded population, the checks so far."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, largest: int = 32_000) -> None:
         self.work = work
         self.key = f"pcx_bench_{secrets.token_hex(16)}"
-        self.population = Population(32_000)
+        self.population = Population(largest)
         self.checks: list[Check] = []
         self.notes: list[str] = []
         self._n = 0
@@ -305,7 +306,7 @@ class Bench:
         self,
         rows: int,
         *,
-        rate: float,
+        rate: float | str,
         concurrency: int,
         server: dict[str, Any],
         profile: Path | None = None,
@@ -315,7 +316,8 @@ class Bench:
         report_dir = self.work / f"reports-{self._n}"
         args = ["run", str(self.csv(rows)), "--yes", "--action", "deactivate"]
         args += ["--updated-by", "bench", "--reason", "throughput benchmark"]
-        args += ["--rate", f"{rate:g}", "--concurrency", str(concurrency)]
+        args += ["--rate", rate if isinstance(rate, str) else f"{rate:g}"]
+        args += ["--concurrency", str(concurrency)]
         args += ["--report-dir", str(report_dir), "--log-format", "json"]
         env = {**os.environ, "PCX_API_KEY": self.key}
         env.pop("PCX_JWT", None)
@@ -339,7 +341,7 @@ class Bench:
         summary = json.loads(summary_path.read_text())
         events = _event_times(ran.stderr)
         seconds = events["run_finished"] - events["run_started"]
-        return RunFigures(rows, ran, summary, log, seconds)
+        return RunFigures(rows, ran, summary, log, seconds, events["run_started"])
 
 
 @dataclass
@@ -556,6 +558,7 @@ _GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("HTTP: httpx", ("/httpx/",)),
     ("HTTP: httpcore", ("/httpcore/",)),
     ("HTTP: h11", ("/h11/",)),
+    ("HTTP: aiohttp + yarl + multidict", ("/aiohttp/", "/yarl/", "/multidict/")),
     ("HTTP: anyio + sniffio", ("/anyio/", "/sniffio/")),
     ("retries: tenacity", ("/tenacity/",)),
     ("pcxbatch journal (SQLite)", ("pcxbatch/journal.py", "sqlite3.Connection")),

@@ -1,7 +1,7 @@
-"""The PCX Users API over HTTP: the only module that knows httpx.
+"""The PCX Users API over HTTP: what each call sends, and what each answer or failure means.
 
 In: a base URL, a :class:`~pcxbatch.credentials.Credentials`, the run's shared
-:class:`~pcxbatch.limiter.Limiter`, a :class:`~pcxbatch.retry.RetryPolicy`. Out: one
+:class:`~pcxbatch.limiter.Pacer` (a ``Limiter``), a :class:`~pcxbatch.retry.RetryPolicy`. Out: one
 :class:`CallResult` per status change (never an exception for an answer the API gave, except
 401/403, which raise :class:`~pcxbatch.errors.AuthError`), :class:`UsersPage` pages from
 ``GET /users/list``, and the preflight's :meth:`PcxClient.probe`.
@@ -29,6 +29,10 @@ What every call does (pcxbatch/CONTRACT.md):
   request was sent (or outlived its deadline). A connect error is not ambiguous: nothing was
   sent.
 
+The bytes go over a ``transport.Wire``: aiohttp in a run, any httpx transport when one is
+injected (tests). Failures arrive as httpx's exception classes either way, and what each one
+means (retried or not, sent or not) is decided here, once.
+
 Secrets never leave ``Credentials`` except as request headers, and no message built here
 contains a header or a response's user object (personal data).
 """
@@ -38,12 +42,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import json as jsonlib
 import logging
-import math
 import ssl
 import time
 import urllib.parse
-import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -54,7 +57,7 @@ import httpx
 from pcxbatch import __version__, bodies
 from pcxbatch.credentials import Credentials
 from pcxbatch.errors import AuthError, StoppedError
-from pcxbatch.limiter import Limiter
+from pcxbatch.limiter import Pacer
 from pcxbatch.model import SETTABLE_STATUSES, UsersPage, UserState
 from pcxbatch.retry import (
     AMBIGUOUS_STATUSES,
@@ -68,6 +71,7 @@ from pcxbatch.retry import (
     parse_retry_after,
 )
 from pcxbatch.rules import DEFAULT_ID_PATTERN, check_base_url, check_user_id, compile_id_pattern
+from pcxbatch.transport import AiohttpWire, HttpxWire, Reply, Timeouts, Wire
 
 # RetryPolicy and parse_retry_after live in ``retry``; they stay importable from here, where
 # callers meet them (``PcxClient(retry=RetryPolicy(...))``).
@@ -85,12 +89,12 @@ log = logging.getLogger(__name__)
 
 #: The gateway gives up after ~29 s; our read timeout must be longer so that we see its 504
 #: (and its request id) instead of guessing.
-TIMEOUT = httpx.Timeout(connect=10.0, read=35.0, write=35.0, pool=None)
+TIMEOUT = Timeouts(connect=10.0, read=35.0)
 #: Attempts of the preflight read: enough to ride out a blip, few enough to fail fast.
 PROBE_ATTEMPTS = 3
-#: Connections per httpx pool (see PcxClient.__init__ for why there are several pools).
-CONNECTIONS_PER_POOL = 4
 USER_AGENT = f"pcxbatch/{__version__}"
+#: How httpx encoded ``json=``: compact, UTF-8, no NaN.
+_JSON = jsonlib.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 _DEFAULT_RETRY = RetryPolicy()
 _NO_USERS_LIST = "the user list answer has no 'users' list"
 
@@ -201,7 +205,7 @@ class PcxClient:
         base_url: str,
         credentials: Credentials,
         *,
-        limiter: Limiter,
+        limiter: Pacer,
         retry: RetryPolicy = _DEFAULT_RETRY,
         transport: httpx.AsyncBaseTransport | None = None,
         max_connections: int = 32,
@@ -226,34 +230,19 @@ class PcxClient:
         )
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
-        self._headers = httpx.Headers(
-            {**credentials.headers(), "User-Agent": USER_AGENT, "Accept": "application/json"}
-        )
-        # httpx's own timeouts (per connect, per read) stay under the attempt's deadline.
-        self._timeout = {
-            k: v if v is None else min(v, deadline) for k, v in TIMEOUT.as_dict().items()
-        }
+        base = {**credentials.headers(), "User-Agent": USER_AGENT, "Accept": "application/json"}
+        self._headers = {"GET": base, "PUT": {**base, "Content-Type": "application/json"}}
+        # The wire's own timeouts (per connect, per read) stay under the attempt's deadline.
+        timeouts = Timeouts(min(TIMEOUT.connect, deadline), min(TIMEOUT.read, deadline))
         self._deadline = deadline
         self._base_path = urllib.parse.urlsplit(self.base_url).path
-        # Straight to httpx transports: httpx.AsyncClient's layers (URL merging, cookies, auth
-        # and redirect flows, hooks) cost a third of a request's CPU and give pcxbatch nothing.
-        # httpcore's pool scans all its connections on every request (encode/httpx#3215): one
-        # pool of 32 costs more CPU than the requests and caps a run at a few hundred calls/s;
-        # several small pools, each request through the least busy one, keep the scan short.
-        self._transports: list[httpx.AsyncBaseTransport]
+        self._wire: Wire
         if transport is None:
-            pools = math.ceil(max_connections / CONNECTIONS_PER_POOL)
-            per_pool = math.ceil(max_connections / pools)
-            limits = httpx.Limits(max_connections=per_pool, max_keepalive_connections=per_pool)
-            verify = httpx.create_ssl_context(verify=True)  # certificates are always checked
-            proxy = _environment_proxy(httpx.URL(self.base_url))
-            self._transports = [
-                httpx.AsyncHTTPTransport(verify=verify, limits=limits, proxy=proxy)
-                for _ in range(pools)
-            ]
+            self._wire = AiohttpWire(
+                max_connections=max_connections, timeouts=timeouts, base_url=self.base_url
+            )
         else:
-            self._transports = [transport]
-        self._busy = [0] * len(self._transports)
+            self._wire = HttpxWire(transport, timeouts)
 
     async def __aenter__(self) -> PcxClient:
         return self
@@ -267,8 +256,8 @@ class PcxClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection pools."""
-        await asyncio.gather(*(t.aclose() for t in self._transports))
+        """Close the connections."""
+        await self._wire.aclose()
 
     def __repr__(self) -> str:
         return f"PcxClient({self.base_url!r}, {self.credentials.describe()})"
@@ -314,7 +303,7 @@ class PcxClient:
         query = {"status": status, "org_id": org_id, "last_evaluated_key": last_evaluated_key}
         params: dict[str, str | int] = {"limit": limit}
         params.update({name: value for name, value in query.items() if value is not None})
-        result = await self._call("GET", "users/list", params=params)
+        result = await self._call("GET", "users/list", params=params, limit=limit)
         if not result.ok or result.body is None or not isinstance(result.body.get("users"), list):
             if result.ok:
                 result = dataclasses.replace(result, message=_NO_USERS_LIST)
@@ -335,7 +324,7 @@ class PcxClient:
         ``attempts`` attempts: the last attempt, whatever it got (401/403 included, no raise).
         Its ``failure`` says what kind of failure got no answer: ``connect``, ``tls`` (TLS
         refused: a plain port?), ``certificate``, ``timeout``, ``dropped`` or ``other``."""
-        last, _ = await self._tries("GET", "users/list", None, {"limit": 1}, attempts)
+        last, _ = await self._tries("GET", "users/list?limit=1", None, 1, attempts)
         return last
 
     # --- machinery ---------------------------------------------------------------------------
@@ -358,9 +347,15 @@ class PcxClient:
         *,
         json: dict[str, Any] | None = None,
         params: dict[str, str | int] | None = None,
+        limit: int | None = None,
     ) -> CallResult:
-        """One call under the retry policy; 401/403 raise AuthError."""
-        last, tally = await self._tries(method, path, json, params, self._retry.max_attempts)
+        """One call under the retry policy; 401/403 raise AuthError. ``limit``: the users a
+        list page may hold (its answer's cap grows with it)."""
+        # Encoded once per call, as httpx encoded ``json=`` and ``params=``: compact UTF-8 JSON.
+        content = None if json is None else _JSON.encode(json).encode("utf-8")
+        if params:
+            path = f"{path}?{urllib.parse.urlencode(params)}"
+        last, tally = await self._tries(method, path, content, limit, self._retry.max_attempts)
         if last.status in (401, 403):
             raise AuthError(
                 last.status,
@@ -380,49 +375,29 @@ class PcxClient:
         )
 
     async def _tries(
-        self, method: str, path: str, json: Any, params: Any, attempts: int
+        self, method: str, path: str, content: bytes | None, limit: int | None, attempts: int
     ) -> tuple[Attempt, Tally]:
         tally = Tally()
-        attempt = functools.partial(self._attempt, tally, method, path, json, params)
-        name = f"{method} {self._base_path}/{path}"  # for the log: no query, no host
+        url = f"{self.base_url}/{path}"
+        cap = bodies.answer_cap(limit)
+        attempt = functools.partial(self._attempt, tally, method, url, content, cap)
+        name = f"{method} {self._base_path}/{path.partition('?')[0]}"  # the log: no query, host
         return await self._retrier.run(attempt, tally, attempts=attempts, name=name), tally
 
     async def _attempt(
-        self,
-        tally: Tally,
-        method: str,
-        path: str,
-        json: dict[str, Any] | None,
-        params: dict[str, str | int] | None,
+        self, tally: Tally, method: str, url: str, content: bytes | None, cap: int
     ) -> Attempt:
         """One attempt: a send slot, the request, the whole answer within the deadline."""
         await self._retrier.brake.wait(self._limiter.acquire, ambiguous=tally.ambiguous)
         tally.attempts += 1
-        request = httpx.Request(
-            method,
-            f"{self.base_url}/{path}",
-            params=params,
-            json=json,
-            headers=self._headers,
-            extensions={"timeout": self._timeout},
-        )
-        cap = bodies.answer_cap(int(params["limit"]) if params and "limit" in params else None)
-        pool = self._busy.index(min(self._busy))
-        self._busy[pool] += 1
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._deadline):
-                response = await self._transports[pool].handle_async_request(request)
-                try:
-                    content = await _read_capped(response, cap)
-                finally:
-                    await response.aclose()
+                reply = await self._wire.exchange(method, url, self._headers[method], content, cap)
         except (httpx.RequestError, TimeoutError) as exc:
             attempt = self._failed(tally, exc)
         else:
-            attempt = self._answered(tally, method, response, content)
-        finally:
-            self._busy[pool] -= 1
+            attempt = self._answered(tally, method, reply)
         return dataclasses.replace(attempt, seconds=time.perf_counter() - started)
 
     def _failed(self, tally: Tally, exc: httpx.RequestError | TimeoutError) -> Attempt:
@@ -437,15 +412,13 @@ class PcxClient:
         message = self.credentials.redact(_describe_error(exc))
         return Attempt(None, message, None, None, None, retryable, _failure_kind(exc))
 
-    def _answered(
-        self, tally: Tally, method: str, response: httpx.Response, content: bodies.Body
-    ) -> Attempt:
+    def _answered(self, tally: Tally, method: str, reply: Reply) -> Attempt:
         """An attempt the server answered: what it said, and what the limiter must know."""
-        status = response.status_code
-        request_id = response.headers.get("x-amzn-RequestId")
+        status, content = reply.status, reply.body
+        request_id = reply.request_id
         if request_id:
             request_id = tally.request_id = self.credentials.redact(request_id)
-        header = response.headers.get("Retry-After")
+        header = reply.retry_after
         retry_after = parse_retry_after(header)
         if status == 429:
             tally.throttled += 1
@@ -464,25 +437,7 @@ class PcxClient:
             problem = content.problem or ""
             return Attempt(status, problem, request_id, None, retry_after, True, None, header)
         redact = self.credentials.redact
-        charset, reason = response.charset_encoding, response.reason_phrase
-        message, body = bodies.read_answer(status, reason, content.data, charset, redact)
+        message, body = bodies.read_answer(
+            status, reply.reason, content.data, reply.charset, redact
+        )
         return Attempt(status, message, request_id, body, retry_after, retry, None, header)
-
-
-async def _read_capped(response: httpx.Response, cap: int) -> bodies.Body:
-    """The body under ``cap`` (``bodies.read_body``); one that an in-process transport already
-    holds whole is only measured."""
-    if response.is_stream_consumed:
-        whole = bodies.one_chunk(response.content)
-        return await bodies.read_body(whole, cap=cap, length=None, encoding=None)
-    length, coding = (response.headers.get(h) for h in ("content-length", "content-encoding"))
-    return await bodies.read_body(response.aiter_raw(), cap=cap, length=length, encoding=coding)
-
-
-def _environment_proxy(url: httpx.URL) -> str | None:
-    """The proxy the environment names for ``url`` (``HTTPS_PROXY``, ``ALL_PROXY``, ``NO_PROXY``),
-    as ``httpx.AsyncClient`` picks it by default; ``None`` for a direct connection."""
-    proxies = urllib.request.getproxies()
-    if not proxies or urllib.request.proxy_bypass(url.host):
-        return None
-    return proxies.get(url.scheme) or proxies.get("all")

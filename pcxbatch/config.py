@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -68,7 +68,9 @@ class Job:
     base_url: str = DEFAULT_BASE_URL
     credentials_file: Path | None = None
     report_dir: Path = Path("reports")
-    rate: float = 10.0
+    #: Requests/s at most, or ``"auto"``: find the limit (``Limiter.finding``) under max_rate.
+    rate: float | Literal["auto"] = 10.0
+    max_rate: float | None = None  # None: MAX_RATE
     burst: int = 1
     concurrency: int = 8
     max_attempts: int = 8
@@ -249,7 +251,7 @@ _FLAG_KEYS = ("dry_run", "yes", "allow_insecure_http", "require_second_person", 
 _PATH_KEYS = ("input", "credentials_file", "report_dir")
 #: (key, type, lowest, highest) for every number a job holds.
 _NUMBER_KEYS: tuple[tuple[str, type, float, float], ...] = (
-    ("rate", float, 0.01, 10_000),
+    ("max_rate", float, 0.01, 10_000),
     ("burst", int, 1, 10_000),
     ("concurrency", int, 1, 512),
     ("max_attempts", int, 1, 100),
@@ -349,11 +351,24 @@ def _check_paths(check: _Values) -> None:
             check.problems.append(f"{key}: must be a file or folder path")
 
 
+MAX_RATE = 10_000.0  # the highest stated rate, and what ``rate: auto`` may try by default
+AUTO_RATE = "auto"  # the word that makes ``rate`` find the API's limit
+
+
 def _check_numbers(check: _Values) -> None:
     for key, kind, low, high in _NUMBER_KEYS:
         converted = check.number(key, kind, low, high)
         if converted is not None:
             check.values[key] = converted
+    # rate: requests/s, or auto (then max_rate bounds it: without auto it would mean nothing,
+    # so it is refused rather than ignored). Every --rate arrives as text.
+    value = check.data.get("rate")
+    if isinstance(value, str) and value.strip().lower() == AUTO_RATE:
+        check.values["rate"] = AUTO_RATE
+    elif (rate := check.number("rate", float, 0.01, MAX_RATE)) is not None:
+        check.values["rate"] = rate
+    if check.data.get("max_rate") is not None and check.values.get("rate") != AUTO_RATE:
+        check.problems.append("max_rate: only with rate: auto (a stated rate is the most sent)")
 
 
 def _check_id_pattern(check: _Values) -> None:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pcxbatch.config import Job
+from pcxbatch.config import MAX_RATE, Job
 from pcxbatch.errors import ExitCode
 from pcxbatch.model import ReportLine, RowResult
 from pcxbatch.plan import operator
@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # the client stack is imported when a run sends, not when the
     from pcxbatch.audit import AuditLog
     from pcxbatch.client import PcxClient
     from pcxbatch.credentials import Credentials
+    from pcxbatch.limiter import Limiter
     from pcxbatch.runfolder import UnfinishedRun
 
 
@@ -79,12 +80,11 @@ def make_client(
 ) -> PcxClient:
     """The production client: the job's pacing, retries, ID pattern and http policy."""
     from pcxbatch.client import PcxClient, RetryPolicy
-    from pcxbatch.limiter import Limiter  # imported with the client: only a send needs them
 
     return PcxClient(
         base_url,
         credentials,
-        limiter=Limiter(job.rate, job.burst),
+        limiter=job_limiter(job),
         retry=RetryPolicy(max_attempts=job.max_attempts, max_wait=job.max_retry_wait),
         max_connections=connections,
         id_pattern=job.id_pattern,
@@ -103,6 +103,16 @@ def _audit_log(folder: Path, clock: Callable[[], datetime]) -> AuditLog:
     from pcxbatch.audit import AuditLog
 
     return AuditLog(folder, clock=clock)
+
+
+def job_limiter(job: Job) -> Limiter:
+    """The job's pacing: its stated ``rate``, or ``rate: auto`` finding the limit under
+    ``max_rate`` (``Limiter.finding``)."""
+    from pcxbatch.limiter import Limiter  # imported with the client: only a send needs it
+
+    if job.rate == "auto":
+        return Limiter.finding(job.max_rate or MAX_RATE, job.burst)
+    return Limiter(job.rate, job.burst)
 
 
 def _utc_now() -> datetime:

@@ -12,7 +12,7 @@ import pytest
 #: Libraries a command may need, but that help text never does.
 HEAVY = {
     "pandas", "numpy", "openpyxl", "xlsxwriter", "httpx", "httpcore", "uvicorn", "rich",
-    "cryptography",
+    "cryptography", "aiohttp",
 }  # fmt: skip
 #: The web service's libraries: only ``pcxbatch serve`` and ``pcxbatch users`` load them.
 HEAVY |= {"starlette", "jinja2", "python_multipart", "multipart", "argon2", "sqlalchemy"}

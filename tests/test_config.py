@@ -179,3 +179,38 @@ def test_a_stored_job_comes_back_the_same(tmp_path: Path) -> None:
     job = load_job(write(tmp_path, text))
     again = job_from_dict(job_to_dict(job))
     assert job_to_dict(again) == job_to_dict(job)
+
+
+def test_rate_auto_finds_the_limit_under_a_max_rate(tmp_path: Path) -> None:
+    job = load_job(write(tmp_path, "input: a.csv\nrate: auto\nmax_rate: 300\n"))
+    assert (job.rate, job.max_rate) == ("auto", 300.0)
+    # From the command line every --rate is text: a number stays a stated rate.
+    assert load_job(write(tmp_path, "input: a.csv\nrate: auto\n"), {"rate": "25"}).rate == 25.0
+    assert load_job(write(tmp_path, "input: a.csv\n"), {"rate": "AUTO"}).rate == "auto"
+    assert load_job(write(tmp_path, "input: a.csv\n")).rate == 10.0  # the default stays stated
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("rate: fast\n", "rate: must be a number"),
+        ("rate: 0\n", "rate: must be between 0.01 and 10000"),
+        ("rate: 50\nmax_rate: 100\n", "max_rate: only with rate: auto"),
+        ("rate: auto\nmax_rate: 0\n", "max_rate: must be between 0.01 and 10000"),
+    ],
+)
+def test_rate_problems_name_their_key(tmp_path: Path, text: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_job(write(tmp_path, "input: a.csv\n" + text))
+    assert any(p.startswith(problem) for p in caught.value.problems), caught.value.problems
+
+
+def test_a_job_with_rate_auto_sends_through_a_limiter_that_finds_the_limit(
+    tmp_path: Path,
+) -> None:
+    from pcxbatch.context import job_limiter
+
+    found = job_limiter(load_job(write(tmp_path, "input: a.csv\nrate: auto\nmax_rate: 300\n")))
+    assert (found.rate, found.max_rate) == (10.0, 300.0)  # starts slow, never above 300/s
+    stated = job_limiter(load_job(write(tmp_path, "input: a.csv\nrate: 40\n")))
+    assert (stated.rate, stated.max_rate) == (40.0, 40.0)

@@ -50,7 +50,7 @@ def call(credentials: Credentials, server: Callable[[httpx.Request], httpx.Respo
         client = PcxClient(
             "https://api.example.test/v1",
             credentials,
-            limiter=FreeLimiter(),  # type: ignore[arg-type]
+            limiter=FreeLimiter(),
             retry=RetryPolicy(max_attempts=1, jitter=False),
             transport=httpx.MockTransport(server),
         )

@@ -274,6 +274,120 @@ def test_told_less_than_the_limit_it_sends_at_the_told_rate() -> None:
     assert stats.fastest_second <= 40 + 1
 
 
+# --- --rate auto: finding a limit nobody stated ---------------------------------------------
+
+
+@dataclass
+class Found:
+    reached: float | None  # end of the first second in which the gateway let >= 0.95 x limit pass
+    throttled_share: float  # 429 answers / requests sent
+    kept: float  # requests let through per second from 10 s to the end, as a share of the limit
+    fastest_second: int  # most requests sent in any one-second window
+    final_rate: float
+
+
+async def find_limit(
+    limiter: Limiter,
+    limit: float,
+    burst: int,
+    *,
+    seconds: float = 60.0,
+    workers: int = 32,
+    latency: float = 0.002,
+    retry_after: float | None = None,
+) -> Found:
+    """``workers`` senders through ``limiter`` for ``seconds`` against a gateway bucket of
+    ``limit``/s and ``burst`` (full at the start); a 429 (with ``retry_after``, if given) is
+    retried at once, as the client does after the limiter's pause."""
+    gateway = GatewayBucket(limit, burst)
+    passed: list[float] = []
+    sent: list[float] = []
+    throttled = 0
+
+    async def worker() -> None:
+        nonlocal throttled
+        while now() < seconds:
+            await limiter.acquire()
+            sent.append(now())
+            await asyncio.sleep(latency / 2)
+            admitted = gateway.admit(now())
+            await asyncio.sleep(latency / 2)
+            if admitted:
+                passed.append(now())
+                limiter.on_success()
+            else:
+                throttled += 1
+                limiter.on_throttled(retry_after)
+
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    return Found(
+        reached=_first_second_at(passed, 0.95 * limit),
+        throttled_share=throttled / len(sent),
+        kept=sum(1 for t in passed if t >= 10.0) / (seconds - 10.0) / limit,
+        fastest_second=_busiest_second(sent),
+        final_rate=limiter.rate,
+    )
+
+
+def _first_second_at(times: list[float], count: float) -> float | None:
+    lo = 0
+    for hi, t in enumerate(times):
+        while times[lo] <= t - 1.0:
+            lo += 1
+        if t >= 1.0 and hi - lo + 1 >= count:
+            return t
+    return None
+
+
+def _busiest_second(times: list[float]) -> int:
+    fastest, lo = 0, 0
+    for hi, t in enumerate(times):
+        while times[lo] <= t - 1.0:
+            lo += 1
+        fastest = max(fastest, hi - lo + 1)
+    return fastest
+
+
+@pytest.mark.parametrize("limit", [20, 200, 1000])
+@pytest.mark.parametrize("burst", ["10", "one second's worth"])
+def test_rate_auto_reaches_the_unknown_limit_within_10_s_with_few_429(
+    limit: int, burst: str
+) -> None:
+    bucket = 10 if burst == "10" else limit
+    found = run_virtual(find_limit(Limiter.finding(10_000), limit, bucket))
+    assert found.reached is not None and found.reached <= 10.0
+    assert found.throttled_share <= 0.02
+    assert found.kept >= 0.95  # and it stays there
+    assert 0.85 * limit <= found.final_rate <= 1.15 * limit
+
+
+def test_rate_auto_starts_slow_and_never_passes_max_rate() -> None:
+    limiter = Limiter.finding(100)
+    assert limiter.rate == 10  # the first second is the default stated rate, not a burst
+    found = run_virtual(find_limit(limiter, 500, 500, seconds=30))
+    assert found.throttled_share == 0
+    assert found.fastest_second <= 100 + 1  # +1: window edges
+    assert found.kept == pytest.approx(100 / 500, rel=0.02)
+
+
+def test_rate_auto_does_not_grow_a_pace_the_run_cannot_use() -> None:
+    # 8 senders, 100 ms each: at most 80 requests/s whatever the pace; the API would take 5,000.
+    found = run_virtual(find_limit(Limiter.finding(10_000), 5000, 5000, workers=8, latency=0.1))
+    assert found.fastest_second <= 81
+    assert found.final_rate <= 2.5 * found.fastest_second  # not a pace never tried
+
+
+def test_rate_auto_honours_retry_after_and_still_converges() -> None:
+    found = run_virtual(find_limit(Limiter.finding(10_000), 200, 200, retry_after=1.0))
+    assert found.reached is not None and found.reached <= 10.0
+    assert found.throttled_share <= 0.02
+    assert found.kept >= 0.90  # each 429 costs a whole second's pause here
+
+
+def test_a_stated_rate_is_still_the_default_and_starts_at_once() -> None:
+    assert Limiter(200).rate == 200  # no slow start unless asked for (--rate auto)
+
+
 # --- the virtual clock itself ------------------------------------------------------------------
 
 

@@ -28,11 +28,10 @@ from vclock import run_virtual
 from pcxbatch.audit.folder import verify_folder
 from pcxbatch.client import PcxClient, RetryPolicy
 from pcxbatch.config import Job, load_job
-from pcxbatch.context import Confirmation, RunContext, RunResult
+from pcxbatch.context import Confirmation, RunContext, RunResult, job_limiter
 from pcxbatch.credentials import Credentials
 from pcxbatch.errors import ExitCode, InternalError, StoppedError, UnusableError
 from pcxbatch.journal import JOURNAL_NAME
-from pcxbatch.limiter import Limiter
 from pcxbatch.model import RowResult
 from pcxbatch.runfolder import UnfinishedRun
 from pcxbatch.runner import apply_plan, preview_job, resume_run, retry_failed, run_job
@@ -105,7 +104,7 @@ def context(
         return PcxClient(
             base_url,
             credentials,
-            limiter=Limiter(job.rate, job.burst),
+            limiter=job_limiter(job),
             retry=RetryPolicy(
                 max_attempts=job.max_attempts, jitter=False, max_wait=job.max_retry_wait
             ),

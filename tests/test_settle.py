@@ -27,11 +27,10 @@ from vclock import run_virtual
 
 from pcxbatch.client import PcxClient, RetryPolicy
 from pcxbatch.config import Job, load_job
-from pcxbatch.context import RunContext, RunResult
+from pcxbatch.context import RunContext, RunResult, job_limiter
 from pcxbatch.credentials import Credentials
 from pcxbatch.errors import ConfigError, ExitCode
 from pcxbatch.journal import JOURNAL_NAME
-from pcxbatch.limiter import Limiter
 from pcxbatch.model import RowResult
 from pcxbatch.runner import apply_plan, preview_job, resume_run, run_job
 from pcxbatch.sandbox import INPROCESS_BASE_URL, Sandbox, SandboxConfig, inprocess_transport
@@ -60,7 +59,7 @@ def context(
         return PcxClient(
             base_url,
             credentials,
-            limiter=Limiter(job.rate, job.burst),
+            limiter=job_limiter(job),
             retry=RetryPolicy(max_attempts=job.max_attempts, jitter=False),
             transport=wrap(inprocess_transport(sandbox)),
             max_connections=connections,

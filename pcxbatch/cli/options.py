@@ -44,8 +44,8 @@ def safe(text: str) -> str:
 def _enable_debug(_ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     """``--debug``: DEBUG lines on stderr, each with every credential-shaped text redacted.
 
-    httpx and httpcore stay at INFO: at DEBUG httpcore prints raw headers, and a server that
-    reflects the key or JWT in one (``WWW-Authenticate``, say) would put it on stderr; the
+    httpx, httpcore and aiohttp stay at INFO: at DEBUG httpcore prints raw headers, and a server
+    that reflects the key or JWT in one (``WWW-Authenticate``, say) would put it on stderr; the
     client logs each attempt (method, path, status, time) instead.
     """
     if not value:
@@ -57,7 +57,7 @@ def _enable_debug(_ctx: click.Context, _param: click.Parameter, value: bool) -> 
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
     logging.getLogger().setLevel(logging.DEBUG)  # json mode installed its handler already
-    for noisy in ("httpx", "httpcore"):
+    for noisy in ("httpx", "httpcore", "aiohttp"):
         logging.getLogger(noisy).setLevel(logging.INFO)
     # The environment's secrets by value, and anything shaped like a PCX key or a JWT (a key
     # from a credentials file included): no line on stderr carries one.
@@ -98,7 +98,18 @@ def _apply(options: list[Decorator]) -> Decorator:
 
 #: How fast and how unattended a send goes: shared by run, resume and apply.
 _pacing: list[Decorator] = [
-    click.option("--rate", type=float, help="Requests per second at most (the API's limit)."),
+    click.option(
+        "--rate",
+        metavar="RATE|auto",
+        help="Requests per second at most (the API's limit), or auto: find the limit from the"
+        " API's 429 answers, starting slow (opt-in: probing a shared key's limit slows everyone"
+        " on it for a moment).",
+    ),
+    click.option(
+        "--max-rate",
+        type=float,
+        help="With --rate auto: never more requests per second than this.",
+    ),
     click.option("--burst", type=int, help="Requests that may go out back to back (default 1)."),
     click.option("--concurrency", type=int, help="Requests in flight at most."),
     click.option(

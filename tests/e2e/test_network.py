@@ -74,7 +74,7 @@ def test_a_dead_port_is_one_line_exit_3_and_no_folder(tmp_path: Path) -> None:
     assert ran.stderr.strip().splitlines() == [
         "error: the API at 127.0.0.1:"
         + ran.stderr.split("127.0.0.1:")[1].split()[0]
-        + " is not answering (could not connect to the API (All connection attempts failed));"
+        + " is not answering (could not connect to the API (Connection refused));"
         " nothing was sent: run the same command again later"
     ]
     assert folders(tmp_path) == []
