@@ -71,6 +71,9 @@ class Job:
     #: Requests/s at most, or ``"auto"``: find the limit (``Limiter.finding``) under max_rate.
     rate: float | Literal["auto"] = 10.0
     max_rate: float | None = None  # None: MAX_RATE
+    #: Where runs on the same API key share its stated rate: a SQLite file, a postgresql:// URL,
+    #: or "off"; None: ``PCXBATCH_PACING_STORE``, else the user's cache folder (``sharedpace``).
+    pacing_store: str | None = None
     burst: int = 1
     concurrency: int = 8
     max_attempts: int = 8
@@ -246,7 +249,7 @@ class _Values:
         return value
 
 
-_TEXT_KEYS = ("reason", "updated_by", "org_id")
+_TEXT_KEYS = ("reason", "updated_by", "org_id", "pacing_store")
 _FLAG_KEYS = ("dry_run", "yes", "allow_insecure_http", "require_second_person", "fixed_updated_by")
 _PATH_KEYS = ("input", "credentials_file", "report_dir")
 #: (key, type, lowest, highest) for every number a job holds.
@@ -458,17 +461,9 @@ def _slug(name: str) -> str:
 
 #: The settings that decide what a run sends: a resume under different ones is refused.
 _FINGERPRINT_KEYS = (
-    "sheet",
-    "hidden_rows",
-    "header_row",
-    "columns",
-    "action",
-    "status",
-    "reason",
-    "updated_by",
-    "id_pattern",
-    "base_url",
-)
+    "sheet", "hidden_rows", "header_row", "columns", "action", "status", "reason", "updated_by",
+    "fixed_updated_by", "id_pattern", "base_url",
+)  # fmt: skip
 
 
 def job_to_dict(job: Job) -> dict[str, Any]:

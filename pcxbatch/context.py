@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # the client stack is imported when a run sends, not when the
     from pcxbatch.audit import AuditLog
     from pcxbatch.client import PcxClient
     from pcxbatch.credentials import Credentials
-    from pcxbatch.limiter import Limiter
+    from pcxbatch.limiter import Pacer
     from pcxbatch.runfolder import UnfinishedRun
 
 
@@ -84,7 +84,7 @@ def make_client(
     return PcxClient(
         base_url,
         credentials,
-        limiter=job_limiter(job),
+        limiter=job_limiter(job, credentials),
         retry=RetryPolicy(max_attempts=job.max_attempts, max_wait=job.max_retry_wait),
         max_connections=connections,
         id_pattern=job.id_pattern,
@@ -105,14 +105,20 @@ def _audit_log(folder: Path, clock: Callable[[], datetime]) -> AuditLog:
     return AuditLog(folder, clock=clock)
 
 
-def job_limiter(job: Job) -> Limiter:
-    """The job's pacing: its stated ``rate``, or ``rate: auto`` finding the limit under
-    ``max_rate`` (``Limiter.finding``)."""
+def job_limiter(job: Job, credentials: Credentials | None = None) -> Pacer:
+    """The job's pacing: its stated ``rate``, shared with every run on the same API key
+    (``sharedpace.shared_pacer``), or ``rate: auto`` finding the limit under ``max_rate``
+    (``Limiter.finding``; a found rate is this run's own)."""
     from pcxbatch.limiter import Limiter  # imported with the client: only a send needs it
 
     if job.rate == "auto":
         return Limiter.finding(job.max_rate or MAX_RATE, job.burst)
-    return Limiter(job.rate, job.burst)
+    local = Limiter(job.rate, job.burst)
+    if credentials is None:
+        return local
+    from pcxbatch.sharedpace import shared_pacer
+
+    return shared_pacer(local, job.pacing_store, credentials.pacing_key(), job.rate, job.burst)
 
 
 def _utc_now() -> datetime:

@@ -60,6 +60,12 @@ class Credentials:
             return "API key (not in the pcx_<id>_<secret> form)"
         return "JWT …"
 
+    def pacing_key(self) -> str | None:
+        """What runs sharing this API key's limit call it: its non-secret prefix, never the
+        secret (None for a JWT, or a key not in the ``pcx_<id>_<secret>`` form)."""
+        match = _KEY_PREFIX.match(self.api_key or "")
+        return f"api_key:{match.group(1)}" if match else None
+
     def __repr__(self) -> str:
         return f"Credentials({self.describe()})"
 

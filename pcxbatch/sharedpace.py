@@ -25,6 +25,12 @@ import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from pcxbatch.errors import UnusableError
+
+if TYPE_CHECKING:
+    from pcxbatch.limiter import Pacer
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS pace (key TEXT PRIMARY KEY, tat REAL NOT NULL)"
 
@@ -99,33 +105,79 @@ class _Immediate:
 
 
 class SharedPacer:
-    """A pacer whose slots come from a :class:`SlotStore` shared with the key's other runs.
+    """A run's pacer whose slots also come from a store shared with the key's other runs.
 
-    ``throttle_hold`` is how long a 429 without ``Retry-After`` holds every sharer back.
+    ``local`` is the run's own pacer (it still learns a lower limit from 429s, and pauses for a
+    ``Retry-After``); the store keeps every sharer together within the stated ``rate``. A 429
+    seen here holds every sharer back for its ``Retry-After``, else for ``throttle_hold`` s.
     """
 
     def __init__(
         self,
-        store: SlotStore,
+        local: Pacer,
+        store: Store,
         key: str,
         rate: float,
         burst: int = 1,
         *,
-        throttle_hold: float = 1.0,
+        throttle_hold: float = 0.25,
     ) -> None:
-        self.store, self.key, self.rate, self.burst = store, key, rate, burst
-        self.throttle_hold = throttle_hold
+        self.local, self.store, self.key = local, store, key
+        self.rate, self.burst, self.throttle_hold = rate, burst, throttle_hold
 
     async def acquire(self) -> None:
-        """Return at this request's slot."""
+        """Return at a slot both the run's own pace and the key's shared one allow."""
+        await self.local.acquire()
         wait = self.store.reserve(self.key, self.rate, self.burst)
         if wait > 0:
             await asyncio.sleep(wait)
 
     def on_success(self) -> None:
-        """Nothing to learn: the rate is the one every sharer keeps."""
+        """Tell the run's own pacer."""
+        self.local.on_success()
 
     def on_throttled(self, retry_after: float | None = None) -> None:
-        """Hold every sharer back: the key's limit is theirs too."""
+        """Tell the run's own pacer, and hold every sharer back: the key's limit is theirs."""
+        self.local.on_throttled(retry_after)
         wait = retry_after if retry_after is not None else self.throttle_hold
         self.store.hold(self.key, wait, self.rate, self.burst)
+
+
+class Store(Protocol):
+    """A pacing store: :class:`SlotStore` here, ``sharedpace_pg.PgSlotStore`` across hosts."""
+
+    def reserve(self, key: str, rate: float, burst: int = 1) -> float: ...
+
+    def hold(self, key: str, seconds: float, rate: float, burst: int = 1) -> None: ...
+
+
+STORE_ENV = "PCXBATCH_PACING_STORE"
+
+
+def shared_pacer(
+    local: Pacer, where: str | None, key: str | None, rate: float, burst: int
+) -> Pacer:
+    """``local`` paced together with every run on the same key through the store ``where``
+    names (the job's ``pacing_store``, else ``PCXBATCH_PACING_STORE``, else the user's cache
+    folder): ``off``, or a credential with no non-secret name (``key`` None), leaves ``local``
+    alone. A store named on purpose that cannot be opened is refused (:class:`UnusableError`);
+    the default one, in a cache folder that cannot be written, just leaves ``local`` alone."""
+    where = (where or os.environ.get(STORE_ENV) or "").strip()
+    if key is None or where.lower() == "off":
+        return local
+    try:
+        store = open_store(where)
+    except Exception as exc:  # a named store must work; the default one may be left out
+        if not where:
+            return local
+        raise UnusableError(f"pacing_store {where}: cannot be used: {exc}") from None
+    return SharedPacer(local, store, key, rate, burst)
+
+
+def open_store(where: str) -> Store:
+    """The store a ``pacing_store`` names ("" : the user's cache folder's file)."""
+    if where.startswith(("postgresql://", "postgres://")):
+        from pcxbatch.sharedpace_pg import PgSlotStore
+
+        return PgSlotStore(where)
+    return SlotStore(Path(where).expanduser() if where else default_store_path())

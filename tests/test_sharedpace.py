@@ -6,6 +6,8 @@ import multiprocessing
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from pcxbatch.sharedpace import SlotStore
 
 
@@ -64,3 +66,66 @@ def test_processes_sharing_a_key_stay_within_its_limit_and_share_it(tmp_path: Pa
     assert max(per_second.values()) <= 200 + 5  # no second with more than the limit + burst
     span = every[-1] - every[0]
     assert abs(span - (900 - 5) / 200) < 1e-6  # together they use the whole limit
+
+
+def test_two_runs_on_one_key_share_its_rate_fairly_and_a_429_slows_both(tmp_path: Path) -> None:
+    import asyncio
+
+    from vclock import run_virtual
+
+    from pcxbatch.limiter import Limiter
+    from pcxbatch.sharedpace import SharedPacer
+
+    async def main() -> tuple[dict[str, list[float]], float]:
+        loop = asyncio.get_running_loop()
+        store = SlotStore(tmp_path / "p.sqlite", clock=loop.time)
+        # Each run alone would send 100/s; the key allows 20/s, so together they keep to 20.
+        runs = {n: SharedPacer(Limiter(100, 1), store, "pcx_k", rate=20) for n in ("a", "b")}
+        sent: dict[str, list[float]] = {"a": [], "b": []}
+
+        async def worker(name: str) -> None:
+            while loop.time() < 10:
+                await runs[name].acquire()
+                sent[name].append(loop.time())
+
+        await asyncio.gather(*(worker(n) for n in runs for _ in range(4)))
+        runs["a"].on_throttled(3.0)  # a Retry-After seen by one run...
+        await runs["b"].acquire()  # ...holds the other back too
+        return sent, loop.time()
+
+    sent, after_hold = run_virtual(main())
+    every = sorted(t for times in sent.values() for t in times)
+    per_second = Counter(int(t) for t in every if t < 10)
+    assert max(per_second.values()) <= 20 + 1
+    assert sum(per_second.values()) >= 0.95 * 20 * 10
+    share = len(sent["a"]) / len(every)
+    assert 0.4 <= share <= 0.6  # each within 20 % of half
+    assert after_hold >= every[-1] + 3.0 - 1e-6
+
+
+def test_shared_pacing_is_left_out_when_off_or_for_a_jwt_and_a_bad_store_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pcxbatch.errors import UnusableError
+    from pcxbatch.limiter import Limiter
+    from pcxbatch.sharedpace import SharedPacer, shared_pacer
+
+    local = Limiter(10, 1)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert shared_pacer(local, "off", "api_key:pcx_a_", 10, 1) is local
+    assert shared_pacer(local, None, None, 10, 1) is local  # a JWT has no non-secret name
+    default = shared_pacer(local, None, "api_key:pcx_a_", 10, 1)
+    assert isinstance(default, SharedPacer)
+    assert (tmp_path / "cache" / "pcxbatch" / "pacing.sqlite").exists()
+    monkeypatch.setenv("PCXBATCH_PACING_STORE", "off")
+    assert shared_pacer(local, None, "api_key:pcx_a_", 10, 1) is local
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UnusableError, match="pacing_store"):
+        shared_pacer(local, str(tmp_path / "file" / "p.sqlite"), "api_key:pcx_a_", 10, 1)
+
+
+def test_the_key_is_named_by_its_non_secret_prefix_only() -> None:
+    from pcxbatch.credentials import Credentials
+
+    assert Credentials(api_key="pcx_ab12_s3cr3tvalue").pacing_key() == "api_key:pcx_ab12_"
+    assert Credentials(jwt="eyJa.eyJb.sig").pacing_key() is None
