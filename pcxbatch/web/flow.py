@@ -201,6 +201,7 @@ class Flow:
             "counts", "submitted_by", "submitted_at", "approved_by", "approved_at",
             "rejected_by", "decision_reason", "plan_sha256", "previewed_by", "previewed_at",
             "input_name", "input_sha256", "sheet", "transitions", "error", "stopped",
+            "follows", "retry_job", "undo_job",
         )  # fmt: skip
         shown = {key: job.get(key) for key in keys}
         return {
