@@ -11,6 +11,7 @@ import csv
 import io
 import re
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,15 @@ ACCOUNTS = {
     "walt": "approver",
     "adam": "admin",
 }
+
+
+@dataclass
+class Audited:
+    """A service writing the real audit log, its accounts' tokens, and a client of it."""
+
+    service: Service
+    tokens: dict[str, str]
+    client: TestClient
 
 
 class RecordingSink:
