@@ -51,15 +51,18 @@ def retry(flow: Flow, who: Who, job_id: str) -> JobRecord:
     if not _write_retry_rows(run_dir, path):
         path.unlink(missing_ok=True)
         raise Refused(409, f"job {job_id}'s run has no failed or not_attempted rows to retry")
-    if job.state == f.STOPPED:
-        closed = flow.store.move(
-            job_id, (f.STOPPED,), f.FINISHED, flow.now(), superseded_by="a retry"
-        )
-        if closed is None:  # resumed meanwhile: the resume sends those rows
-            path.unlink(missing_ok=True)
-            raise Refused(409, f"job {job_id} is {flow.get(job_id).state}; retry it when it ends")
-    spec = Spec(**{**job.get("spec", {}), "sheet": None})  # the new input is a CSV
-    return _follow_up(flow, who, job, path, f"retry-of-{job_id}.csv", spec, Event.RETRY)
+    stopped = job.state == f.STOPPED
+    if stopped and flow.store.move(job_id, (f.STOPPED,), f.FINISHED, flow.now()) is None:
+        path.unlink(missing_ok=True)  # resumed meanwhile: the resume sends those rows
+        raise Refused(409, f"job {job_id} is {flow.get(job_id).state}; retry it when it ends")
+    # The new input is a CSV: sheet "0" (a text file's only sheet) overrides a template's.
+    spec = Spec(**{**job.get("spec", {}), "sheet": "0"})
+    try:
+        return _follow_up(flow, who, job, path, f"retry-of-{job_id}.csv", spec, Event.RETRY)
+    except Refused:
+        if stopped:  # no retry was made: the run stays resumable
+            flow.store.move(job_id, (f.FINISHED,), f.STOPPED, flow.now())
+        raise
 
 
 def undo(flow: Flow, who: Who, job_id: str) -> JobRecord:

@@ -160,3 +160,37 @@ def test_the_results_page_offers_retry_and_undo_to_an_analyst(
     assert "Preview against PCX" in new_page
     assert "Undo this run" not in api.get(f"/jobs/{job_id}").text  # done once
     assert csrf
+
+
+def test_a_retry_that_cannot_be_made_leaves_the_stopped_run_resumable(
+    api: TestClient, service: Service, tokens: dict[str, str], pcx: RunningSandbox,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    from pcxbatch.web.flow import Refused
+
+    users = some_users(pcx, "active", 12)
+    job_id = through_approval(api, service, tokens, csv_file([[u, ""] for u in users]))
+    answered = WebUI.result
+
+    def cancel_after_the_first(ui: WebUI, result: RowResult) -> None:
+        answered(ui, result)
+        if ui.progress.done == 1:
+            steps.cancel(service.flow, Who("vera", "approver", "test"), job_id)
+
+    monkeypatch.setattr(WebUI, "result", cancel_after_the_first)
+    assert api.post(f"/api/v1/jobs/{job_id}/approve", headers=bearer(tokens["vera"])).is_success
+    assert service.worker.wait_idle()
+    monkeypatch.setattr(WebUI, "result", answered)
+
+    def refused(*args: object) -> None:
+        raise Refused(400, "the disk is full")
+
+    monkeypatch.setattr(service.flow, "create", refused)
+    got = api.post(f"/api/v1/jobs/{job_id}/retry", headers=bearer(tokens["ana"]))
+    assert got.status_code == 400 and got.json()["error"] == "the disk is full"
+    assert _job(api, tokens["ana"], job_id)["state"] == "stopped"
+    monkeypatch.undo()
+    assert api.post(f"/api/v1/jobs/{job_id}/resume", headers=bearer(tokens["walt"])).is_success
+    assert service.worker.wait_idle()
+    assert _job(api, tokens["ana"], job_id)["state"] == "finished"
+    assert all(pcx.sandbox.status_of(u) == "inactive" for u in users)
