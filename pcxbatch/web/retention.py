@@ -42,8 +42,13 @@ def sweep(flow: Flow) -> dict[str, Any]:
     for job in flow.store.jobs(AT_REST):
         if job.get("expired_at") or job.updated_at >= cutoff:
             continue
+        # Marked first, and only while still in the state it was listed in: a job that a
+        # person moved meanwhile (a resume) is left alone, and a marked one moves no more.
+        marked = flow.store.move(job.id, (job.state,), job.state, job.updated_at,
+                                 expired_at=flow.now())  # fmt: skip
+        if marked is None:
+            continue
         removed, folders = _remove_job_files(flow, job.id, job.data)
-        flow.store.note(job.id, job.updated_at, expired_at=flow.now())
         jobs.append(job.id)
         runs += folders
         files += removed
