@@ -33,6 +33,9 @@ class Event:
     RUN_STOP = "run.stop"
     RUN_FINISH = "run.finish"
     RUN_CANCEL = "run.cancel"
+    RETRY = "retry"  # a new job of a run's failed rows (web)
+    UNDO = "undo"  # a new job of a run's undo.csv (web)
+    RETENTION = "retention"  # expired uploads and report files removed (web)
     DOWNLOAD = "download"
     EXPORT = "export"
     SIGN_IN = "sign_in"

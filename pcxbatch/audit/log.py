@@ -130,6 +130,21 @@ class AuditLog:
             signer = load_or_create(key_path(self.folder))
         return signer.public_b64, signer.fingerprint
 
+    def sign(self, data: bytes) -> tuple[bytes, str, str]:
+        """A detached signature of ``data`` by the installation's key (raw 64 bytes, as
+        ``openssl pkeyutl -verify -rawin`` takes it), the public key (base64), its fingerprint.
+
+        For evidence handed out (the web service's signed plan download): anyone holding the
+        public key can check the file was the server's, byte for byte.
+        """
+        import base64
+
+        from pcxbatch.audit.signing import load_or_create
+
+        with self._locked():
+            signer = load_or_create(key_path(self.folder))
+        return base64.b64decode(signer.sign(data)), signer.public_b64, signer.fingerprint
+
     def checkpoint(self) -> Entry | None:
         """Sign the current head now (None when the log is empty)."""
         with self._locked() as fd:

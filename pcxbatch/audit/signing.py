@@ -80,6 +80,14 @@ def check_signature(public_b64: str, message: bytes, signature_b64: str) -> bool
     return True
 
 
+def public_pem(public_b64: str) -> bytes:
+    """The public key as a PEM file (what ``openssl pkeyutl -verify -pubin`` reads)."""
+    public = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_b64, validate=True))
+    return public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
 def public_raw(public_b64: str) -> bytes:
     """The raw bytes of a base64 public key (:class:`ValueError` if it is not one)."""
     raw = base64.b64decode(public_b64, validate=True)

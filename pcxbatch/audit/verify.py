@@ -19,6 +19,9 @@ from pcxbatch.audit.signing import check_signature, fingerprint, public_raw, sam
 
 #: Events that open a run (its journal changes until a closing entry records it again).
 OPENING = frozenset({"run.start", "run.resume"})
+#: The entry of a retention sweep (``Event.RETENTION``): the runs its ``details.runs`` names
+#: had their files removed on purpose, after the entries that vouched for them.
+RETENTION = "retention"
 
 
 @dataclass
@@ -146,6 +149,8 @@ def _check_checkpoint(entry: Entry, number: int, verdict: Verdict, key: str | No
 
 def _note_vouched(entry: Entry, verdict: Verdict) -> None:
     assert entry.body is not None
+    if entry.event == RETENTION:
+        _retired(entry.body.get("details") or {}, verdict)
     for path, sha in (entry.body.get("files") or {}).items():
         verdict.files[str(path)] = Vouched(entry.seq, sha)
     journal = entry.body.get("journal")
@@ -158,6 +163,15 @@ def _note_vouched(entry: Entry, verdict: Verdict) -> None:
     sha = (entry.body.get("details") or {}).get("input_sha256")
     if run and sha:
         verdict.inputs[str(run)] = str(sha)
+
+
+def _retired(details: Mapping[str, Any], verdict: Verdict) -> None:
+    """A sweep removed these runs' files: what entries before it vouched for is gone on
+    purpose, and on record (the entries themselves stay)."""
+    for run in details.get("runs") or []:
+        verdict.journals.pop(str(run), None)
+        for name in [n for n in verdict.files if n.startswith(f"{run}/")]:
+            del verdict.files[name]
 
 
 def _count_unwitnessed(verdict: Verdict) -> None:

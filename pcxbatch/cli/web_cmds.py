@@ -176,10 +176,14 @@ def token_(name: str, revoke: bool, data_dir: Path | None) -> ExitCode:
 )  # fmt: skip
 @click.option("--certfile", type=click.Path(path_type=Path, dir_okay=False, exists=True))
 @click.option("--keyfile", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option(
+    "--keep-days", type=click.IntRange(min=1), default=90, show_default=True,
+    help="Days uploads and report files are kept (audit entries always stay).",
+)  # fmt: skip
 def serve(
     host: str, port: int, data_dir: Path | None, base_url: str | None, sandbox: bool,
     jobs_dir: Path | None, credentials_file: Path | None, certfile: Path | None,
-    keyfile: Path | None,
+    keyfile: Path | None, keep_days: int,
 ) -> ExitCode:  # fmt: skip
     """Serve the web service: upload, check, preview, approve by a second person, run, download.
 
@@ -221,8 +225,9 @@ def serve(
                 )
             label = url
         config = ServerConfig(
-            folder, url, creds, jobs_dir=(jobs_dir or Path("jobs")).absolute(), target_label=label
-        )
+            folder, url, creds, jobs_dir=(jobs_dir or Path("jobs")).absolute(),
+            target_label=label, keep_days=keep_days,
+        )  # fmt: skip
         with contextlib.suppress(KeyboardInterrupt):
             run_server(host, port, config, click.echo, tls)
     return ExitCode.OK

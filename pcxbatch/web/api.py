@@ -8,7 +8,7 @@ status). Who may call what is in :func:`routes`.
 
 from __future__ import annotations
 
-from pcxbatch.web import steps
+from pcxbatch.web import followups, steps
 from pcxbatch.web.exchange import ANALYST, APPROVER, EVERYONE, Call, Reply, Route
 from pcxbatch.web.flow import Flow, Refused, Spec
 
@@ -59,6 +59,13 @@ def routes(flow: Flow) -> list[Route]:
         allowed = frozenset(roles.get(do, {APPROVER}))
         return Route("POST", f"{PREFIX}/{{id}}/{do}", handle, allowed, api=True)
 
+    def follow_up(do: str) -> Route:
+        def handle(call: Call) -> Reply:
+            job = getattr(followups, do)(flow, call.me, call.params["id"])
+            return Reply(201, json=flow.view(job))
+
+        return Route("POST", f"{PREFIX}/{{id}}/{do}", handle, frozenset({ANALYST}), api=True)
+
     def download(call: Call) -> Reply:
         return Reply(file=flow.file(call.me, call.params["id"], call.params["name"]))
 
@@ -67,6 +74,6 @@ def routes(flow: Flow) -> list[Route]:
         Route("GET", PREFIX, listing, EVERYONE, api=True),
         Route("GET", f"{PREFIX}/{{id}}", one, EVERYONE, api=True),
         step("preview", 202), step("submit"), step("approve", 202), step("reject"),
-        step("cancel", 202), step("resume", 202),
+        step("cancel", 202), step("resume", 202), follow_up("retry"), follow_up("undo"),
         Route("GET", f"{PREFIX}/{{id}}/files/{{name}}", download, EVERYONE, api=True),
     ]  # fmt: skip

@@ -110,15 +110,19 @@ class _Gate:
 
     async def _caller(self, request: Request, route: Route) -> Call:
         origin, secure = _origin(request), request.url.scheme == "https"
+        query = {k: v[:200] for k, v in request.query_params.items()}
         if route.api:
             who = await run_in_threadpool(
                 self.access.bearer, request.headers.get("authorization"), origin
             )
-            return Call(who, dict(request.path_params), secure=secure)
+            return Call(who, dict(request.path_params), query=query, secure=secure)
         session_id = request.cookies.get(SESSION_COOKIE)
         found = await run_in_threadpool(self.access.session, session_id, origin)
         who, csrf = found if found else (None, "")
-        return Call(who, dict(request.path_params), csrf=csrf, session_id=session_id, secure=secure)
+        return Call(
+            who, dict(request.path_params), query=query, csrf=csrf, session_id=session_id,
+            secure=secure,
+        )  # fmt: skip
 
     def _refusal(self, route: Route, call: Call) -> Response | None:
         """Default deny: the answer when the caller may not use ``route``, else None."""

@@ -1,7 +1,7 @@
 """What a handler receives and answers, free of any web library (``app`` adapts Starlette).
 
 In: nothing (types only). Out: :class:`Call` (the signed-in account, the path's parameters,
-the form or query fields, a streamed upload) and :class:`Reply` (a status with JSON, a page, a
+the form fields, the query, a streamed upload) and :class:`Reply` (a status with JSON, a page, a
 file or a redirect). Handlers in ``views`` (pages) and ``api`` (JSON) speak only these, so the
 routing library stays in one module and every handler is tested the same way.
 """
@@ -30,6 +30,7 @@ class Call:
     who: Who | None
     params: Mapping[str, str] = field(default_factory=dict)
     fields: Mapping[str, str] = field(default_factory=dict)
+    query: Mapping[str, str] = field(default_factory=dict)  # the URL's ?name=value pairs
     upload: Upload | None = None
     csrf: str = ""  # the session's CSRF token, for the forms a page shows
     session_id: str | None = None

@@ -71,6 +71,8 @@ class ServerConfig:
     #: Job settings every job gets (pacing for the sandbox, say); never target or credential.
     job_settings: Mapping[str, Any] = field(default_factory=dict)
     target_label: str = ""
+    #: Days uploads and report files are kept (``retention``); audit entries always stay.
+    keep_days: int = 90
 
     @property
     def reports(self) -> Path:
@@ -202,6 +204,7 @@ class Flow:
             "counts", "submitted_by", "submitted_at", "approved_by", "approved_at",
             "rejected_by", "decision_reason", "plan_sha256", "previewed_by", "previewed_at",
             "input_name", "input_sha256", "sheet", "transitions", "error", "stopped",
+            "follows", "retry_job", "undo_job",
         )  # fmt: skip
         shown = {key: job.get(key) for key in keys}
         return {
@@ -217,6 +220,8 @@ class Flow:
     def problems(self, job: JobRecord) -> list[dict[str, Any]]:
         """The validation's unusable rows (row number, outcome, message), in file order."""
         path = self.config.data_dir / "jobs" / job.id / "problems.json"
+        if not path.is_file():  # removed by the retention sweep
+            return []
         rows: list[dict[str, Any]] = json.loads(path.read_text(encoding="utf-8"))
         return rows
 
@@ -239,7 +244,13 @@ class Flow:
     def move(
         self, who: Who, job_id: str, from_states: tuple[str, ...], to: str, **facts: Any
     ) -> JobRecord:
-        """Move a job, or :class:`Refused` 409 naming the state it is in (404: no such job)."""
+        """Move a job, or :class:`Refused` 409 naming the state it is in (404: no such job);
+        a job whose files the retention sweep removed moves no more."""
+        if self.get(job_id).get("expired_at"):
+            raise Refused(
+                409, f"job {job_id}'s files were removed after {self.config.keep_days} days"
+                " (retention); upload the file again",
+            )  # fmt: skip
         moved = self.store.move(job_id, from_states, to, self.now(), **facts)
         if moved is None:
             state = self.get(job_id).state

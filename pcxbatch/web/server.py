@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pcxbatch.rules import is_loopback
-from pcxbatch.web import passwords, steps
+from pcxbatch.web import passwords, retention, steps
 from pcxbatch.web.access import Access
 from pcxbatch.web.events import EventSink
 from pcxbatch.web.flow import Flow, ServerConfig
@@ -118,6 +118,8 @@ def serve(
     if warning:
         say(warning)
     service = build(config, sink)
+    daily = retention.Daily(service.flow)
+    daily.start()  # a sweep now, then one a day
     scheme = "https" if tls else "http"
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104
     say(f"pcxbatch web service on {scheme}://{shown}:{port}/ (data in {config.data_dir})")
@@ -125,6 +127,7 @@ def serve(
         service.app, host=host, port=port, log_level="warning", server_header=False,
         proxy_headers=False, **tls,
     )  # fmt: skip
+    daily.stop()
     service.store.close()
 
 

@@ -46,6 +46,13 @@ class Upload:
     fields: dict[str, str] = field(default_factory=dict)
 
 
+def generated_path(folder: Path, suffix: str) -> Path:
+    """A new file's path in ``folder`` under a generated name (``upload-<random><suffix>``):
+    uploads, and the inputs the server makes for retries and undos, are kept alike."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"upload-{secrets.token_hex(12)}{suffix}"
+
+
 class _Receiver:
     """python-multipart's callbacks: one part at a time, the file's bytes straight to disk."""
 
@@ -83,8 +90,7 @@ class _Receiver:
             self.upload.name = Path(filename.replace("\\", "/")).name[:200]
             found = _SUFFIX.search(self.upload.name)
             suffix = found.group().lower() if found else ""
-            self.folder.mkdir(parents=True, exist_ok=True)
-            self.upload.path = self.folder / f"upload-{secrets.token_hex(12)}{suffix}"
+            self.upload.path = generated_path(self.folder, suffix)
             self._out = self.upload.path.open("xb")
         elif len(self.upload.fields) >= MAX_FIELDS:
             raise BadUpload("too many form fields")

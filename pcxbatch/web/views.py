@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pcxbatch.web import api, steps
+from pcxbatch.web import api, followups, records, steps
 from pcxbatch.web import flow as f
 from pcxbatch.web.exchange import ADMIN, ANALYST, APPROVER, EVERYONE, PUBLIC, Call, Reply, Route
 from pcxbatch.web.flow import Flow, Refused
@@ -37,7 +37,19 @@ def job_page(flow: Flow, call: Call, job: JobRecord) -> dict[str, Any]:
         "own_plan": who.role == APPROVER and job.state == f.AWAITING and mine,
         "can_cancel": who.role in (ANALYST, APPROVER) and job.state in (f.QUEUED, f.RUNNING),
         "can_resume": who.role == APPROVER and job.state == f.STOPPED and not mine,
+        **_follow_ups(who.role, job),
     }  # fmt: skip
+
+
+def _follow_ups(role: str, job: JobRecord) -> dict[str, bool]:
+    """Whether the viewer may start a retry or an undo of the job's run (each a new job)."""
+    ended = role == ANALYST and job.state in (f.FINISHED, f.STOPPED) and bool(job.get("run_dir"))
+    counts = job.get("counts") or {}
+    left = sum(counts.get(o.value, 0) for o in followups.RETRIED)
+    return {
+        "can_retry": ended and left > 0 and not job.get("retry_job"),
+        "can_undo": ended and counts.get("applied", 0) > 0 and not job.get("undo_job"),
+    }
 
 
 def routes(flow: Flow) -> list[Route]:
@@ -69,7 +81,7 @@ def routes(flow: Flow) -> list[Route]:
     def accounts(call: Call) -> Reply:
         return Reply(page="accounts.html", context={"accounts": flow.store.accounts()})
 
-    analyst, approver = frozenset({ANALYST}), frozenset({APPROVER})
+    analyst, approver, admin = frozenset({ANALYST}), frozenset({APPROVER}), frozenset({ADMIN})
     return [
         Route("GET", "/", home, EVERYONE),
         Route("GET", "/jobs", jobs, EVERYONE),
@@ -79,8 +91,10 @@ def routes(flow: Flow) -> list[Route]:
         _step(flow, "preview", analyst), _step(flow, "submit", analyst),
         _step(flow, "approve", approver), _step(flow, "reject", approver),
         _step(flow, "resume", approver), _step(flow, "cancel", frozenset({ANALYST, APPROVER})),
+        _follow_up(flow, "retry"), _follow_up(flow, "undo"),
         Route("GET", "/jobs/{id}/files/{name}", download, EVERYONE),
-        Route("GET", "/accounts", accounts, frozenset({ADMIN})),
+        Route("GET", "/accounts", accounts, admin),
+        *_audit_routes(flow, admin),
     ]  # fmt: skip
 
 
@@ -96,6 +110,54 @@ def _step(flow: Flow, do: str, roles: frozenset[str]) -> Route:
         return Reply(redirect=f"/jobs/{job_id}")
 
     return Route("POST", f"/jobs/{{id}}/{do}", handle, roles)
+
+
+def _audit_routes(flow: Flow, admin: frozenset[str]) -> list[Route]:
+    """The audit page and the evidence it hands out (admins only)."""
+
+    def audit(call: Call) -> Reply:
+        filters = records.Filters.of(call.query)
+        return Reply(page="audit.html", context=audit_page(flow, filters))
+
+    def evidence(call: Call) -> Reply:
+        return Reply(file=records.evidence_pack(flow, call.me, call.params["id"]))
+
+    def signed_plan(call: Call) -> Reply:
+        return Reply(file=records.signed_plan(flow, call.me, call.params["id"]))
+
+    return [
+        Route("GET", "/audit", audit, admin),
+        Route("GET", "/audit/jobs/{id}/evidence.zip", evidence, admin),
+        Route("GET", "/audit/jobs/{id}/plan-signed.zip", signed_plan, admin),
+    ]
+
+
+def audit_page(flow: Flow, filters: records.Filters) -> dict[str, Any]:
+    """The audit page's values: one page of entries, and the jobs whose evidence it offers."""
+    from urllib.parse import urlencode
+
+    def query(page: int) -> str:
+        shown = {"account": filters.account, "job": filters.job, "from": filters.since,
+                 "to": filters.until}  # fmt: skip
+        return urlencode({**{k: v for k, v in shown.items() if v}, "page": page})
+
+    jobs = [
+        {**flow.view(j), "ran": bool(j.get("run_dir"))}
+        for j in flow.store.jobs()[:100]
+        if j.get("plan_sha256")
+    ]
+    return {"found": records.entries(flow, filters), "filters": filters, "query": query,
+            "jobs": jobs}  # fmt: skip
+
+
+def _follow_up(flow: Flow, do: str) -> Route:
+    """The form that makes a new job of a run (retry or undo), then the new job's page."""
+
+    def handle(call: Call) -> Reply:
+        job = getattr(followups, do)(flow, call.me, call.params["id"])
+        return Reply(redirect=f"/jobs/{job.id}")
+
+    return Route("POST", f"/jobs/{{id}}/{do}", handle, frozenset({ANALYST}))
 
 
 def refused_page(exc: Refused) -> Reply:

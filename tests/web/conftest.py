@@ -2,7 +2,8 @@
 
 ``pcx`` (a fresh sandbox served on loopback), ``events`` (a recording event sink), ``service``
 (the assembled service over a temporary data dir), ``tokens`` (an API token per account of
-``web_harness.ACCOUNTS``), ``api`` (a ``TestClient`` of the app).
+``web_harness.ACCOUNTS``), ``api`` (a ``TestClient`` of the app), ``audited`` (the service
+over the real audit log).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
-from web_harness import ACCOUNTS, PASSWORD, REPO, RecordingSink
+from web_harness import ACCOUNTS, PASSWORD, REPO, Audited, RecordingSink
 
 from pcxbatch.credentials import Credentials
 from pcxbatch.sandbox import SandboxConfig, start
@@ -69,3 +70,28 @@ def tokens(service: Service) -> dict[str, str]:
 def api(service: Service) -> Iterator[TestClient]:
     with TestClient(service.app, base_url="http://127.0.0.1") as client:
         yield client
+
+
+@pytest.fixture
+def audited(tmp_path: Path, pcx: RunningSandbox) -> Iterator[Audited]:
+    """The service over the real audit log (``DATA_DIR/reports/audit.jsonl``), with a token
+    per account and a client."""
+    from pcxbatch.web import passwords
+    from pcxbatch.web.server import default_sink
+
+    data = tmp_path / "audited"
+    data.mkdir()
+    store = Store(database_url(data))
+    made = {}
+    for name, role in ACCOUNTS.items():
+        add_account(store, name, role, PASSWORD)
+        made[name] = passwords.new_token()
+        store.add_token(passwords.token_hash(made[name]), name, "2026-01-01T00:00:00")
+    config = ServerConfig(
+        data, pcx.base_url, Credentials(api_key=pcx.api_key), job_settings={"rate": 1000}
+    )
+    service = build(config, default_sink(data), store)
+    with TestClient(service.app, base_url="http://127.0.0.1") as client:
+        yield Audited(service, made, client)
+    service.worker.wait_idle()
+    store.close()

@@ -15,7 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from web_harness import PASSWORD, serving, some_users, xlsx_file
+from web_harness import (
+    PASSWORD,
+    Audited,
+    bearer,
+    csv_file,
+    serving,
+    some_users,
+    through_approval,
+    xlsx_file,
+)
 
 from pcxbatch.sandbox.server import RunningSandbox
 from pcxbatch.web.server import Service
@@ -124,3 +133,40 @@ def _check_results(saved: Path, pcx: RunningSandbox, active: list[str]) -> None:
     assert {r["row"]: r["outcome"] for r in found if r["outcome"] != "applied"} == {
         "7": "invalid", "8": "duplicate",
     }  # fmt: skip
+
+
+def test_undo_from_the_results_page_and_the_audit_page(
+    browser: Any, audited: Audited, pcx: RunningSandbox, shots: Path
+) -> None:
+    client, tokens = audited.client, audited.tokens
+    users = some_users(pcx, "active", 3)
+    job_id = through_approval(client, audited.service, tokens,
+                              csv_file([[u, ""] for u in [*users, "no-such-user"]]))  # fmt: skip
+    assert client.post(f"/api/v1/jobs/{job_id}/approve", headers=bearer(tokens["vera"])).is_success
+    assert audited.service.worker.wait_idle()
+    with serving(audited.service.app) as url:
+        analyst = browser.new_page(viewport={"width": 1100, "height": 900})
+        _sign_in(analyst, url, "ana")
+        analyst.goto(f"{url}/jobs/{job_id}")
+        analyst.screenshot(path=shots / "08-results-undo.png", full_page=True)
+        analyst.click("button:has-text('Undo this run')")
+        analyst.wait_for_selector("text=It needs its own approval.")
+        analyst.screenshot(path=shots / "09-undo-job.png", full_page=True)
+        assert "3" in analyst.inner_text("table.counts")
+        admin = browser.new_page(viewport={"width": 1100, "height": 900})
+        _sign_in(admin, url, "adam")
+        admin.click("a:has-text('Audit log')")
+        admin.wait_for_selector("h1:has-text('Audit log')")
+        admin.screenshot(path=shots / "10-audit.png", full_page=True)
+        admin.fill("input[name=account]", "vera")
+        admin.click("button:has-text('Show')")
+        admin.wait_for_selector("a:has-text('Clear')")
+        admin.screenshot(path=shots / "11-audit-filtered.png", full_page=True)
+        accounts = {
+            c.strip().split()[0]
+            for c in admin.locator("table.audit tbody td:nth-child(4)").all_inner_texts()
+        }
+        assert accounts == {"vera"}
+        with admin.expect_download() as download:
+            admin.click(f"tr:has(a:has-text('{job_id}')) a:has-text('Evidence pack')")
+        assert download.value.suggested_filename == f"evidence-{job_id}.zip"

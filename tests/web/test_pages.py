@@ -5,30 +5,17 @@ from __future__ import annotations
 import re
 
 from starlette.testclient import TestClient
-from web_harness import PASSWORD, RecordingSink, csv_file, some_users
+from web_harness import PASSWORD, RecordingSink, csv_file, form_token, sign_in, some_users
 
 from pcxbatch.sandbox.server import RunningSandbox
 from pcxbatch.web.server import Service
-
-
-def _form_token(page: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', page)
-    assert found, page
-    return found.group(1)
-
-
-def sign_in(client: TestClient, name: str, password: str = PASSWORD) -> tuple[int, str]:
-    """Sign in through the form; the answer's status and the next page's CSRF token."""
-    token = _form_token(client.get("/login").text)
-    got = client.post("/login", data={"name": name, "password": password, "csrf": token})
-    return got.status_code, (_form_token(got.text) if got.status_code == 200 else "")
 
 
 def test_sign_in_sets_a_server_side_session_in_an_httponly_samesite_cookie(
     api: TestClient, events: RecordingSink
 ) -> None:
     page = api.get("/login")
-    token = _form_token(page.text)
+    token = form_token(page.text)
     got = api.post(
         "/login", data={"name": "ana", "password": PASSWORD, "csrf": token}, follow_redirects=False
     )
@@ -42,7 +29,7 @@ def test_sign_in_sets_a_server_side_session_in_an_httponly_samesite_cookie(
 
 def test_over_https_the_cookie_is_secure(service: Service) -> None:
     with TestClient(service.app, base_url="https://pcx.example") as client:
-        token = _form_token(client.get("/login").text)
+        token = form_token(client.get("/login").text)
         got = client.post(
             "/login", data={"name": "ana", "password": PASSWORD, "csrf": token},
             follow_redirects=False,

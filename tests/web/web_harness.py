@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import re
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,15 @@ ACCOUNTS = {
     "walt": "approver",
     "adam": "admin",
 }
+
+
+@dataclass
+class Audited:
+    """A service writing the real audit log, its accounts' tokens, and a client of it."""
+
+    service: Service
+    tokens: dict[str, str]
+    client: TestClient
 
 
 class RecordingSink:
@@ -64,6 +75,20 @@ def csv_file(rows: list[list[str]], header: tuple[str, ...] = ("User ID", "Reaso
     writer.writerow(header)
     writer.writerows(rows)
     return out.getvalue().encode("utf-8")
+
+
+def form_token(page: str) -> str:
+    """The CSRF token of the first form of ``page``."""
+    found = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert found, page
+    return found.group(1)
+
+
+def sign_in(client: TestClient, name: str, password: str = PASSWORD) -> tuple[int, str]:
+    """Sign in through the form; the answer's status and the next page's CSRF token."""
+    token = form_token(client.get("/login").text)
+    got = client.post("/login", data={"name": name, "password": password, "csrf": token})
+    return got.status_code, (form_token(got.text) if got.status_code == 200 else "")
 
 
 def some_users(pcx: RunningSandbox, status: str | None = None, n: int = 3) -> list[str]:
