@@ -287,7 +287,7 @@ class Flow:
         """The runner's context for the server's target, as the account ``who`` (the
         runner's own audit entries name it too)."""
         return RunContext(
-            ui=ui, credentials=self.config.credentials, operator=who.account,
+            ui=ui, credentials=self.config.credentials, operator=who.account, clock=self.clock,
             on_interruptible=ui.interruptible, actor=who.actor(),
         )  # fmt: skip
 

@@ -64,3 +64,19 @@ def test_updated_by_is_the_signed_in_account_whatever_the_file_says(
     assert service.worker.wait_idle()
     sent = [r.body for r in pcx.sandbox.requests if r.method == "PUT" and r.user_id in active]
     assert len(sent) == 2 and all(b and b["updated_by"] == "ana" for b in sent)
+
+
+def test_a_plan_too_old_is_refused_at_approval_and_nothing_is_sent(
+    api: TestClient, service: Service, tokens: dict[str, str], pcx: RunningSandbox
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    active = some_users(pcx, "active", 2)
+    job_id = through_approval(api, service, tokens, csv_file([[u, ""] for u in active]))
+    service.flow.clock = lambda: datetime.now(UTC) + timedelta(hours=25)  # a day passed
+    approved = api.post(f"/api/v1/jobs/{job_id}/approve", headers=bearer(tokens["vera"]))
+    assert approved.status_code == 409 and "older than 24 hours" in approved.json()["error"]
+    assert service.worker.wait_idle()
+    assert all(pcx.sandbox.status_of(u) == "active" for u in active)
+    still = api.get(f"/api/v1/jobs/{job_id}", headers=bearer(tokens["ana"])).json()
+    assert still["state"] == "awaiting_approval"
