@@ -209,8 +209,25 @@ def test_a_job_with_rate_auto_sends_through_a_limiter_that_finds_the_limit(
     tmp_path: Path,
 ) -> None:
     from pcxbatch.context import job_limiter
+    from pcxbatch.limiter import Limiter
 
     found = job_limiter(load_job(write(tmp_path, "input: a.csv\nrate: auto\nmax_rate: 300\n")))
+    assert isinstance(found, Limiter)
     assert (found.rate, found.max_rate) == (10.0, 300.0)  # starts slow, never above 300/s
     stated = job_limiter(load_job(write(tmp_path, "input: a.csv\nrate: 40\n")))
+    assert isinstance(stated, Limiter)
     assert (stated.rate, stated.max_rate) == (40.0, 40.0)
+
+
+def test_a_stated_rate_with_an_api_key_is_shared_through_the_jobs_pacing_store(
+    tmp_path: Path,
+) -> None:
+    from pcxbatch.context import job_limiter
+    from pcxbatch.credentials import Credentials
+    from pcxbatch.sharedpace import SharedPacer
+
+    store = tmp_path / "pace.sqlite"
+    job = load_job(write(tmp_path, f"input: a.csv\nrate: 40\npacing_store: {store}\n"))
+    shared = job_limiter(job, Credentials(api_key="pcx_ab12_secret"))
+    assert isinstance(shared, SharedPacer) and store.exists()
+    assert shared.key == "api_key:pcx_ab12_" and shared.rate == 40.0
