@@ -58,6 +58,8 @@ def run_summary(
         "credential": plan.credential,
         "dry_run": job.dry_run,
         "run_by": ctx.operator,
+        # The web service's people are signed-in accounts; the CLI's are names it was given.
+        "people_signed_in": bool(ctx.actor and "account" in ctx.actor),
         "started": meta["started"],
         "finished": ctx.now_iso(),
         "counts": counts,

@@ -470,3 +470,12 @@ def test_a_missing_earlier_run_ends_the_chain_and_is_named(tmp_path: Path) -> No
         folder.journal.set_meta(previous_run=None)
         with runfolder.earlier_runs(folder) as runs:
             assert runs == []
+
+
+def test_people_of_the_web_service_are_shown_as_signed_in_accounts(tmp_path: Path) -> None:
+    summary = {**run_summary(), "people_signed_in": True}
+    write_results(tmp_path, INPUT_COLUMNS, three_lines(), xlsx=True, summary=summary)
+    got = facts(openpyxl.load_workbook(tmp_path / "results.xlsx")["Summary"])
+    assert got["Applied by (signed-in account)"][0] == "bob"
+    assert "signed in to the pcxbatch web service" in got["Applied by (signed-in account)"][1]
+    assert "Applied by (name given)" not in got

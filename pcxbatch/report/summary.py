@@ -26,6 +26,8 @@ NAME_GIVEN = (
     "the name pcxbatch was given (PCXBATCH_OPERATOR, else the login name); pcxbatch cannot check it"
 )
 
+SIGNED_IN = "an account signed in to the pcxbatch web service (checked by its password or token)"
+
 OUTCOME_MEANINGS: dict[str, str] = {
     Outcome.APPLIED: "the API confirmed the change",
     Outcome.UNCHANGED: "the user was already in the wanted state; nothing changed",
@@ -150,15 +152,20 @@ def _people(s: Mapping[str, Any]) -> list[SheetLine]:
         lines.append(
             _fact("Plan hash", s["plan_hash"], "SHA-256 seal: apply refuses a changed plan")
         )
+    kind, note = (
+        ("signed-in account", SIGNED_IN)
+        if s.get("people_signed_in")
+        else ("name given", NAME_GIVEN)
+    )
     for key, label in (
-        ("previewed_by", "Previewed by (name given)"),
+        ("previewed_by", f"Previewed by ({kind})"),
         ("previewed_at", "Previewed at"),
-        ("applied_by", "Applied by (name given)"),
+        ("applied_by", f"Applied by ({kind})"),
     ):
         if s.get(key):
-            lines.append(_fact(label, s[key], NAME_GIVEN if key.endswith("_by") else ""))
+            lines.append(_fact(label, s[key], note if key.endswith("_by") else ""))
     if s.get("run_by") and s.get("run_by") != s.get("applied_by"):
-        lines.append(_fact("Run by (name given)", s["run_by"], NAME_GIVEN))
+        lines.append(_fact(f"Run by ({kind})", s["run_by"], note))
     return lines
 
 

@@ -46,6 +46,9 @@ def test_the_whole_flow_deactivates_the_users_and_offers_every_report(
     rows = list(csv.DictReader(io.StringIO(got.content.decode("utf-8-sig"))))
     assert [r["outcome"] for r in rows] == ["applied"] * 3 + ["invalid", "duplicate"]
     assert [r["row"] for r in rows] == ["2", "3", "4", "5", "6"]
+    summary = api.get(f"/api/v1/jobs/{job_id}/files/summary.json", headers=bearer(tokens["ana"]))
+    assert summary.json()["people_signed_in"] is True  # the report says: accounts, not names
+    assert summary.json()["applied_by"] == "vera" and summary.json()["previewed_by"] == "ana"
 
 
 def test_updated_by_is_the_signed_in_account_whatever_the_file_says(
