@@ -2,8 +2,8 @@
 
 In: the flags of ``pcxbatch sandbox`` (the ones the benchmark needs) plus ``--log-out
 FILE``. Out: the same startup lines on stdout, then serving until SIGINT; on the way out, FILE
-gets one JSON object: ``{"time": [...], "status": [...]}``, the arrival time (epoch seconds)
-and answer status of every request, in arrival order.
+gets one JSON object: ``{"time": [...], "status": [...], "user_id": [...]}``, the arrival
+time (epoch seconds), answer status and user of every request, in arrival order.
 
 Why a wrapper and not ``pcxbatch sandbox``: the request log lives inside the sandbox
 process, and the benchmark wants the server's own view (when requests arrived, how many were
@@ -46,7 +46,11 @@ def main(argv: list[str] | None = None) -> None:
     sandbox = Sandbox(config)
     serve(config, lambda line: print(line, flush=True), sandbox=sandbox)
     records = sandbox.requests
-    log = {"time": [r.time for r in records], "status": [r.status for r in records]}
+    log = {
+        "time": [r.time for r in records],
+        "status": [r.status for r in records],
+        "user_id": [r.user_id for r in records],
+    }
     args.log_out.write_text(json.dumps(log))
 
 

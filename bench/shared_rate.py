@@ -25,19 +25,24 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
-from pcxbatch.sandbox import SandboxConfig, start
+from throughput import Sandbox  # the sandbox in its own process, logging what it saw
+
+from pcxbatch.sandbox.config import generate_api_key
+from pcxbatch.sandbox.users import seed_users
 
 PCXBATCH = Path(sys.executable).with_name("pcxbatch")
 
 
 def one_round(work: Path, runs: int, rate: float, rows: int, *, shared: bool) -> list[str]:
-    """Start the runs at once; return the lines to print."""
-    server = start(SandboxConfig(users=runs * rows + 50, seed=7, rate=rate))
+    """Start the runs at once against the sandbox in its own process; the lines to print."""
+    key = generate_api_key()
+    users = [u["user_id"] for u in seed_users(runs * rows * 2, 0) if u["status"] == "active"]
+    server = Sandbox(work, users=runs * rows * 2, key=key, rate=rate)
     try:
-        users = [u for u, user in server.sandbox.users.items() if user["status"] == "active"]
-        env = {**os.environ, "PCX_API_KEY": server.api_key}
+        env = {**os.environ, "PCX_API_KEY": key}
         env["PCXBATCH_PACING_STORE"] = str(work / "pace.sqlite") if shared else "off"
         owner: dict[str, int] = {}
         procs = []
@@ -51,20 +56,32 @@ def one_round(work: Path, runs: int, rate: float, rows: int, *, shared: bool) ->
             args += ["--updated-by", "bench", "--reason", "shared rate benchmark"]
             args += ["--rate", f"{rate:g}", "--concurrency", "8", "--base-url", server.base_url]
             args += ["--report-dir", str(work / f"reports-{n}-{shared}")]
-            procs.append(
-                subprocess.Popen(
-                    args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-                )
-            )
+            quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+            procs.append(subprocess.Popen(args, env=env, **quiet))  # type: ignore[call-overload]
         for p in procs:
             p.wait(timeout=600)
-        puts = [r for r in server.sandbox.requests if r.method == "PUT" and r.user_id in owner]
     finally:
-        server.stop()
+        log = server.stop()
+    puts = [
+        Request(t, s, u)
+        for t, s, u in zip(log.times, log.statuses, log.user_ids, strict=True)
+        if u in owner
+    ]
     return summarise(puts, owner, runs, rate, shared)
 
 
-def summarise(puts: list, owner: dict[str, int], runs: int, rate: float, shared: bool) -> list[str]:  # type: ignore[type-arg]
+@dataclass
+class Request:
+    """One request the sandbox logged."""
+
+    time: float
+    status: int | None
+    user_id: str
+
+
+def summarise(
+    puts: list[Request], owner: dict[str, int], runs: int, rate: float, shared: bool
+) -> list[str]:
     firsts = [min(r.time for r in puts if owner[r.user_id] == n) for n in range(runs)]
     lasts = [max(r.time for r in puts if owner[r.user_id] == n) for n in range(runs)]
     start, end = max(firsts), min(lasts)  # while every run sends

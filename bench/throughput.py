@@ -109,6 +109,7 @@ class ServerLog:
 
     times: list[float]
     statuses: list[int | None]
+    user_ids: list[str | None] = field(default_factory=list)
 
     @property
     def requests(self) -> int:
@@ -191,7 +192,7 @@ class Sandbox:
             raise
         data = json.loads(self._log.read_text())
         self._log.unlink()
-        return ServerLog(data["time"], data["status"])
+        return ServerLog(data["time"], data["status"], data.get("user_id", []))
 
     def kill(self) -> None:
         """Make sure the child is gone (after an error)."""
