@@ -341,7 +341,7 @@ class Journal:
         if not intents and not results and not released:
             return
         db = self._commit_connection()
-        with _Transaction(db):
+        with ImmediateTransaction(db):
             if released:
                 db.executemany(
                     "UPDATE rows SET sent = CASE WHEN ? = '' THEN 0 ELSE 1 END,"
@@ -483,12 +483,12 @@ class Journal:
             self._writer.close()
         self._db.close()
 
-    def _tx(self) -> _Transaction:
-        return _Transaction(self._db)
+    def _tx(self) -> ImmediateTransaction:
+        return ImmediateTransaction(self._db)
 
 
-class _Transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back if the block raises."""
+class ImmediateTransaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back if the block raises (also ``sharedpace``)."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db

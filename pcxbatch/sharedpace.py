@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from pcxbatch.errors import UnusableError
+from pcxbatch.journal import ImmediateTransaction
 
 if TYPE_CHECKING:
     from pcxbatch.limiter import Pacer
@@ -87,21 +88,8 @@ class SlotStore:
             (key, tat, tat),
         )
 
-    def _transaction(self) -> _Immediate:
-        return _Immediate(self._db)
-
-
-class _Immediate:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT``: the write lock is taken before the read."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+    def _transaction(self) -> ImmediateTransaction:
+        return ImmediateTransaction(self._db)
 
 
 class SharedPacer:
