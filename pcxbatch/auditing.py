@@ -95,11 +95,12 @@ def closed(
     exit_code: ExitCode,
     stopped: str | None,
     files: Sequence[Path],
+    journal: Mapping[str, Any],
     cancelled: bool = False,
 ) -> None:
     """The run's report is written: ``run.finish`` (every row done), ``run.stop`` (rows left,
-    resumable) or ``run.cancel`` (abandoned), with the journal's digest, every report file's
-    SHA-256 and a signed checkpoint."""
+    resumable) or ``run.cancel`` (abandoned), with the journal's digest (``runs.RowsDigest``,
+    taken as the report read the rows), every report file's SHA-256 and a signed checkpoint."""
     log = _log(job, ctx)
     if log is None:
         return
@@ -122,7 +123,7 @@ def closed(
         objects=_objects(job, folder),
         details=details,
         files=file_hashes(job.report_dir, files),
-        journal=journal_digest(folder.path.name, folder.journal.lines()),
+        journal=journal,
         checkpoint=True,
     )
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pcxbatch import applying, auditing, facts, reportdir, runfolder, settle
+from pcxbatch.audit.runs import RowsDigest
 from pcxbatch.config import Job
 from pcxbatch.context import (
     Confirmation,
@@ -416,10 +417,12 @@ def _finish(
     exit_code = exit_code_for(counts, stopped, len(unfinished), journal.unconfirmed())
     meta = folder.meta
     problems: list[ReportLine] = []
+    rows = RowsDigest()  # the audit log's digest of the rows, from the report's one reading
 
     def noting_problems(lines: Iterator[ReportLine]) -> Iterator[ReportLine]:
         # The report is streamed; keep the first few problem rows to show on the terminal.
         for line in lines:
+            rows.add(line)
             if (line.outcome in PROBLEMS or not line.confirmed) and len(problems) < SHOW_PROBLEMS:
                 problems.append(line)
             yield line
@@ -440,7 +443,7 @@ def _finish(
     files.append(write_summary(folder.path, summary))
     auditing.closed(
         job, folder, ctx, counts=counts, exit_code=exit_code, stopped=stopped, files=files,
-        cancelled=cancelled,
+        journal=rows.of(folder.path.name), cancelled=cancelled,
     )  # fmt: skip
     return RunResult(
         folder.path, counts, exit_code, stopped, files, problems, unfinished=list(unfinished)

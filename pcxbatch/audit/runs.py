@@ -33,26 +33,30 @@ JOURNAL_FIELDS = (
 )
 
 
+def row_dump(line: ReportLine) -> bytes:
+    """One row of the dump: the :data:`JOURNAL_FIELDS` of ``line`` as a canonical JSON line."""
+    values = [
+        line.row,
+        line.user_id,
+        line.action,
+        line.target_status,
+        line.outcome.value,
+        line.confirmed,
+        line.http_status,
+        line.attempts,
+        line.request_id,
+    ]
+    return canonical(values) + b"\n"
+
+
+HEADER = canonical(list(JOURNAL_FIELDS)) + b"\n"
+
+
 def journal_dump(lines: Iterable[ReportLine]) -> Iterator[bytes]:
     """The journal's rows as canonical JSON lines, the header first (what is hashed)."""
-    yield canonical(list(JOURNAL_FIELDS)) + b"\n"
+    yield HEADER
     for line in lines:
-        yield (
-            canonical(
-                [
-                    line.row,
-                    line.user_id,
-                    line.action,
-                    line.target_status,
-                    line.outcome.value,
-                    line.confirmed,
-                    line.http_status,
-                    line.attempts,
-                    line.request_id,
-                ]
-            )
-            + b"\n"
-        )
+        yield row_dump(line)
 
 
 def dump_digest(chunks: Iterable[bytes]) -> dict[str, Any]:
@@ -69,6 +73,24 @@ def journal_digest(run: str, lines: Iterable[ReportLine]) -> dict[str, Any]:
     """What a run's closing entry says of its journal: the run folder (relative to the log's
     folder), the number of rows and the dump's SHA-256."""
     return {"run": run, **dump_digest(journal_dump(lines))}
+
+
+class RowsDigest:
+    """:func:`journal_digest` built up line by line, so a run's report and its digest come from
+    one reading of the journal."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256(HEADER)
+        self._rows = 0
+
+    def add(self, line: ReportLine) -> None:
+        """Count ``line`` in."""
+        self._hash.update(row_dump(line))
+        self._rows += 1
+
+    def of(self, run: str) -> dict[str, Any]:
+        """The digest of the lines added so far, for the run folder ``run``."""
+        return {"run": run, "rows": self._rows, "sha256": self._hash.hexdigest()}
 
 
 def file_hashes(root: Path, paths: Iterable[Path]) -> dict[str, str]:
