@@ -15,10 +15,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pcxbatch.audit import Event
-from pcxbatch.audit.chain import Entry
 from pcxbatch.audit.log import AuditLog
 from pcxbatch.audit.pack import chosen_entries, export_pack
 from pcxbatch.audit.runs import dump_digest, journal_dump
+from pcxbatch.audit.verify import check_entries
 from pcxbatch.errors import UnusableError
 
 
@@ -48,10 +48,12 @@ def export_run(
             raise UnusableError(f"{root}: no audit log; runs before the audit log have none")
         log.record(Event.EXPORT, actor, objects={"run": run}, checkpoint=True)
         entries = chosen_entries(log.path, run, plan)
-        vouched = _vouched(entries, run)
-        files = {name: _checked(root, name, sha, file_sha256) for name, sha in vouched.items()}
-        recorded = _journal_sha(entries, run)
-        if dump_digest(journal_dump(journal.lines()))["sha256"] != recorded:
+        # What the pack's entries last vouched for, as audit verify reads them.
+        vouched = check_entries(enumerate(entries, start=1))
+        files = {name: _checked(root, name, v.value) for name, v in vouched.files.items()}
+        recorded = vouched.journals.get(run)
+        sha = dump_digest(journal_dump(journal.lines()))["sha256"]
+        if recorded is None or sha != recorded.value.get("sha256"):
             raise UnusableError(
                 f"{run_dir}: the journal's rows are not the ones its last entry recorded;"
                 f" pcxbatch audit verify {root} says more"
@@ -68,31 +70,11 @@ def export_run(
         journal.close()
 
 
-def _vouched(entries: list[Entry], run: str) -> dict[str, str]:
-    """The files the run's full entries last vouched for (name -> SHA-256)."""
-    files: dict[str, str] = {}
-    for entry in entries:
-        if entry.body is not None and entry.event != "checkpoint":
-            files.update(entry.body.get("files") or {})
-    return files
+def _checked(root: Path, name: str, sha: str) -> Path:
+    from pcxbatch.read import file_sha256  # InputError (one line) when it cannot be read
 
-
-def _journal_sha(entries: list[Entry], run: str) -> str | None:
-    sha = None
-    for entry in entries:
-        journal = (entry.body or {}).get("journal") or {}
-        if journal.get("run") == run:
-            sha = journal.get("sha256")
-    return sha
-
-
-def _checked(root: Path, name: str, sha: str, file_sha256: Callable[[Path], str]) -> Path:
     path = Path(name) if Path(name).is_absolute() else root / name
-    try:
-        now = file_sha256(path)
-    except OSError as exc:
-        raise UnusableError(f"{path}: cannot be read for the pack: {exc.strerror or exc}") from None
-    if now != sha:
+    if file_sha256(path) != sha:
         raise UnusableError(
             f"{path}: not the file its audit entry recorded (changed since);"
             f" pcxbatch audit verify {root} says more"
