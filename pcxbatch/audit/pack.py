@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from pcxbatch.audit.chain import BadEntry, Entry, canonical, parse_entry
-from pcxbatch.audit.log import LOG_NAME, read_entries
-from pcxbatch.audit.runs import dump_digest, journal_dump
+from pcxbatch.audit.log import read_entries
+from pcxbatch.audit.runs import dump_digest
 from pcxbatch.audit.verify import Verdict, check_entries
 from pcxbatch.errors import UnusableError
 
@@ -231,9 +231,4 @@ def _member_sha(zf: zipfile.ZipFile, member: str) -> str | None:
     return h.hexdigest()
 
 
-def log_of(run_dir: Path) -> Path:
-    """The audit log a run folder's entries are in: its report folder's."""
-    return run_dir.parent / LOG_NAME
-
-
-__all__ = ["chosen_entries", "export_pack", "journal_dump", "log_of", "verify_pack"]
+__all__ = ["chosen_entries", "export_pack", "verify_pack"]
