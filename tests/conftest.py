@@ -16,3 +16,27 @@ def open_umask() -> Iterator[None]:
         yield
     finally:
         os.umask(old)
+
+
+#: A PostgreSQL server for the tests that need one (``.ci/run`` starts a throwaway one).
+POSTGRES = os.environ.get("PCXBATCH_TEST_DATABASE")
+
+
+@pytest.fixture
+def pg_database() -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database on ``PCXBATCH_TEST_DATABASE``'s server,
+    dropped after the test (each test its own: the queue's tables are shared otherwise)."""
+    import secrets
+
+    import psycopg
+
+    if not POSTGRES:
+        pytest.skip("no PostgreSQL: set PCXBATCH_TEST_DATABASE (.ci/run starts one)")
+    name = f"pcx_{secrets.token_hex(6)}"
+    with psycopg.connect(POSTGRES, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield POSTGRES.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(POSTGRES, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE {name} WITH (FORCE)")

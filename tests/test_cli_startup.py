@@ -16,6 +16,7 @@ HEAVY = {
 }  # fmt: skip
 #: The web service's libraries: only ``pcxbatch serve`` and ``pcxbatch users`` load them.
 HEAVY |= {"starlette", "jinja2", "python_multipart", "multipart", "argon2", "sqlalchemy"}
+HEAVY |= {"procrastinate", "psycopg", "psycopg_pool"}  # serve --database only
 
 PROBE = """
 import contextlib, io, json, sys

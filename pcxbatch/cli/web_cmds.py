@@ -1,8 +1,9 @@
 """``pcxbatch users ...`` (accounts of the web service) and ``pcxbatch serve`` (the service).
 
 In: flags, a password from a prompt or stdin, the environment's PCX credential. Out: accounts
-in ``DATA_DIR/pcxbatch.db`` (passwords as argon2id, tokens as SHA-256: a new token is printed
-once, as the last line of stdout, and never again), and the web service. The web libraries are
+in ``DATA_DIR/pcxbatch.db``, or in PostgreSQL with ``--database`` (passwords as argon2id,
+tokens as SHA-256: a new token is printed once, as the last line of stdout, and never again),
+and the web service. The web libraries are
 imported inside the commands, so ``pcxbatch --help`` loads none of them.
 """
 
@@ -30,6 +31,13 @@ data_dir_option = click.option(
     "(default: PCXBATCH_DATA_DIR, or ./pcxbatch-data).",
 )
 
+database_option = click.option(
+    "--database", envvar="PCXBATCH_DATABASE", metavar="postgresql://...",
+    help="Keep the service's state and its queue of runs in this PostgreSQL database, so that"
+    " several service processes serve one team (default: PCXBATCH_DATABASE, or SQLite in the"
+    " data dir). Every process needs the same data dir.",
+)  # fmt: skip
+
 
 def register(cli: click.Group) -> None:
     """Add ``users`` and ``serve`` to the ``pcxbatch`` command group."""
@@ -37,13 +45,45 @@ def register(cli: click.Group) -> None:
     cli.add_command(serve)
 
 
-def _store(data_dir: Path | None) -> Store:
+def _store(data_dir: Path | None, database: str | None) -> Store:
     from pcxbatch.web.server import data_dir_default
-    from pcxbatch.web.store import Store, database_url
+    from pcxbatch.web.store import database_url
 
+    _check_database(database)
     folder = (data_dir or data_dir_default()).absolute()
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return Store(database_url(folder))
+    return open_store(database_url(folder, database))
+
+
+def open_store(url: str) -> Store:
+    """The service's store at ``url``, or one line saying why it cannot be opened."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from pcxbatch.web.store import Store, is_postgres
+
+    try:
+        return Store(url)
+    except ModuleNotFoundError as exc:
+        raise UnusableError(
+            f"--database needs the PostgreSQL driver ({exc.name}): pip install 'pcxbatch[postgres]'"
+        ) from None
+    except SQLAlchemyError as exc:
+        where = "the --database" if is_postgres(url) else "the data dir's"
+        raise UnusableError(f"cannot open {where} database: {_first_line(exc)}") from None
+
+
+def _check_database(database: str | None) -> None:
+    from pcxbatch.web.store import is_postgres
+
+    if database is not None and not is_postgres(database):
+        raise UnusableError(
+            "--database takes a postgresql:// URL (without it: SQLite in the data dir)"
+        )
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(getattr(exc, "orig", None) or exc)
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
 
 
 def _record(data_dir: Path | None, change: str, name: str, **details: Any) -> None:
@@ -86,7 +126,11 @@ def users() -> None:
 @click.option("--password-stdin", is_flag=True, help="Read the password from stdin (one line).")
 @click.option("--token", is_flag=True, help="Also make an API token (printed once, last line).")
 @data_dir_option
-def add(name: str, role: str, password_stdin: bool, token: bool, data_dir: Path | None) -> ExitCode:
+@database_option
+def add(
+    name: str, role: str, password_stdin: bool, token: bool, data_dir: Path | None,
+    database: str | None,
+) -> ExitCode:  # fmt: skip
     """Add an account NAME (lower-case letters, digits, . _ -) with a password."""
     from pcxbatch.web import passwords
     from pcxbatch.web.server import add_account
@@ -100,7 +144,7 @@ def add(name: str, role: str, password_stdin: bool, token: bool, data_dir: Path 
     problem = passwords.password_problem(password)
     if problem:
         raise UnusableError(problem)
-    store = _store(data_dir)
+    store = _store(data_dir, database)
     try:
         add_account(store, name, role, password)
     except ValueError as exc:
@@ -116,9 +160,10 @@ def add(name: str, role: str, password_stdin: bool, token: bool, data_dir: Path 
 
 @users.command("list")
 @data_dir_option
-def list_(data_dir: Path | None) -> ExitCode:
+@database_option
+def list_(data_dir: Path | None, database: str | None) -> ExitCode:
     """List the accounts: name, role, state."""
-    for account in _store(data_dir).accounts():
+    for account in _store(data_dir, database).accounts():
         state = "disabled" if account.disabled else "active"
         click.echo(f"{account.name}\t{account.role}\t{state}\t{account.created_at}")
     return ExitCode.OK
@@ -127,9 +172,10 @@ def list_(data_dir: Path | None) -> ExitCode:
 @users.command("disable")
 @click.argument("name")
 @data_dir_option
-def disable(name: str, data_dir: Path | None) -> ExitCode:
+@database_option
+def disable(name: str, data_dir: Path | None, database: str | None) -> ExitCode:
     """Disable account NAME: its sessions end and its API tokens stop working."""
-    if not _store(data_dir).disable_account(name):
+    if not _store(data_dir, database).disable_account(name):
         raise UnusableError(f"no account named {name!r}")
     _record(data_dir, "disable", name)
     click.echo(f"disabled {name}")
@@ -140,9 +186,10 @@ def disable(name: str, data_dir: Path | None) -> ExitCode:
 @click.argument("name")
 @click.option("--revoke", is_flag=True, help="Revoke NAME's tokens instead of making one.")
 @data_dir_option
-def token_(name: str, revoke: bool, data_dir: Path | None) -> ExitCode:
+@database_option
+def token_(name: str, revoke: bool, data_dir: Path | None, database: str | None) -> ExitCode:
     """Make a new API token for NAME (printed once, as the last line), or revoke its tokens."""
-    store = _store(data_dir)
+    store = _store(data_dir, database)
     account = store.account(name)
     if account is None or account.disabled:
         raise UnusableError(f"no active account named {name!r}")
@@ -180,17 +227,27 @@ def token_(name: str, revoke: bool, data_dir: Path | None) -> ExitCode:
     "--keep-days", type=click.IntRange(min=1), default=90, show_default=True,
     help="Days uploads and report files are kept (audit entries always stay).",
 )  # fmt: skip
+@database_option
+@click.option(
+    "--stalled-after", type=click.FloatRange(min=1), default=30.0, show_default=True,
+    metavar="SECONDS",
+    help="With --database: how long a service process may miss its heartbeat before another"
+    " takes its runs over (they resume from their journals).",
+)  # fmt: skip
 def serve(
     host: str, port: int, data_dir: Path | None, base_url: str | None, sandbox: bool,
     jobs_dir: Path | None, credentials_file: Path | None, certfile: Path | None,
-    keyfile: Path | None, keep_days: int,
+    keyfile: Path | None, keep_days: int, database: str | None, stalled_after: float,
 ) -> ExitCode:  # fmt: skip
     """Serve the web service: upload, check, preview, approve by a second person, run, download.
 
     The PCX credential is the server's own (PCX_API_KEY or PCX_JWT); --sandbox ignores it and
-    starts the built-in sandbox, printing demo accounts.
+    starts the built-in sandbox, printing demo accounts. With --database, start as many service
+    processes as you like on the same database and data dir: they share the queue, and a run
+    whose process dies is taken over by another.
     """
     import contextlib
+    import importlib.util
     import os
     import tempfile
 
@@ -202,15 +259,17 @@ def serve(
 
     if sandbox and data_dir is None:  # a fresh demo each time
         data_dir = Path(tempfile.mkdtemp(prefix="pcxbatch-demo-"))
+    _store(data_dir, database).close()  # one line, not a traceback, when it cannot be opened
+    if database and importlib.util.find_spec("procrastinate") is None:
+        raise UnusableError("--database needs procrastinate: pip install 'pcxbatch[postgres]'")
     folder = (data_dir or data_dir_default()).absolute()
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     tls = (
         {"ssl_certfile": str(certfile), "ssl_keyfile": str(keyfile)} if certfile and keyfile else {}
     )
     creds: Credentials | None
     with contextlib.ExitStack() as stack:
         if sandbox:
-            url, creds = stack.enter_context(sandbox_target(folder, click.echo))
+            url, creds = stack.enter_context(sandbox_target(folder, click.echo, database))
             label = f"the built-in sandbox at {url}"
         else:
             url = base_url or os.environ.get("PCX_BASE_URL") or DEFAULT_BASE_URL
@@ -226,7 +285,8 @@ def serve(
             label = url
         config = ServerConfig(
             folder, url, creds, jobs_dir=(jobs_dir or Path("jobs")).absolute(),
-            target_label=label, keep_days=keep_days,
+            target_label=label, keep_days=keep_days, database=database,
+            stalled_after=stalled_after,
         )  # fmt: skip
         with contextlib.suppress(KeyboardInterrupt):
             run_server(host, port, config, click.echo, tls)

@@ -73,6 +73,11 @@ class ServerConfig:
     target_label: str = ""
     #: Days uploads and report files are kept (``retention``); audit entries always stay.
     keep_days: int = 90
+    #: A ``postgresql://`` URL: state and queue there, for several service processes; None:
+    #: SQLite in the data dir and a queue in this process.
+    database: str | None = None
+    #: Seconds without a heartbeat before another process takes a process's work over.
+    stalled_after: float = 30.0
 
     @property
     def reports(self) -> Path:
@@ -193,8 +198,11 @@ class Flow:
     def progress(self, job: JobRecord) -> dict[str, Any]:
         """What the job's preview or run has done so far."""
         live = self._live.get(job.id)
-        if live is not None:
+        if live is not None:  # running in this process
             return live.progress.view()
+        if job.state == QUEUED:
+            return Progress().view()
+        # Elsewhere (kept every second by the process running it), or as it ended.
         stored: dict[str, Any] = job.get("progress") or Progress(phase="idle").view()
         return stored
 
@@ -204,7 +212,7 @@ class Flow:
             "counts", "submitted_by", "submitted_at", "approved_by", "approved_at",
             "rejected_by", "decision_reason", "plan_sha256", "previewed_by", "previewed_at",
             "input_name", "input_sha256", "sheet", "transitions", "error", "stopped",
-            "follows", "retry_job", "undo_job",
+            "follows", "retry_job", "undo_job", "worker",
         )  # fmt: skip
         shown = {key: job.get(key) for key in keys}
         return {

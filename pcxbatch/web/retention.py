@@ -111,10 +111,7 @@ class Daily:
 
     def queue_sweep(self) -> None:
         """Queue one sweep."""
-        self.flow.queue.put("retention", self._sweep)
-
-    def _sweep(self) -> None:
-        sweep(self.flow)
+        self.flow.queue.put("retention", "sweep")
 
     def _loop(self) -> None:
         while not self._wait(self.interval) and not self._stopped.is_set():

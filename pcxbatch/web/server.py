@@ -23,7 +23,7 @@ from pcxbatch.web.access import Access
 from pcxbatch.web.events import EventSink
 from pcxbatch.web.flow import Flow, ServerConfig
 from pcxbatch.web.store import Store, database_url
-from pcxbatch.web.worker import ThreadWorker
+from pcxbatch.web.worker import ThreadWorker, WorkQueue
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -40,7 +40,7 @@ class Service:
 
     app: Starlette
     flow: Flow
-    worker: ThreadWorker
+    worker: WorkQueue
     store: Store
     access: Access
 
@@ -58,18 +58,33 @@ def default_sink(data_dir: Path) -> EventSink:
     return log
 
 
-def build(config: ServerConfig, sink: EventSink, store: Store | None = None) -> Service:
-    """The app over ``config``; runs that were queued or running when the server last stopped
-    are queued again (they resume from their journals)."""
+def build(
+    config: ServerConfig, sink: EventSink, store: Store | None = None,
+    queue: WorkQueue | None = None,
+) -> Service:  # fmt: skip
+    """The app over ``config``, its queue started; runs that were queued or running when the
+    server last stopped are queued again (they resume from their journals)."""
     from pcxbatch.web.app import create_app
 
     config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    store = store or Store(database_url(config.data_dir))
-    worker = ThreadWorker()
-    flow = Flow(config, store, worker, sink)
+    store = store or Store(database_url(config.data_dir, config.database))
+    queue = queue or make_queue(config)
+    flow = Flow(config, store, queue, sink)
     access = Access(store, sink)
+    queue.start(lambda kind, job_id: steps.perform(flow, kind, job_id))
     steps.recover(flow)
-    return Service(create_app(flow, access), flow, worker, store, access)
+    return Service(create_app(flow, access), flow, queue, store, access)
+
+
+def make_queue(config: ServerConfig) -> WorkQueue:
+    """Threads in this process (the embedded default), or, with ``--database``, a queue in
+    PostgreSQL that every service process on that database shares (``queue_pg``)."""
+    if config.database is None:
+        return ThreadWorker()
+    from pcxbatch.web.queue_pg import PgQueue
+
+    name = f"pcxbatch-serve {os.uname().nodename}:{os.getpid()}"
+    return PgQueue(config.database, name=name, stalled_after=config.stalled_after)
 
 
 def add_account(store: Store, name: str, role: str, password: str) -> None:
@@ -79,14 +94,16 @@ def add_account(store: Store, name: str, role: str, password: str) -> None:
 
 
 @contextlib.contextmanager
-def sandbox_target(data_dir: Path, say: Callable[[str], None]) -> Iterator[tuple[str, Credentials]]:
+def sandbox_target(
+    data_dir: Path, say: Callable[[str], None], database: str | None = None
+) -> Iterator[tuple[str, Credentials]]:
     """Start the built-in sandbox, make the demo accounts (printing their passwords), and
     yield its base URL and key."""
     from pcxbatch.credentials import Credentials
     from pcxbatch.sandbox import SandboxConfig, start
 
     with start(SandboxConfig(users=200)) as running:
-        store = Store(database_url(data_dir))
+        store = Store(database_url(data_dir, database))
         say(f"sandbox: the built-in PCX sandbox at {running.base_url} (real credentials ignored)")
         for name, role in DEMO_ROLES:
             if store.account(name) is None:
@@ -123,12 +140,24 @@ def serve(
     scheme = "https" if tls else "http"
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104
     say(f"pcxbatch web service on {scheme}://{shown}:{port}/ (data in {config.data_dir})")
+    if config.database:
+        say(f"state and queue in PostgreSQL ({where(config.database)}): shared with every"
+            " service process on that database and data dir")  # fmt: skip
     uvicorn.run(
         service.app, host=host, port=port, log_level="warning", server_header=False,
         proxy_headers=False, **tls,
     )  # fmt: skip
     daily.stop()
+    service.worker.stop()
     service.store.close()
+
+
+def where(url: str) -> str:
+    """``host:port/database`` of a database URL: never its user or password."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.hostname or 'local socket'}:{parts.port or 5432}{parts.path or '/'}"
 
 
 def data_dir_default() -> Path:

@@ -2,14 +2,23 @@
 resume, and picking up after a restart.
 
 In: a :class:`~pcxbatch.web.flow.Flow`, the signed-in account, a job id. Out: the job in its
-new state (or :class:`~pcxbatch.web.flow.Refused`), and for preview and run a task on the
-flow's queue that calls the runner (``preview_job``, ``apply_plan`` on the server-held plan
-file: the plan applied is exactly the one approved, never a re-read of the upload).
+new state (or :class:`~pcxbatch.web.flow.Refused`), and for preview and run work on the flow's
+queue (a kind and the job id) that :func:`perform` does by calling the runner (``preview_job``,
+``apply_plan`` on the server-held plan file: the plan applied is exactly the one approved,
+never a re-read of the upload).
+
+The work may be done by another service process than the one that queued it (``queue_pg``),
+and may be handed out again when a process dies: each task reads the job from the store and
+does nothing unless the job is still waiting for it, and a run picked up from a process that
+died resumes from its journal. While a run goes on, its progress is kept in the store every
+second (any process's pages show it) and a cancel asked for through any process reaches it.
 """
 
 from __future__ import annotations
 
 import csv
+import os
+import socket
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,27 +29,51 @@ from pcxbatch.web import flow as f
 from pcxbatch.web.events import Who
 from pcxbatch.web.flow import Flow, Refused, Spec
 from pcxbatch.web.store import JobRecord
-from pcxbatch.web.worker import WebUI
+from pcxbatch.web.worker import Progress, Ticker, WebUI
+
+PREVIEW, RUN, SWEEP = "preview", "run", "sweep"
+
+
+def perform(flow: Flow, kind: str, job_id: str) -> None:
+    """Do one item of the queue's work: ``preview`` or ``run`` the job, or ``sweep``."""
+    if kind == PREVIEW:
+        _preview_task(flow, job_id)
+    elif kind == RUN:
+        _run_task(flow, job_id)
+    elif kind == SWEEP:
+        from pcxbatch.web.retention import sweep
+
+        sweep(flow)
+    else:
+        raise ValueError(f"no work of kind {kind!r}")
 
 
 def preview(flow: Flow, who: Who, job_id: str) -> JobRecord:
     """Queue a preview of the job against the server's PCX target (state ``previewing``)."""
-    job = flow.move(who, job_id, (f.VALIDATED, f.PREVIEWED), f.PREVIEWING, error=None)
-    ui = WebUI()
-    flow.set_live(job_id, ui)
+    job = flow.move(
+        who, job_id, (f.VALIDATED, f.PREVIEWED), f.PREVIEWING, error=None,
+        preview_asked_by=[who.account, who.role, who.origin],
+    )  # fmt: skip
     flow.record(Event.PREVIEW, who, job_id, step="requested")
-    flow.queue.put(f"preview-{job_id}", lambda: _preview_task(flow, who, job, ui))
+    flow.queue.put(f"preview-{job_id}", PREVIEW, job_id)
     return job
 
 
-def _preview_task(flow: Flow, who: Who, job: JobRecord, ui: WebUI) -> None:
+def _preview_task(flow: Flow, job_id: str) -> None:
     from pcxbatch.runner import preview_job
 
+    job = flow.store.job(job_id)
+    if job is None or job.state != f.PREVIEWING:  # done already, or moved on
+        return
+    who = Who(*job.get("preview_asked_by"))
+    ui = WebUI()
+    flow.set_live(job.id, ui)
     job_dir = flow.config.data_dir / "jobs" / job.id
     try:
         spec = Spec(**job.get("spec", {}))
         run_job = flow.build_job(spec, Path(job.get("input_path")), job_dir, job.created_by)
-        result = preview_job(run_job, flow.context(ui, who))
+        with Ticker(lambda: _keep_progress(flow, job_id, ui)):
+            result = preview_job(run_job, flow.context(ui, who))
     except Exception as exc:  # the page says why; the job can be previewed again
         message = f.one_line(exc) if isinstance(exc, PcxbatchError) else _internal(exc)
         flow.store.move(job.id, (f.PREVIEWING,), f.VALIDATED, flow.now(), error=message)
@@ -127,19 +160,23 @@ def reject(flow: Flow, who: Who, job_id: str, reason: str) -> JobRecord:
 
 def cancel(flow: Flow, who: Who, job_id: str) -> JobRecord:
     """Stop the job's run: a queued run never starts; a running one stops as on SIGTERM (the
-    requests in flight finish, the rest stay ``not_attempted``, resumable)."""
+    requests in flight finish, the rest stay ``not_attempted``, resumable). The stop is kept
+    in the store, where the run sees it within a second in whichever process it runs (at once
+    when that is this one)."""
     reason = f"cancelled by {who.account}"
     queued = flow.store.move(job_id, (f.QUEUED,), f.STOPPED, flow.now(), stopped=reason)
     if queued is not None:
         flow.record(Event.RUN_CANCEL, who, job_id, before="queued")
         return queued
-    job = flow.get(job_id)
-    ui = flow.live(job_id)
-    if job.state != f.RUNNING or ui is None:
+    job = flow.store.move(job_id, (f.RUNNING,), f.RUNNING, flow.now(), stop_requested=reason)
+    if job is None:
+        state = flow.get(job_id).state
         raise Refused(
-            409, f"job {job_id} is {job.state}; only a queued or running job can be cancelled"
+            409, f"job {job_id} is {state}; only a queued or running job can be cancelled"
         )
-    ui.stop(reason)
+    ui = flow.live(job_id)
+    if ui is not None:
+        ui.stop(reason)
     flow.record(Event.RUN_CANCEL, who, job_id, before="running")
     return job
 
@@ -156,6 +193,7 @@ def resume(flow: Flow, who: Who, job_id: str) -> JobRecord:
         run_origin=who.origin,
         stopped=None,
         error=None,
+        stop_requested=None,
     )
     flow.record(Event.RUN_RESUME, who, job_id)
     _queue_run(flow, job_id)
@@ -165,7 +203,19 @@ def resume(flow: Flow, who: Who, job_id: str) -> JobRecord:
 def recover(flow: Flow) -> None:
     """After a restart (or a ``kill -9``): a preview in progress is undone, and the runs that
     were queued or running are queued again, in order; a run resumes from its journal, so no
-    row with a recorded outcome is sent again."""
+    row with a recorded outcome is sent again.
+
+    With a durable queue (PostgreSQL) the queue itself knows what every process was doing and
+    hands a dead process's work to another; other processes may be running work now, so only
+    previews and runs whose queueing may have been lost (a process killed between the job's
+    move and the queue's insert) are queued again, which the queue ignores when they wait
+    already and the tasks ignore when they were done."""
+    if flow.queue.durable:
+        for job in flow.store.jobs([f.PREVIEWING]):
+            flow.queue.put(f"preview-{job.id}", PREVIEW, job.id)
+        for job in reversed(flow.store.jobs([f.QUEUED])):
+            _queue_run(flow, job.id)
+        return
     for job in flow.store.jobs([f.PREVIEWING]):
         flow.store.move(job.id, (f.PREVIEWING,), f.VALIDATED, flow.now(),
                         error="the server restarted during the preview; preview again")  # fmt: skip
@@ -175,26 +225,34 @@ def recover(flow: Flow) -> None:
 
 
 def _queue_run(flow: Flow, job_id: str) -> None:
-    ui = WebUI()
-    flow.set_live(job_id, ui)
-    flow.queue.put(f"run-{flow.config.base_url}", lambda: _run_task(flow, job_id, ui))
+    flow.queue.put(f"run-{flow.config.base_url}", RUN, job_id)
 
 
-def _run_task(flow: Flow, job_id: str, ui: WebUI) -> None:
-    """Apply the job's plan as its approver (or resumer), and keep how it ended."""
+def _run_task(flow: Flow, job_id: str) -> None:
+    """Apply the job's plan as its approver (or resumer), and keep how it ended. A job found
+    ``running`` is one whose process died: the queue handed it here, and it resumes."""
     from pcxbatch.runner import apply_plan
 
-    job = flow.store.move(job_id, (f.QUEUED,), f.RUNNING, flow.now())
-    if job is None:  # cancelled while it waited
-        flow.set_live(job_id, None)
+    job = flow.store.move(
+        job_id, (f.QUEUED, f.RUNNING), f.RUNNING, flow.now(), worker=_process_name(),
+        progress=Progress().view(),
+    )  # fmt: skip
+    if job is None:  # cancelled while it waited, or done already
         return
+    ui = WebUI()
+    flow.set_live(job_id, ui)
     operator = str(job.get("run_by") or job.get("approved_by"))
     who = Who(operator, "approver", str(job.get("run_origin") or "worker"))
+    taken_over = flow.store.end_open_runs(job_id, "interrupted", flow.now())
     seq = flow.store.start_run(job_id, operator, flow.now())
-    flow.record(Event.RUN_START, who, job_id, plan_sha256=job.get("plan_sha256"))
+    flow.record(Event.RUN_START, who, job_id, plan_sha256=job.get("plan_sha256"),
+                worker=_process_name(), taken_over=bool(taken_over))  # fmt: skip
     facts: dict[str, Any]
     try:
-        result = apply_plan(Path(job.get("plan_path")), flow.context(ui, who))
+        with Ticker(lambda: _keep_progress(flow, job_id, ui)):
+            if job.get("stop_requested"):  # asked for while no process was running it
+                ui.stop(str(job.get("stop_requested")))
+            result = apply_plan(Path(job.get("plan_path")), flow.context(ui, who))
         state = f.stopped_or_finished(result.exit_code)
         run_dir = str(result.run_dir) if result.run_dir else None
         facts = {"counts": result.counts, "run_dir": run_dir, "stopped": result.stopped,
@@ -208,6 +266,19 @@ def _run_task(flow: Flow, job_id: str, ui: WebUI) -> None:
     flow.set_live(job_id, None)
     flow.record(Event.RUN_FINISH if state == f.FINISHED else Event.RUN_STOP, who, job_id,
                 counts=facts.get("counts"), stopped=facts.get("stopped"))  # fmt: skip
+
+
+def _keep_progress(flow: Flow, job_id: str, ui: WebUI) -> None:
+    """Keep the progress where every process's pages read it; pass on a stop asked for."""
+    job = flow.store.note(job_id, flow.now(), progress=ui.progress.view())
+    reason = job.get("stop_requested") if job is not None else None
+    if reason and ui.stop_reason is None:
+        ui.stop(str(reason))
+
+
+def _process_name() -> str:
+    """Which service process does the work (the page and the audit entry say so)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def problem_rows(job: JobRecord, limit: int = 1000) -> list[dict[str, str]]:

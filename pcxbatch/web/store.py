@@ -1,12 +1,14 @@
 """What the web service keeps: accounts, sessions, API tokens, jobs, approvals and runs.
 
-In: a database URL (SQLite in the data dir by default, ``DATA_DIR/pcxbatch.db``). Out:
+In: a database URL (SQLite in the data dir by default, ``DATA_DIR/pcxbatch.db``, or a
+``postgresql://`` URL from ``serve --database``, for several service processes). Out:
 :class:`Store`, whose methods speak plain values (:class:`Account`, :class:`JobRecord`) and
-never SQL. SQLAlchemy Core is chosen so that PostgreSQL can take the same tables later: the
-service never writes a dialect of its own. Sessions and tokens are kept only as SHA-256 hashes;
+never SQL. SQLAlchemy Core lets PostgreSQL take the same tables: the service never writes a
+dialect of its own. Sessions and tokens are kept only as SHA-256 hashes;
 passwords only as argon2id hashes (``passwords``). A job's state moves with one conditional
 ``UPDATE ... WHERE state IN (...)``, so two requests racing (a second approval, an approval and
-a cancel) cannot both win.
+a cancel) cannot both win; a change that reads a job's data before writing it takes the row's
+write lock first (:func:`_hold`), so two processes merging facts into one job lose neither.
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ from sqlalchemy import (
     event,
     insert,
     select,
+    text,
     update,
 )
+from sqlalchemy.engine import Connection
 
 ROLES = ("analyst", "approver", "admin")
 
@@ -129,19 +133,33 @@ class JobRecord:
         return self.data.get(key, default)
 
 
-def database_url(data_dir: Path) -> str:
-    """The embedded default: SQLite in ``DATA_DIR/pcxbatch.db``."""
-    return f"sqlite:///{data_dir / 'pcxbatch.db'}"
+def database_url(data_dir: Path, database: str | None = None) -> str:
+    """``database`` (a ``postgresql://`` URL) when given, else the embedded default: SQLite in
+    ``DATA_DIR/pcxbatch.db``."""
+    return database or f"sqlite:///{data_dir / 'pcxbatch.db'}"
+
+
+def is_postgres(url: str) -> bool:
+    """Whether ``url`` names a PostgreSQL database."""
+    return url.startswith(("postgresql:", "postgres:", "postgresql+"))
+
+
+_TABLES_LOCK = 0x70637861  # "pcxa": one process at a time creates the tables
 
 
 class Store:
     """The service's tables, behind methods that take and return plain values."""
 
     def __init__(self, url: str) -> None:
+        if is_postgres(url):  # psycopg 3, the driver procrastinate and the pacing use too
+            url = "postgresql+psycopg:" + url.split(":", 1)[1]
         self.engine: Engine = create_engine(url, connect_args=_connect_args(url))
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        _meta.create_all(self.engine)
+        with self.engine.begin() as db:
+            if self.engine.dialect.name == "postgresql":  # two processes starting at once
+                db.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _TABLES_LOCK})
+            _meta.create_all(db)
 
     def close(self) -> None:
         """Release the connections."""
@@ -286,6 +304,7 @@ class Store:
         one of ``from_states``; the job as it is now, or None when it was not in one of them."""
         wanted = list(from_states)
         with self.engine.begin() as db:
+            _hold(db, job_id)
             row = db.execute(
                 select(jobs).where(jobs.c.id == job_id, jobs.c.state.in_(wanted))
             ).first()
@@ -299,17 +318,21 @@ class Store:
             ).rowcount
         return self.job(job_id) if done else None
 
-    def note(self, job_id: str, now: str, **facts: Any) -> None:
-        """Merge ``facts`` into the job's data without moving its state (progress)."""
+    def note(self, job_id: str, now: str, **facts: Any) -> JobRecord | None:
+        """Merge ``facts`` into the job's data without moving its state (progress); the job as
+        it is now, or None when there is no such job."""
         with self.engine.begin() as db:
+            _hold(db, job_id)
             row = db.execute(select(jobs.c.data).where(jobs.c.id == job_id)).first()
-            if row is not None:
-                data = {**json.loads(row.data), **facts}
-                db.execute(
-                    update(jobs)
-                    .where(jobs.c.id == job_id)
-                    .values(updated_at=now, data=json.dumps(data))
-                )
+            if row is None:
+                return None
+            data = {**json.loads(row.data), **facts}
+            db.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id)
+                .values(updated_at=now, data=json.dumps(data))
+            )
+        return self.job(job_id)
 
     def add_approval(
         self, job_id: str, account: str, decision: str, reason: str, plan: str, now: str
@@ -334,6 +357,18 @@ class Store:
             key = result.inserted_primary_key
             return int(key[0]) if key else 0
 
+    def end_open_runs(self, job_id: str, state: str, now: str) -> int:
+        """Mark the job's runs still ``running`` (their process died) as ended in ``state``;
+        how many there were."""
+        with self.engine.begin() as db:
+            return int(
+                db.execute(
+                    update(runs)
+                    .where(runs.c.job_id == job_id, runs.c.state == "running")
+                    .values(state=state, ended_at=now)
+                ).rowcount
+            )
+
     def end_run(self, seq: int, state: str, run_dir: str | None, now: str) -> None:
         """Keep how a run ended."""
         with self.engine.begin() as db:
@@ -342,6 +377,13 @@ class Store:
                 .where(runs.c.seq == seq)
                 .values(state=state, run_dir=run_dir, ended_at=now)
             )
+
+
+def _hold(db: Connection, job_id: str) -> None:
+    """Take the job row's write lock before reading it: an UPDATE that changes nothing (on
+    PostgreSQL the row's lock, on SQLite the database's), so no other writer can change the row
+    between this transaction's read and its write."""
+    db.execute(update(jobs).where(jobs.c.id == job_id).values(seq=jobs.c.seq))
 
 
 def _job(row: Any) -> JobRecord:

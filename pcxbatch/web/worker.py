@@ -1,17 +1,22 @@
 """The queue of work the web service does in the background, and what a run tells the page.
 
-In: tasks (a key and a callable), and the runner's calls to a :class:`~pcxbatch.context.RunUI`.
-Out: the tasks run, one at a time per key and in the order they came (the key is the PCX
-target, so one run at a time per PCX key; a preview has a key of its own), and a
-:class:`Progress` per job that the pages and the API read (rows done, rate, retries, ETA).
+In: work items (a key, a kind and a job id), and the runner's calls to a
+:class:`~pcxbatch.context.RunUI`. Out: each item handed to the service's handler, those of one
+key one at a time and in the order they came (the key is the PCX target, so one run at a time
+per PCX key; a preview has a key of its own), and a :class:`Progress` per job that the pages and
+the API read (rows done, rate, retries, ETA).
 
-:class:`WorkQueue` is the interface a later engine (a queue in PostgreSQL, several processes)
-implements; :class:`ThreadWorker` is the embedded default, threads in this process.
-:meth:`ThreadWorker.wait_idle` lets tests wait for the queue to drain without sleeping.
+:class:`WorkQueue` is the interface; :class:`ThreadWorker` is the embedded default, threads in
+this process, and ``queue_pg.PgQueue`` keeps the queue in PostgreSQL for several processes. Work
+is named (kind and job id), never a closure, so that a queue in a database can hold it and any
+process can do it. :meth:`ThreadWorker.wait_idle` lets tests wait for the queue to drain without
+sleeping. :class:`Ticker` calls a function every second while a run goes on (its progress kept
+where other processes can read it, a stop asked for elsewhere seen).
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import deque
@@ -25,39 +30,63 @@ if TYPE_CHECKING:
     from pcxbatch.context import Confirmation
     from pcxbatch.runfolder import UnfinishedRun
 
-Task = Callable[[], None]
+#: Does one item of work: ``handler(kind, job_id)``; kinds are ``preview``, ``run``, ``sweep``.
+Handler = Callable[[str, str], None]
 
 
 class WorkQueue(Protocol):
-    """Runs tasks in the background: those of one key one at a time, in order."""
+    """Hands work to the handler in the background: the work of one key one at a time, in order."""
 
-    def put(self, key: str, task: Task) -> None:
-        """Queue ``task`` behind the others of ``key``."""
+    #: True when the queue outlives the process (a database): nothing to recover at start.
+    durable: bool
+
+    def start(self, handler: Handler) -> None:
+        """Begin handing work (queued already, or put later) to ``handler``."""
+        ...
+
+    def put(self, key: str, kind: str, job_id: str = "") -> None:
+        """Queue ``kind`` of work on ``job_id`` behind the others of ``key``."""
+        ...
+
+    def wait_idle(self, timeout: float = 120.0) -> bool:
+        """Wait until no work is queued or running; False when ``timeout`` passed first."""
+        ...
+
+    def stop(self) -> None:
+        """Hand out no more work (what runs is left to end or to be taken over)."""
         ...
 
 
 class ThreadWorker:
-    """One thread per key with work, draining that key's tasks in order, then ending."""
+    """One thread per key with work, draining that key's items in order, then ending."""
+
+    durable = False
 
     def __init__(self) -> None:
         self._lock = threading.Condition()
-        self._queues: dict[str, deque[Task]] = {}
+        self._queues: dict[str, deque[tuple[str, str]]] = {}
         self._busy = 0
+        self._handler: Handler | None = None
 
-    def put(self, key: str, task: Task) -> None:
-        """Queue ``task``; a thread for ``key`` starts when none is running."""
+    def start(self, handler: Handler) -> None:
+        """Hand work to ``handler`` from now on."""
+        self._handler = handler
+
+    def put(self, key: str, kind: str, job_id: str = "") -> None:
+        """Queue the work; a thread for ``key`` starts when none is running."""
         with self._lock:
             queue = self._queues.get(key)
             if queue is not None:
-                queue.append(task)
+                queue.append((kind, job_id))
                 return
-            self._queues[key] = deque([task])
+            self._queues[key] = deque([(kind, job_id)])
             self._busy += 1
         threading.Thread(
             target=self._drain, args=(key,), name=f"pcx-web-{key}", daemon=True
         ).start()
 
     def _drain(self, key: str) -> None:
+        assert self._handler is not None, "put before start"
         while True:
             with self._lock:
                 queue = self._queues[key]
@@ -66,17 +95,42 @@ class ThreadWorker:
                     self._busy -= 1
                     self._lock.notify_all()
                     return
-                task = queue[0]
+                kind, job_id = queue[0]
             try:
-                task()
+                self._handler(kind, job_id)
             finally:
                 with self._lock:
                     queue.popleft()
 
     def wait_idle(self, timeout: float = 120.0) -> bool:
-        """Wait until no task is queued or running; False when ``timeout`` passed first."""
+        """Wait until no work is queued or running; False when ``timeout`` passed first."""
         with self._lock:
             return self._lock.wait_for(lambda: self._busy == 0, timeout)
+
+    def stop(self) -> None:
+        """Nothing to release: the threads end with their queues (or with the process)."""
+
+
+class Ticker:
+    """Calls ``tick()`` every ``interval`` seconds on a thread of its own until stopped."""
+
+    def __init__(self, tick: Callable[[], None], interval: float = 1.0) -> None:
+        self._tick, self._interval = tick, interval
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="pcx-web-ticker", daemon=True)
+
+    def __enter__(self) -> Ticker:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stopped.wait(self._interval):
+            with contextlib.suppress(Exception):  # a tick the database refused: the next one
+                self._tick()
 
 
 @dataclass

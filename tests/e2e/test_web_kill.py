@@ -40,8 +40,8 @@ def _free_port() -> int:
 class _Server:
     """``pcxbatch serve`` as a process of its own."""
 
-    def __init__(self, data: Path, pcx: Any, log: Path) -> None:
-        self.data, self.pcx, self.log = data, pcx, log
+    def __init__(self, data: Path, pcx: Any, log: Path, extra: tuple[str, ...] = ()) -> None:
+        self.data, self.pcx, self.log, self.extra = data, pcx, log, extra
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -50,7 +50,8 @@ class _Server:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PCX")}
         env["PCX_API_KEY"] = self.pcx.api_key
         args = [str(PCXBATCH), "serve", "--data-dir", str(self.data), "--port", str(self.port),
-                "--base-url", self.pcx.base_url, "--jobs-dir", str(self.data / "none")]  # fmt: skip
+                "--base-url", self.pcx.base_url, "--jobs-dir", str(self.data / "none"),
+                *self.extra]  # fmt: skip
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(args, stdout=out, stderr=out, stdin=subprocess.DEVNULL,
                                          env=env, cwd=REPO)  # fmt: skip

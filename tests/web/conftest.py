@@ -8,6 +8,7 @@ over the real audit log).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,11 +35,26 @@ def events() -> RecordingSink:
     return RecordingSink()
 
 
+#: Where the service keeps its state and queue: SQLite and threads (the default), and, when
+#: the tests have a PostgreSQL server, PostgreSQL and procrastinate (``serve --database``).
+BACKENDS = ["sqlite", "postgresql"] if os.environ.get("PCXBATCH_TEST_DATABASE") else ["sqlite"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The service's backend; a test of one backend only parametrizes ``backend`` itself."""
+    return str(request.param)
+
+
 @pytest.fixture
-def service(tmp_path: Path, pcx: RunningSandbox, events: RecordingSink) -> Iterator[Service]:
+def service(
+    tmp_path: Path, pcx: RunningSandbox, events: RecordingSink, backend: str,
+    request: pytest.FixtureRequest,
+) -> Iterator[Service]:  # fmt: skip
     data = tmp_path / "data"
     data.mkdir()
-    store = Store(database_url(data))
+    database = request.getfixturevalue("pg_database") if backend == "postgresql" else None
+    store = Store(database_url(data, database))
     for name, role in ACCOUNTS.items():
         add_account(store, name, role, PASSWORD)
     config = ServerConfig(
@@ -47,10 +63,13 @@ def service(tmp_path: Path, pcx: RunningSandbox, events: RecordingSink) -> Itera
         Credentials(api_key=pcx.api_key),
         jobs_dir=REPO / "jobs",
         job_settings={"rate": 1000, "concurrency": 4},
+        database=database,
+        stalled_after=3,
     )
     service = build(config, events, store)
     yield service
     service.worker.wait_idle()
+    service.worker.stop()
     store.close()
 
 

@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 from web_harness import bearer, csv_file, some_users, through_approval
 
 from pcxbatch.sandbox.server import RunningSandbox
+from pcxbatch.web import steps
 from pcxbatch.web.server import Service
 from pcxbatch.web.store import approvals, runs
 
@@ -123,15 +124,15 @@ def test_a_cancel_during_a_preview_is_refused_and_the_preview_ends(
         files={"file": ("c.csv", csv_file([[u, ""] for u in some_users(pcx)]))},
         data={"action": "deactivate"},
     ).json()["id"]  # fmt: skip
-    held: list[Callable[[], None]] = []
+    held: list[tuple[str, str]] = []
     put = service.worker.put
-    service.worker.put = lambda key, task: held.append(task)  # type: ignore[method-assign]
+    service.worker.put = lambda key, kind, job_id="": held.append((kind, job_id))  # type: ignore[method-assign]
     assert (
         api.post(f"/api/v1/jobs/{job_id}/preview", headers=bearer(tokens["ana"])).status_code == 202
     )
     got = api.post(f"/api/v1/jobs/{job_id}/cancel", headers=bearer(tokens["ana"]))
     assert got.status_code == 409 and "previewing" in got.json()["error"]
     service.worker.put = put  # type: ignore[method-assign]
-    for task in held:
-        task()
+    for kind, held_id in held:
+        steps.perform(service.flow, kind, held_id)
     assert service.flow.get(job_id).state == "previewed"

@@ -80,14 +80,15 @@ class _Queue:
     def __init__(self) -> None:
         self.keys: list[str] = []
 
-    def put(self, key: str, task: Callable[[], None]) -> None:
+    def put(self, key: str, kind: str, job_id: str = "") -> None:
         self.keys.append(key)
+        assert kind == "sweep" and not job_id
 
 
 def test_the_sweep_runs_at_start_and_then_once_a_day(audited: Audited) -> None:
     flow = audited.service.flow
     queue = _Queue()
-    flow.queue = queue
+    flow.queue = queue  # type: ignore[assignment]
     waits: list[float] = []
 
     def wait(seconds: float) -> bool:  # two days pass, then the server stops

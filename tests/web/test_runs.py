@@ -65,27 +65,30 @@ def test_cancel_of_a_queued_run_sends_nothing(
 ) -> None:  # fmt: skip
     users = some_users(pcx, "active", 3)
     job_id = through_approval(api, service, tokens, csv_file([[u, ""] for u in users]))
-    held: list[object] = []
-    monkeypatch.setattr(service.worker, "put", lambda key, task: held.append(task))
+    held: list[tuple[str, str]] = []
+    monkeypatch.setattr(
+        service.worker, "put", lambda key, kind, job_id="": held.append((kind, job_id))
+    )
     assert (
         api.post(f"/api/v1/jobs/{job_id}/approve", headers=bearer(tokens["vera"])).status_code
         == 202
     )
     cancelled = api.post(f"/api/v1/jobs/{job_id}/cancel", headers=bearer(tokens["vera"]))
     assert cancelled.status_code == 202 and cancelled.json()["state"] == "stopped"
-    for task in held:  # the worker reaches it after all: it finds the job stopped
-        task()  # type: ignore[operator]
+    for kind, held_id in held:  # the worker reaches it after all: it finds the job stopped
+        steps.perform(service.flow, kind, held_id)
     assert _puts(pcx) == Counter()
     assert all(pcx.sandbox.status_of(u) == "active" for u in users)
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # PostgreSQL's queue: tests/web/test_queue_pg.py
 def test_a_restart_queues_the_interrupted_runs_again_and_they_finish(
     api: TestClient, service: Service, tokens: dict[str, str], pcx: RunningSandbox,
     events: RecordingSink, monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     users = some_users(pcx, "active", 4)
     job_id = through_approval(api, service, tokens, csv_file([[u, ""] for u in users]))
-    monkeypatch.setattr(service.worker, "put", lambda key, task: None)  # the server dies here
+    monkeypatch.setattr(service.worker, "put", lambda *work: None)  # the server dies here
     assert (
         api.post(f"/api/v1/jobs/{job_id}/approve", headers=bearer(tokens["vera"])).status_code
         == 202
