@@ -92,7 +92,7 @@ class PgQueue:
         if self._loop is not None and self._stopping is not None:
             self._loop.call_soon_threadsafe(self._stopping.set)
         if self._thread is not None:
-            self._thread.join(timeout=15)
+            self._thread.join(timeout=5)
 
     # --- inside -------------------------------------------------------------------------------
 
