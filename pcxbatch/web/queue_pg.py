@@ -156,9 +156,14 @@ class PgQueue:
                     queue=QUEUE, seconds_since_heartbeat=self.stalled_after
                 )
                 for job in stalled:
-                    log.warning("taking over work %s of a stalled process", job.id)
                     with contextlib.suppress(Exception):  # another process took it first
                         await manager.retry_job(job)
+                        work = job.task_kwargs
+                        log.warning(
+                            "queued again: the %s of job %s, whose service process missed its"
+                            " heartbeat for %g s", work.get("kind"), work.get("job_id") or "-",
+                            self.stalled_after,
+                        )  # fmt: skip
             except Exception:  # the database away for a moment: try again next time
                 log.exception("could not look for stalled work")
 
