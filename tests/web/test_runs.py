@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections import Counter
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 from web_harness import RecordingSink, bearer, csv_file, some_users, through_approval
 
+from pcxbatch.credentials import Credentials
 from pcxbatch.model import RowResult
 from pcxbatch.sandbox.server import RunningSandbox
 from pcxbatch.web import steps
@@ -100,3 +105,28 @@ def test_a_restart_queues_the_interrupted_runs_again_and_they_finish(
     job = again.store.job(job_id)
     assert job is not None and job.state == "finished", job
     assert all(pcx.sandbox.status_of(u) == "inactive" for u in users)
+
+
+def test_a_web_run_paces_through_the_keys_shared_store(
+    api: TestClient, service: Service, tokens: dict[str, str], pcx: RunningSandbox,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """Runs of the web service share the key's rate with CLI runs and other service processes:
+    their slots come from the same pacing store, under the key's non-secret prefix."""
+    store = tmp_path / "pace.sqlite"
+    settings = {**service.flow.config.job_settings, "pacing_store": str(store)}
+    service.flow.config = replace(service.flow.config, job_settings=settings)
+    users = some_users(pcx, "active", 5)
+    job_id = through_approval(api, service, tokens, csv_file([[u, ""] for u in users]))
+    before = time.time()
+    assert (
+        api.post(f"/api/v1/jobs/{job_id}/approve", headers=bearer(tokens["vera"])).status_code
+        == 202
+    )
+    assert service.worker.wait_idle()
+    assert service.flow.get(job_id).state == "finished"
+    with sqlite3.connect(store) as db:
+        rows = db.execute("SELECT key, tat FROM pace").fetchall()
+    key = Credentials(api_key=pcx.api_key).pacing_key()
+    assert [k for k, _ in rows] == [key] and pcx.api_key not in key
+    assert rows[0][1] > before  # the run's slots were reserved there
