@@ -65,7 +65,7 @@ def _preview_task(flow: Flow, job_id: str) -> None:
     job = flow.store.job(job_id)
     if job is None or job.state != f.PREVIEWING:  # done already, or moved on
         return
-    who = Who(*job.get("preview_asked_by"))
+    who = Who(*(job.get("preview_asked_by") or (job.created_by, "analyst", "worker")))
     ui = WebUI()
     flow.set_live(job.id, ui)
     job_dir = flow.config.data_dir / "jobs" / job.id
@@ -277,7 +277,7 @@ def _keep_progress(flow: Flow, job_id: str, ui: WebUI) -> None:
 
 
 def _process_name() -> str:
-    """Which service process does the work (the page and the audit entry say so)."""
+    """Which service process does the work (the API's ``worker`` and the audit entry)."""
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
