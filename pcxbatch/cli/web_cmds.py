@@ -257,6 +257,12 @@ def serve(
     from pcxbatch.web.server import data_dir_default, sandbox_target
     from pcxbatch.web.server import serve as run_server
 
+    if sandbox and database:
+        raise UnusableError(
+            "--sandbox starts a sandbox of each process's own, and processes sharing a --database"
+            " must share one PCX target: start `pcxbatch sandbox` once and give every process"
+            " its URL with --base-url (and its key in PCX_API_KEY)"
+        )
     if sandbox and data_dir is None:  # a fresh demo each time
         data_dir = Path(tempfile.mkdtemp(prefix="pcxbatch-demo-"))
     _store(data_dir, database).close()  # one line, not a traceback, when it cannot be opened

@@ -6,13 +6,15 @@ processes are in ``tests/e2e/test_web_processes.py``."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
-from test_users_cli import users
+from test_users_cli import PCXBATCH, users
 from web_harness import RecordingSink, bearer, csv_file, some_users, through_approval
 
 from pcxbatch.sandbox.server import RunningSandbox
@@ -90,3 +92,14 @@ def test_users_keep_accounts_in_postgresql_and_a_bad_database_is_one_line(
                  "--data-dir", tmp_path)  # fmt: skip
     assert away.returncode == 2 and "cannot open the --database database" in away.stderr
     assert "Traceback" not in away.stderr and "secret" not in away.stderr
+
+
+def test_serve_refuses_its_own_sandbox_with_a_shared_database(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PCX")}
+    got = subprocess.run(
+        [str(PCXBATCH), "serve", "--sandbox", "--database", "postgresql://db.invalid/pcx",
+         "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert got.returncode == 2 and "pcxbatch sandbox" in got.stderr and "--base-url" in got.stderr
+    assert "Traceback" not in got.stderr
