@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hmac
 import secrets
-import threading
-from collections import defaultdict, deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -33,14 +31,13 @@ def _utc_now() -> datetime:
 
 
 class Access:
-    """Sessions and tokens over the store, and the sign-in limit (kept in memory)."""
+    """Sessions, tokens and the sign-in limit, all kept in the store (so every service
+    process on one database counts the same attempts)."""
 
     def __init__(
         self, store: Store, sink: EventSink, clock: Callable[[], datetime] = _utc_now
     ) -> None:
         self.store, self.sink, self.clock = store, sink, clock
-        self._failures: defaultdict[str, deque[datetime]] = defaultdict(deque)
-        self._lock = threading.Lock()
 
     def sign_in(self, name: str, password: str, origin: str) -> tuple[str, str]:
         """A new session's (id, CSRF token) for the right password; :class:`Refused` else."""
@@ -92,18 +89,11 @@ class Access:
         return None if account is None else Who(account.name, account.role, origin)
 
     def _limited(self, keys: tuple[str, ...]) -> bool:
-        cutoff = self.clock() - FAILURE_WINDOW
-        with self._lock:
-            for key in keys:
-                times = self._failures[key]
-                while times and times[0] < cutoff:
-                    times.popleft()
-            return any(len(self._failures[key]) >= MAX_FAILURES for key in keys)
+        cutoff = (self.clock() - FAILURE_WINDOW).isoformat(timespec="microseconds")
+        return self.store.failures_since(keys, cutoff) >= MAX_FAILURES
 
     def _fail(self, keys: tuple[str, ...]) -> None:
-        with self._lock:
-            for key in keys:
-                self._failures[key].append(self.clock())
+        self.store.add_failure(keys, self.clock().isoformat(timespec="microseconds"))
 
 
 def same_token(a: str, b: str) -> bool:

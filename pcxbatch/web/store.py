@@ -30,6 +30,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    func,
     insert,
     select,
     text,
@@ -80,6 +81,16 @@ jobs = Table(
     Column("created_at", String(40), nullable=False),
     Column("updated_at", String(40), nullable=False),
     Column("data", Text, nullable=False),
+)
+
+#: Failed sign-ins, per account and per address (``account:NAME``, ``origin:ADDR``): kept here,
+#: not in memory, so the limit holds across the service's processes and its restarts.
+sign_in_failures = Table(
+    "sign_in_failures",
+    _meta,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(200), nullable=False, index=True),
+    Column("at", String(40), nullable=False),
 )
 
 approvals = Table(
@@ -268,6 +279,24 @@ class Store:
             ).first()
         account = None if row is None else self.account(row.account)
         return None if account is None or account.disabled else account
+
+    def add_failure(self, keys: Iterable[str], at: str) -> None:
+        """Keep one failed sign-in under each of ``keys``."""
+        with self.engine.begin() as db:
+            db.execute(insert(sign_in_failures), [{"key": k, "at": at} for k in keys])
+
+    def failures_since(self, keys: Iterable[str], cutoff: str) -> int:
+        """The most failed sign-ins under any one of ``keys`` since ``cutoff`` (older ones are
+        forgotten on the way)."""
+        wanted = list(keys)
+        with self.engine.begin() as db:
+            db.execute(sign_in_failures.delete().where(sign_in_failures.c.at < cutoff))
+            rows = db.execute(
+                select(sign_in_failures.c.key, func.count())
+                .where(sign_in_failures.c.key.in_(wanted))
+                .group_by(sign_in_failures.c.key)
+            ).all()
+        return max((int(n) for _, n in rows), default=0)
 
     # --- jobs ---------------------------------------------------------------------------------
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 
+import pytest
 from starlette.testclient import TestClient
 from web_harness import PASSWORD, RecordingSink, csv_file, form_token, sign_in, some_users
 
@@ -49,6 +51,26 @@ def test_a_wrong_password_is_refused_and_attempts_are_limited(
     refused = [e for e in events.events if e["event"] == "sign_in.refused"]
     assert len(refused) == 6
     assert all(PASSWORD not in str(e) and "wrong password!" not in str(e) for e in events.events)
+
+
+def test_the_sign_in_limit_is_shared_by_every_process_and_outlives_a_restart(
+    service: Service, events: RecordingSink
+) -> None:
+    from pcxbatch.web.access import Access
+    from pcxbatch.web.flow import Refused
+
+    now = [datetime(2026, 12, 1, 9, 0, tzinfo=UTC)]
+    one, two = (Access(service.store, events, clock=lambda: now[0]) for _ in range(2))
+    for n in range(5):  # the attempts spread over two processes
+        with pytest.raises(Refused) as wrong:
+            (one if n % 2 else two).sign_in("ana", "wrong password!", "10.0.0.9")
+        assert wrong.value.status == 401
+    restarted = Access(service.store, events, clock=lambda: now[0])
+    with pytest.raises(Refused) as limited:
+        restarted.sign_in("ana", PASSWORD, "10.0.0.7")  # the right password, another address
+    assert limited.value.status == 429
+    now[0] += timedelta(minutes=16)  # the window has passed
+    assert restarted.sign_in("ana", PASSWORD, "10.0.0.7")[0]
 
 
 def test_a_form_without_its_csrf_token_is_refused(
