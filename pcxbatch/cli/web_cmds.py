@@ -247,7 +247,6 @@ def serve(
     whose process dies is taken over by another.
     """
     import contextlib
-    import importlib.util
     import os
     import tempfile
 
@@ -257,17 +256,10 @@ def serve(
     from pcxbatch.web.server import data_dir_default, sandbox_target
     from pcxbatch.web.server import serve as run_server
 
-    if sandbox and database:
-        raise UnusableError(
-            "--sandbox starts a sandbox of each process's own, and processes sharing a --database"
-            " must share one PCX target: start `pcxbatch sandbox` once and give every process"
-            " its URL with --base-url (and its key in PCX_API_KEY)"
-        )
+    _check_shared(sandbox, database)
     if sandbox and data_dir is None:  # a fresh demo each time
         data_dir = Path(tempfile.mkdtemp(prefix="pcxbatch-demo-"))
     _store(data_dir, database).close()  # one line, not a traceback, when it cannot be opened
-    if database and importlib.util.find_spec("procrastinate") is None:
-        raise UnusableError("--database needs procrastinate: pip install 'pcxbatch[postgres]'")
     folder = (data_dir or data_dir_default()).absolute()
     tls = (
         {"ssl_certfile": str(certfile), "ssl_keyfile": str(keyfile)} if certfile and keyfile else {}
@@ -275,7 +267,7 @@ def serve(
     creds: Credentials | None
     with contextlib.ExitStack() as stack:
         if sandbox:
-            url, creds = stack.enter_context(sandbox_target(folder, click.echo, database))
+            url, creds = stack.enter_context(sandbox_target(folder, click.echo))
             label = f"the built-in sandbox at {url}"
         else:
             url = base_url or os.environ.get("PCX_BASE_URL") or DEFAULT_BASE_URL
@@ -297,3 +289,17 @@ def serve(
         with contextlib.suppress(KeyboardInterrupt):
             run_server(host, port, config, click.echo, tls)
     return ExitCode.OK
+
+
+def _check_shared(sandbox: bool, database: str | None) -> None:
+    """Refuse, in one line, what several service processes on one database cannot do."""
+    import importlib.util
+
+    if sandbox and database:
+        raise UnusableError(
+            "--sandbox starts a sandbox of each process's own, and processes sharing a --database"
+            " must share one PCX target: start `pcxbatch sandbox` once and give every process"
+            " its URL with --base-url (and its key in PCX_API_KEY)"
+        )
+    if database and importlib.util.find_spec("procrastinate") is None:
+        raise UnusableError("--database needs procrastinate: pip install 'pcxbatch[postgres]'")

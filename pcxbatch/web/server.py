@@ -94,16 +94,14 @@ def add_account(store: Store, name: str, role: str, password: str) -> None:
 
 
 @contextlib.contextmanager
-def sandbox_target(
-    data_dir: Path, say: Callable[[str], None], database: str | None = None
-) -> Iterator[tuple[str, Credentials]]:
+def sandbox_target(data_dir: Path, say: Callable[[str], None]) -> Iterator[tuple[str, Credentials]]:
     """Start the built-in sandbox, make the demo accounts (printing their passwords), and
     yield its base URL and key."""
     from pcxbatch.credentials import Credentials
     from pcxbatch.sandbox import SandboxConfig, start
 
     with start(SandboxConfig(users=200)) as running:
-        store = Store(database_url(data_dir, database))
+        store = Store(database_url(data_dir))
         say(f"sandbox: the built-in PCX sandbox at {running.base_url} (real credentials ignored)")
         for name, role in DEMO_ROLES:
             if store.account(name) is None:

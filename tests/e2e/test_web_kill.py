@@ -155,13 +155,23 @@ def test_serve_killed_mid_run_resumes_and_sends_no_recorded_row_again(
     server.wait_ready(tokens["vera"])
     job = _poll(server, tokens["vera"], job_id, {"finished", "stopped"})
 
+    finished_cleanly(server, pcx, tokens["vera"], job, users, done_before, sent_before)
+
+
+def finished_cleanly(
+    server: _Server, pcx: Any, token: str, job: dict[str, Any], users: list[str],
+    done_before: set[str], sent_before: int,
+) -> None:  # fmt: skip
+    """The interrupted run finished: no row with an outcome recorded before the interruption
+    (``done_before``) was sent again after it (the sandbox's requests from ``sent_before``), every
+    user was sent, and the results agree with the sandbox's final state."""
     assert job["state"] == "finished", job
     again = [r.user_id for r in puts(pcx)[sent_before:]]
     assert not set(again) & done_before  # no row with a recorded outcome was sent again
     assert set(again) | done_before >= set(users)
-    assert job["counts"]["applied"] + job["counts"]["unchanged"] == USERS
-    results = httpx.get(f"{server.url}/api/v1/jobs/{job_id}/files/results.csv",
-                        headers=_auth(tokens["vera"]))  # fmt: skip
+    assert job["counts"]["applied"] + job["counts"]["unchanged"] == len(users)
+    results = httpx.get(f"{server.url}/api/v1/jobs/{job['id']}/files/results.csv",
+                        headers=_auth(token))  # fmt: skip
     rows = list(csv.DictReader(io.StringIO(results.text.lstrip("\ufeff"))))
     assert sorted(r["user_id"] for r in rows) == sorted(users)
     for row in rows:  # what the report says is what PCX holds

@@ -7,8 +7,6 @@ whose progress the first shows while it goes on. Real processes, a real PostgreS
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import signal
 import time
@@ -25,7 +23,7 @@ from pcxbatch.web.store import Store
 
 from .test_cron import puts
 from .test_kill import recorded
-from .test_web_kill import USERS, _approved_job, _auth, _poll, _Server
+from .test_web_kill import USERS, _approved_job, _auth, _poll, _Server, finished_cleanly
 
 STALLED_AFTER = 3  # seconds: the takeover comes within a few of them
 
@@ -102,19 +100,8 @@ def test_the_other_process_takes_over_a_run_whose_process_was_killed(
 
     job = _poll(other, tokens["vera"], job_id, {"finished", "stopped"})
 
-    assert job["state"] == "finished", job
     assert other.proc is not None and job["worker"].endswith(f":{other.proc.pid}")
-    again = [r.user_id for r in puts(pcx)[sent_before:]]
-    assert not set(again) & done_before  # no row with a recorded outcome was sent again
-    assert set(again) | done_before >= set(users)
-    assert job["counts"]["applied"] + job["counts"]["unchanged"] == USERS
-    results = httpx.get(f"{other.url}/api/v1/jobs/{job_id}/files/results.csv",
-                        headers=_auth(tokens["vera"]))  # fmt: skip
-    rows = list(csv.DictReader(io.StringIO(results.text.lstrip("\ufeff"))))
-    assert sorted(r["user_id"] for r in rows) == sorted(users)
-    for row in rows:  # what the report says is what PCX holds
-        assert row["outcome"] in ("applied", "unchanged"), row
-        assert pcx.sandbox.status_of(row["user_id"]) == "inactive", row
+    finished_cleanly(other, pcx, tokens["vera"], job, users, done_before, sent_before)
 
 
 def test_a_cancel_through_one_process_stops_the_run_in_the_other(
