@@ -31,7 +31,7 @@ from pcxbatch.errors import UnusableError
 from pcxbatch.journal import ImmediateTransaction
 
 if TYPE_CHECKING:
-    from pcxbatch.limiter import Pacer
+    from pcxbatch.limiter import Limiter, Pacer
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS pace (key TEXT PRIMARY KEY, tat REAL NOT NULL)"
 
@@ -96,27 +96,24 @@ class SharedPacer:
     """A run's pacer whose slots also come from a store shared with the key's other runs.
 
     ``local`` is the run's own pacer (it still learns a lower limit from 429s, and pauses for a
-    ``Retry-After``); the store keeps every sharer together within the stated ``rate``. A 429
-    seen here holds every sharer back for its ``Retry-After``, else for ``throttle_hold`` s.
+    ``Retry-After``); the store keeps every sharer together within the stated ``rate``. The
+    slots this run takes from the store are spaced at the pace ``local`` keeps now, so a 429
+    seen here slows every sharer: the key's next slot moves on by this run's wider interval
+    each time it sends. A ``Retry-After`` seen here holds every sharer back for that long.
+    (A fixed hold after a 429 without one was tried: the requests waiting behind it then left
+    at the stated rate, in a burst the API throttled again, and a run told too high a rate
+    got through about 10 % fewer rows than alone; ``bench/RESULTS.md``.)
     """
 
-    def __init__(
-        self,
-        local: Pacer,
-        store: Store,
-        key: str,
-        rate: float,
-        burst: int = 1,
-        *,
-        throttle_hold: float = 0.25,
-    ) -> None:
+    def __init__(self, local: Limiter, store: Store, key: str, rate: float, burst: int = 1) -> None:
         self.local, self.store, self.key = local, store, key
-        self.rate, self.burst, self.throttle_hold = rate, burst, throttle_hold
+        self.rate, self.burst = rate, burst
 
     async def acquire(self) -> None:
         """Return at a slot both the run's own pace and the key's shared one allow."""
         await self.local.acquire()
-        wait = self.store.reserve(self.key, self.rate, self.burst)
+        rate = min(self.rate, self.local.rate)  # lower than the stated rate after a 429
+        wait = self.store.reserve(self.key, rate, self.burst)
         if wait > 0:
             await asyncio.sleep(wait)
 
@@ -125,10 +122,11 @@ class SharedPacer:
         self.local.on_success()
 
     def on_throttled(self, retry_after: float | None = None) -> None:
-        """Tell the run's own pacer, and hold every sharer back: the key's limit is theirs."""
+        """Tell the run's own pacer (which slows, and every sharer with it); a ``Retry-After``
+        holds every sharer back for that long: the key's limit is theirs."""
         self.local.on_throttled(retry_after)
-        wait = retry_after if retry_after is not None else self.throttle_hold
-        self.store.hold(self.key, wait, self.rate, self.burst)
+        if retry_after is not None and retry_after > 0:
+            self.store.hold(self.key, retry_after, self.rate, self.burst)
 
 
 class Store(Protocol):
@@ -143,7 +141,7 @@ STORE_ENV = "PCXBATCH_PACING_STORE"
 
 
 def shared_pacer(
-    local: Pacer, where: str | None, key: str | None, rate: float, burst: int
+    local: Limiter, where: str | None, key: str | None, rate: float, burst: int
 ) -> Pacer:
     """``local`` paced together with every run on the same key through the store ``where``
     names (the job's ``pacing_store``, else ``PCXBATCH_PACING_STORE``, else the user's cache

@@ -129,3 +129,89 @@ def test_the_key_is_named_by_its_non_secret_prefix_only() -> None:
 
     assert Credentials(api_key="pcx_ab12_s3cr3tvalue").pacing_key() == "api_key:pcx_ab12_"
     assert Credentials(jwt="eyJa.eyJb.sig").pacing_key() is None
+
+
+def _told_too_high(tmp_path: Path, *, shared: bool) -> tuple[float, int]:
+    """One run told 200/s against a gateway allowing 50/s (burst 10), 16 senders, 50 ms round
+    trips, 40 virtual seconds: the rows/s it got through, and how many 429s it drew."""
+    import asyncio
+
+    from test_limiter import GatewayBucket
+    from vclock import run_virtual
+
+    from pcxbatch.limiter import Limiter
+    from pcxbatch.sharedpace import SharedPacer
+
+    async def main() -> tuple[float, int]:
+        loop = asyncio.get_running_loop()
+        local = Limiter(200)
+        pacer = (
+            SharedPacer(local, SlotStore(tmp_path / "p.sqlite", clock=loop.time), "pcx_k", 200)
+            if shared
+            else local
+        )
+        gateway = GatewayBucket(50, 10)
+        done, throttled = 0, 0
+
+        async def sender() -> None:
+            nonlocal done, throttled
+            while loop.time() < 40:
+                await pacer.acquire()
+                await asyncio.sleep(0.025)
+                admitted = gateway.admit(loop.time())
+                await asyncio.sleep(0.025)
+                if admitted:
+                    done += 1
+                    pacer.on_success()
+                else:
+                    throttled += 1
+                    pacer.on_throttled()
+
+        await asyncio.gather(*(sender() for _ in range(16)))
+        return done / loop.time(), throttled
+
+    return run_virtual(main())
+
+
+def test_a_run_told_too_high_a_rate_finds_the_limit_as_well_shared_as_alone(
+    tmp_path: Path,
+) -> None:
+    # The key's hold after a 429 must not end in a burst at the stated rate: the slots a run
+    # takes from the store are spaced at the pace its own limiter keeps now.
+    alone_rate, alone_429 = _told_too_high(tmp_path, shared=False)
+    shared_rate, shared_429 = _told_too_high(tmp_path, shared=True)
+    assert alone_rate >= 0.9 * 50
+    assert shared_rate >= 0.95 * alone_rate
+    assert shared_429 <= 1.5 * alone_429 + 5
+
+
+def test_a_429_without_retry_after_seen_by_one_run_slows_the_other(tmp_path: Path) -> None:
+    import asyncio
+
+    from vclock import run_virtual
+
+    from pcxbatch.limiter import Limiter
+    from pcxbatch.sharedpace import SharedPacer
+
+    async def main() -> tuple[int, int]:
+        loop = asyncio.get_running_loop()
+        store = SlotStore(tmp_path / "p.sqlite", clock=loop.time)
+        a, b = (SharedPacer(Limiter(20), store, "pcx_k", rate=20) for _ in range(2))
+        b_sent: list[float] = []
+
+        async def worker(pacer: SharedPacer, until: float) -> None:
+            while loop.time() < until:
+                await pacer.acquire()
+                if pacer is b:
+                    b_sent.append(loop.time())
+
+        await asyncio.gather(*(worker(p, 10) for p in (a, b) for _ in range(2)))
+        for _ in range(3):  # three 429s in a row, no Retry-After: run a cuts its pace
+            a.on_throttled()
+        await asyncio.gather(*(worker(p, 20) for p in (a, b) for _ in range(2)))
+        before = sum(1 for t in b_sent if 5 <= t < 10)
+        return before, sum(1 for t in b_sent if 15 <= t < 20)
+
+    before, after = run_virtual(main())
+    assert before >= 45  # half of the key's 20/s
+    assert after <= 0.75 * before  # the key's next slots came later for b too
