@@ -68,7 +68,7 @@ class SlotStore:
 
     def hold(self, key: str, seconds: float, rate: float, burst: int = 1) -> None:
         """No sharer of ``key`` (at ``rate``, ``burst``) gets a slot sooner than ``seconds``
-        from now: a 429, or a ``Retry-After``, seen by one holds all back."""
+        from now: a ``Retry-After`` seen by one holds all back."""
         lead = (burst - 1) / rate  # the burst's allowance would let slots in that much sooner
         with self._transaction():
             now = self.clock()
