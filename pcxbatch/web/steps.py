@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pcxbatch.audit import Event
-from pcxbatch.errors import PcxbatchError
+from pcxbatch.errors import LockedError, PcxbatchError
 from pcxbatch.web import flow as f
 from pcxbatch.web.events import Who
 from pcxbatch.web.flow import Flow, Refused, Spec
@@ -230,23 +230,25 @@ def _queue_run(flow: Flow, job_id: str) -> None:
 
 def _run_task(flow: Flow, job_id: str) -> None:
     """Apply the job's plan as its approver (or resumer), and keep how it ended. A job found
-    ``running`` is one whose process died: the queue handed it here, and it resumes."""
+    ``running`` is one whose process stopped answering: the queue handed it here, and it
+    resumes from its journal."""
     from pcxbatch.runner import apply_plan
 
+    before = flow.store.job(job_id)
     job = flow.store.move(
         job_id, (f.QUEUED, f.RUNNING), f.RUNNING, flow.now(), worker=_process_name(),
         progress=Progress().view(),
     )  # fmt: skip
-    if job is None:  # cancelled while it waited, or done already
+    if before is None or job is None:  # cancelled while it waited, or done already
         return
     ui = WebUI()
     flow.set_live(job_id, ui)
     operator = str(job.get("run_by") or job.get("approved_by"))
     who = Who(operator, "approver", str(job.get("run_origin") or "worker"))
-    taken_over = flow.store.end_open_runs(job_id, "interrupted", flow.now())
+    taken_over = before.state == f.RUNNING
     seq = flow.store.start_run(job_id, operator, flow.now())
     flow.record(Event.RUN_START, who, job_id, plan_sha256=job.get("plan_sha256"),
-                worker=_process_name(), taken_over=bool(taken_over))  # fmt: skip
+                worker=_process_name(), taken_over=taken_over)  # fmt: skip
     facts: dict[str, Any]
     try:
         with Ticker(lambda: _keep_progress(flow, job_id, ui)):
@@ -258,14 +260,31 @@ def _run_task(flow: Flow, job_id: str) -> None:
         facts = {"counts": result.counts, "run_dir": run_dir, "stopped": result.stopped,
                  "exit_code": int(result.exit_code)}  # fmt: skip
     except Exception as exc:  # the run stays resumable when it got that far
+        if taken_over and isinstance(exc, LockedError):  # its process still runs it, after all
+            _step_aside(flow, before, seq, who)
+            return
         message = f.one_line(exc) if isinstance(exc, PcxbatchError) else _internal(exc)
         state, facts = f.STOPPED, {"error": message, "stopped": message}
     facts["progress"] = replace(ui.progress, phase="done").view()
     flow.store.move(job_id, (f.RUNNING,), state, flow.now(), **facts)
     flow.store.end_run(seq, state, facts.get("run_dir"), flow.now())
+    if taken_over:  # the run of the process that died never ended
+        flow.store.end_open_runs(job_id, "interrupted", flow.now())
     flow.set_live(job_id, None)
     flow.record(Event.RUN_FINISH if state == f.FINISHED else Event.RUN_STOP, who, job_id,
                 counts=facts.get("counts"), stopped=facts.get("stopped"))  # fmt: skip
+
+
+def _step_aside(flow: Flow, before: JobRecord, seq: int, who: Who) -> None:
+    """The run was handed here as stalled, but its job's lock is held: the process running it
+    is alive after all (paused, or cut off from the database longer than ``--stalled-after``)
+    and sends on. Nothing is sent from here; the job is left to that process, as it was."""
+    flow.store.note(before.id, flow.now(), worker=before.get("worker"),
+                    progress=before.get("progress"))  # fmt: skip
+    flow.store.end_run(seq, "declined", None, flow.now())
+    flow.set_live(before.id, None)
+    flow.record(Event.RUN_DECLINE, who, before.id, worker=_process_name(),
+                reason="another process holds the run's lock and still runs it")  # fmt: skip
 
 
 def _keep_progress(flow: Flow, job_id: str, ui: WebUI) -> None:

@@ -130,3 +130,33 @@ def test_a_web_run_paces_through_the_keys_shared_store(
     key = Credentials(api_key=pcx.api_key).pacing_key()
     assert [k for k, _ in rows] == [key] and key and pcx.api_key not in key
     assert rows[0][1] > before  # the run's slots were reserved there
+
+
+def test_a_run_handed_over_while_its_process_still_holds_it_is_left_to_that_process(
+    api: TestClient, service: Service, tokens: dict[str, str], pcx: RunningSandbox,
+    events: RecordingSink, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """A process paused (or cut off from the database) past ``--stalled-after`` looks dead and
+    its run is handed to another; the run's lock says it is alive: nothing is sent twice."""
+    from pcxbatch import reportdir
+
+    users = some_users(pcx, "active", 4)
+    job_id = through_approval(api, service, tokens, csv_file([[u, ""] for u in users]))
+    monkeypatch.setattr(service.worker, "put", lambda *work: None)
+    assert (
+        api.post(f"/api/v1/jobs/{job_id}/approve", headers=bearer(tokens["vera"])).status_code
+        == 202
+    )
+    flow = service.flow
+    flow.store.move(job_id, ("queued",), "running", flow.now(), worker="elsewhere:1")
+
+    with reportdir.lock(flow.config.reports, f"web-{job_id}"):  # that process, still running
+        steps.perform(flow, "run", job_id)
+    job = flow.get(job_id)
+    assert job.state == "running" and job.get("worker") == "elsewhere:1"
+    assert _puts(pcx) == Counter()
+    assert "run.decline" in events.names()
+
+    steps.perform(flow, "run", job_id)  # it died after all: handed over again, and finished
+    assert flow.get(job_id).state == "finished"
+    assert _puts(pcx) == Counter(users)
