@@ -87,9 +87,14 @@ def _auth(token: str) -> dict[str, str]:
 def tokens(tmp_path: Path) -> dict[str, str]:
     data = tmp_path / "data"
     data.mkdir(mode=0o700)
-    store = Store(database_url(data))
+    return accounts_with_tokens(database_url(data), {"ana": "analyst", "vera": "approver"})
+
+
+def accounts_with_tokens(url: str, roles: dict[str, str]) -> dict[str, str]:
+    """The accounts ``roles`` names, made in the service's database at ``url``; a token each."""
+    store = Store(url)
     made = {}
-    for name, role in (("ana", "analyst"), ("vera", "approver")):
+    for name, role in roles.items():
         add_account(store, name, role, "correct horse battery")
         made[name] = passwords.new_token()
         store.add_token(passwords.token_hash(made[name]), name, "2026-01-01T00:00:00")

@@ -17,13 +17,17 @@ from typing import Any
 import httpx
 import pytest
 
-from pcxbatch.web import passwords
-from pcxbatch.web.server import add_account
-from pcxbatch.web.store import Store
-
 from .test_cron import puts
 from .test_kill import recorded
-from .test_web_kill import USERS, _approved_job, _auth, _poll, _Server, finished_cleanly
+from .test_web_kill import (
+    USERS,
+    _approved_job,
+    _auth,
+    _poll,
+    _Server,
+    accounts_with_tokens,
+    finished_cleanly,
+)
 
 STALLED_AFTER = 3  # seconds: the takeover comes within a few of them
 
@@ -35,14 +39,8 @@ def pcx(sandbox_factory: Any) -> Any:
 
 @pytest.fixture
 def tokens(pg_database: str) -> dict[str, str]:
-    store = Store(pg_database)
-    made = {}
-    for name, role in (("ana", "analyst"), ("vera", "approver"), ("walt", "approver")):
-        add_account(store, name, role, "correct horse battery")
-        made[name] = passwords.new_token()
-        store.add_token(passwords.token_hash(made[name]), name, "2026-01-01T00:00:00")
-    store.close()
-    return made
+    roles = {"ana": "analyst", "vera": "approver", "walt": "approver"}
+    return accounts_with_tokens(pg_database, roles)
 
 
 @pytest.fixture
