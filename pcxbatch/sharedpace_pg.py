@@ -16,6 +16,10 @@ import psycopg
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS pcxbatch_pace (key TEXT PRIMARY KEY, tat DOUBLE PRECISION NOT NULL)"
 )
+# CREATE TABLE IF NOT EXISTS is not safe against itself: two sharers starting at once on a new
+# database could both try, and one fail on the duplicate type. One at a time, then: the lock is
+# held until the transaction that made the table commits.
+_SCHEMA_LOCK = 0x70637870  # "pcxp"
 # One statement: now is read once; the row is locked by the upsert; the new TAT is
 # max(TAT, now) + interval (EXCLUDED.tat is now + interval), and the slot is
 # max(now, new TAT - burst * interval), which is max(now, old TAT - (burst - 1) * interval).
@@ -38,7 +42,9 @@ class PgSlotStore:
     def __init__(self, url: str, *, clock: Callable[[], float] | None = None) -> None:
         self.clock = clock
         self._db = psycopg.connect(url, autocommit=True)
-        self._db.execute(_SCHEMA)
+        with self._db.transaction():
+            self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            self._db.execute(_SCHEMA)
 
     def reserve(self, key: str, rate: float, burst: int = 1) -> float:
         """Reserve the next slot of ``key``; the seconds to wait for it."""

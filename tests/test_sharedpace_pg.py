@@ -68,3 +68,26 @@ def test_sharers_on_their_own_connections_stay_within_the_limit() -> None:
     per_second = Counter(int(s - start) for s in slots)
     assert max(per_second.values()) <= 200 + 5
     assert abs(max(slots) - min(slots) - (800 - 5) / 200) < 1e-6
+
+
+def test_runs_starting_at_once_on_a_new_database_all_get_the_table(pg_database: str) -> None:
+    # CREATE TABLE IF NOT EXISTS is not safe against itself in PostgreSQL: two sharers making
+    # the table at the same instant could fail with a duplicate type, and a run with them.
+    from pcxbatch.sharedpace_pg import PgSlotStore
+
+    barrier = threading.Barrier(8)
+    failures: list[Exception] = []
+
+    def open_one() -> None:
+        barrier.wait()
+        try:
+            PgSlotStore(pg_database).close()
+        except Exception as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert failures == []
