@@ -83,7 +83,7 @@ def make_queue(config: ServerConfig) -> WorkQueue:
         return ThreadWorker()
     from pcxbatch.web.queue_pg import PgQueue
 
-    name = f"pcxbatch-serve {os.uname().nodename}:{os.getpid()}"
+    name = f"pcxbatch-serve {steps.process_name()}"
     return PgQueue(config.database, name=name, stalled_after=config.stalled_after)
 
 

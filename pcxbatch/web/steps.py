@@ -55,7 +55,7 @@ def preview(flow: Flow, who: Who, job_id: str) -> JobRecord:
         preview_asked_by=[who.account, who.role, who.origin],
     )  # fmt: skip
     flow.record(Event.PREVIEW, who, job_id, step="requested")
-    flow.queue.put(f"preview-{job_id}", PREVIEW, job_id)
+    _queue_preview(flow, job_id)
     return job
 
 
@@ -212,7 +212,7 @@ def recover(flow: Flow) -> None:
     already and the tasks ignore when they were done."""
     if flow.queue.durable:
         for job in flow.store.jobs([f.PREVIEWING]):
-            flow.queue.put(f"preview-{job.id}", PREVIEW, job.id)
+            _queue_preview(flow, job.id)
         for job in reversed(flow.store.jobs([f.QUEUED])):
             _queue_run(flow, job.id)
         return
@@ -222,6 +222,10 @@ def recover(flow: Flow) -> None:
     for job in reversed(flow.store.jobs([f.RUNNING, f.QUEUED])):
         flow.store.move(job.id, (f.RUNNING,), f.QUEUED, flow.now())
         _queue_run(flow, job.id)
+
+
+def _queue_preview(flow: Flow, job_id: str) -> None:
+    flow.queue.put(f"preview-{job_id}", PREVIEW, job_id)
 
 
 def _queue_run(flow: Flow, job_id: str) -> None:
@@ -236,7 +240,7 @@ def _run_task(flow: Flow, job_id: str) -> None:
 
     before = flow.store.job(job_id)
     job = flow.store.move(
-        job_id, (f.QUEUED, f.RUNNING), f.RUNNING, flow.now(), worker=_process_name(),
+        job_id, (f.QUEUED, f.RUNNING), f.RUNNING, flow.now(), worker=process_name(),
         progress=Progress().view(),
     )  # fmt: skip
     if before is None or job is None:  # cancelled while it waited, or done already
@@ -248,7 +252,7 @@ def _run_task(flow: Flow, job_id: str) -> None:
     taken_over = before.state == f.RUNNING
     seq = flow.store.start_run(job_id, operator, flow.now())
     flow.record(Event.RUN_START, who, job_id, plan_sha256=job.get("plan_sha256"),
-                worker=_process_name(), taken_over=taken_over)  # fmt: skip
+                worker=process_name(), taken_over=taken_over)  # fmt: skip
     facts: dict[str, Any]
     try:
         with Ticker(lambda: _keep_progress(flow, job_id, ui)):
@@ -283,7 +287,7 @@ def _step_aside(flow: Flow, before: JobRecord, seq: int, who: Who) -> None:
                     progress=before.get("progress"))  # fmt: skip
     flow.store.end_run(seq, "declined", None, flow.now())
     flow.set_live(before.id, None)
-    flow.record(Event.RUN_DECLINE, who, before.id, worker=_process_name(),
+    flow.record(Event.RUN_DECLINE, who, before.id, worker=process_name(),
                 reason="another process holds the run's lock and still runs it")  # fmt: skip
 
 
@@ -295,8 +299,9 @@ def _keep_progress(flow: Flow, job_id: str, ui: WebUI) -> None:
         ui.stop(str(reason))
 
 
-def _process_name() -> str:
-    """Which service process does the work (the API's ``worker`` and the audit entry)."""
+def process_name() -> str:
+    """Which service process does the work (the API's ``worker``, the audit entry, the queue's
+    worker name): ``host:pid``."""
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
