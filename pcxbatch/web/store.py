@@ -352,7 +352,7 @@ class Store:
         it is now, or None when there is no such job."""
         with self.engine.begin() as db:
             _hold(db, job_id)
-            row = db.execute(select(jobs.c.data).where(jobs.c.id == job_id)).first()
+            row = db.execute(select(jobs).where(jobs.c.id == job_id)).first()
             if row is None:
                 return None
             data = {**json.loads(row.data), **facts}
@@ -361,7 +361,8 @@ class Store:
                 .where(jobs.c.id == job_id)
                 .values(updated_at=now, data=json.dumps(data))
             )
-        return self.job(job_id)
+        # The row as written (no second reading: a run's progress is noted every second).
+        return JobRecord(row.id, row.state, row.created_by, row.created_at, now, data)
 
     def add_approval(
         self, job_id: str, account: str, decision: str, reason: str, plan: str, now: str
@@ -386,16 +387,13 @@ class Store:
             key = result.inserted_primary_key
             return int(key[0]) if key else 0
 
-    def end_open_runs(self, job_id: str, state: str, now: str) -> int:
-        """Mark the job's runs still ``running`` (their process died) as ended in ``state``;
-        how many there were."""
+    def end_open_runs(self, job_id: str, state: str, now: str) -> None:
+        """Mark the job's runs still ``running`` (their process died) as ended in ``state``."""
         with self.engine.begin() as db:
-            return int(
-                db.execute(
-                    update(runs)
-                    .where(runs.c.job_id == job_id, runs.c.state == "running")
-                    .values(state=state, ended_at=now)
-                ).rowcount
+            db.execute(
+                update(runs)
+                .where(runs.c.job_id == job_id, runs.c.state == "running")
+                .values(state=state, ended_at=now)
             )
 
     def end_run(self, seq: int, state: str, run_dir: str | None, now: str) -> None:
