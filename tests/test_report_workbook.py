@@ -479,3 +479,4 @@ def test_people_of_the_web_service_are_shown_as_signed_in_accounts(tmp_path: Pat
     assert got["Applied by (signed-in account)"][0] == "bob"
     assert "signed in to the pcxbatch web service" in got["Applied by (signed-in account)"][1]
     assert "Applied by (name given)" not in got
+    assert "people_signed_in" not in got  # said by the labels, not again as a raw fact

@@ -7,8 +7,9 @@ answering the auditor's first questions (which system, which file, who, when, wh
 each fact with a note saying what it means. Keys this module does not know are shown under
 "Other facts", so a fact added to the summary is never left off the sheet.
 
-Who previewed and who applied are shown as "name given": the CLI takes them from
-``PCXBATCH_OPERATOR`` or the login name and cannot check them.
+Who previewed and who applied are shown as "name given" when the CLI ran (it takes them from
+``PCXBATCH_OPERATOR`` or the login name and cannot check them) and as "signed-in account" when
+the web service did.
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ _SHOWN = frozenset(
         "previewed_at",
         "previewed_with",
         "applied_by",
+        "people_signed_in",  # shown in the labels of the people above
         "pcxbatch_version",
         "transitions",
         "whole_file",
